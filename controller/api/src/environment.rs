@@ -1,0 +1,150 @@
+//! `Environment`: a cluster-scoped stage of the promotion graph (dev, stg, prod), owned by the
+//! platform team. It carries the AWS account, the role kiln assumes there and the promotion
+//! rules, so a release author cannot loosen them (RBAC gives teams Releases, not Environments).
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{CustomResource, KubeSchema};
+use serde::{Deserialize, Serialize};
+
+use crate::common::{
+    ApprovalRequirement, DNS_LABEL_MESSAGE, DNS_LABEL_RULE, DURATION_MESSAGE, DURATION_RULE,
+};
+
+/// An environment releases are promoted into: its AWS account, the role kiln assumes there, and
+/// the rules a Promotion into it must satisfy.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "kiln.dev",
+    version = "v1alpha1",
+    kind = "Environment",
+    status = "EnvironmentStatus",
+    shortname = "kenv",
+    category = "kiln",
+    doc = "A stage of the promotion graph (dev, stg, prod): AWS account, deploy role and promotion rules.",
+    printcolumn(name = "Account", type_ = "string", json_path = ".spec.aws.accountId"),
+    printcolumn(name = "Region", type_ = "string", json_path = ".spec.aws.region"),
+    printcolumn(name = "Upstream", type_ = "string", json_path = ".spec.upstream"),
+    printcolumn(name = "Auto", type_ = "boolean", json_path = ".spec.promotion.auto"),
+    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[kube(validation = Rule::new("self.metadata.name.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$') && self.metadata.name.size() <= 63").message("metadata.name must be a DNS-1123 label (lowercase letters, digits and '-', at most 63 characters)"))]
+#[serde(rename_all = "camelCase")]
+pub struct EnvironmentSpec {
+    /// Environments a release must pass through (and bake in) before this one. Empty for the
+    /// first environment (dev). Cycles are reported in status.
+    #[serde(default)]
+    #[schemars(length(max = 8))]
+    #[schemars(extend("x-kubernetes-list-type" = "set"))]
+    #[x_kube(validation = Rule::new("self.all(e, e.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$') && e.size() <= 63)").message("upstream entries must be Environment names (DNS-1123 labels)"))]
+    pub upstream: Vec<String>,
+    /// The AWS account and deploy role for this environment.
+    pub aws: AwsTarget,
+    /// Rules a Promotion into this environment must satisfy before it deploys.
+    #[serde(default)]
+    pub promotion: PromotionRules,
+    /// How long a deployment bakes at full traffic, watched by the RollbackPolicy, before it is
+    /// declared good.
+    #[serde(default)]
+    pub bake: BakeSettings,
+    /// Name of the RollbackPolicy that guards deployments here. It is looked up in each
+    /// Release's namespace, so every team defines its own SLO alarms under the name the
+    /// platform team requires. A missing policy blocks the Promotion (fail closed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new(DNS_LABEL_RULE).message(DNS_LABEL_MESSAGE))]
+    #[schemars(length(max = 63))]
+    pub rollback_policy_ref: Option<String>,
+}
+
+/// Where and as whom kiln acts in AWS for an environment. No static keys: the controller's own
+/// identity (IRSA or EKS Pod Identity) assumes `roleArn`.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.roleArn.startsWith('arn:') && self.roleArn.split(':')[4] == self.accountId").message("roleArn must be a role in accountId (arn:aws:iam::<accountId>:role/<name>)"))]
+pub struct AwsTarget {
+    /// The 12-digit AWS account ID of this environment.
+    #[x_kube(validation = Rule::new("self.matches('^[0-9]{12}$')").message("accountId must be 12 digits"))]
+    #[schemars(length(max = 12))]
+    pub account_id: String,
+    /// The AWS region, e.g. `ca-central-1`.
+    #[x_kube(validation = Rule::new("self.matches('^[a-z]{2}(-[a-z]+)+-[0-9]+$')").message("region must look like us-east-1 or ca-central-1"))]
+    #[schemars(length(max = 32))]
+    pub region: String,
+    /// The IAM role kiln assumes (STS AssumeRole) to act in this account.
+    #[x_kube(validation = Rule::new("self.matches('^arn:aws[a-z-]*:iam::[0-9]{12}:role/[A-Za-z0-9+=,.@_/-]{1,512}$')").message("roleArn must be an IAM role ARN such as arn:aws:iam::333333333333:role/kiln-deploy"))]
+    #[schemars(length(max = 600))]
+    pub role_arn: String,
+    /// The external ID the role's trust policy requires, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 2, max = 1224))]
+    pub external_id: Option<String>,
+}
+
+/// Promotion rules of an environment.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct PromotionRules {
+    /// When true, kiln creates the Promotion into this environment by itself as soon as the
+    /// release may enter it (for the first environment: when the Release appears). When false,
+    /// a person or GitOps creates the Promotion (`kubectl kiln promote`).
+    #[serde(default)]
+    pub auto: bool,
+    /// Releases must carry a change reference (`spec.changeRef`) to enter this environment.
+    #[serde(default)]
+    pub require_change_ref: bool,
+    /// Approval quorums, all of which must be met. A person counts toward one quorum only.
+    #[serde(default)]
+    #[schemars(length(max = 8))]
+    pub approvals: Vec<ApprovalRequirement>,
+    /// Refuse approvals by the release author or the person who requested the Promotion.
+    #[serde(default = "yes")]
+    pub forbid_self_approval: bool,
+    /// The release must have run at full traffic in every upstream environment at least this
+    /// long (Go duration, e.g. `30m`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new(DURATION_RULE).message(DURATION_MESSAGE))]
+    #[schemars(length(max = 32))]
+    pub min_upstream_bake: Option<String>,
+    /// Block the promotion while any upstream environment's rollback alarms are firing.
+    #[serde(default = "yes")]
+    pub require_upstream_green: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Bake settings of an environment.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct BakeSettings {
+    /// How long to watch the RollbackPolicy after the last traffic step before declaring
+    /// success (Go duration, e.g. `10m`).
+    #[serde(default = "default_bake")]
+    #[x_kube(validation = Rule::new(DURATION_RULE).message(DURATION_MESSAGE))]
+    #[schemars(length(max = 32))]
+    pub duration: String,
+}
+
+fn default_bake() -> String {
+    "10m".to_string()
+}
+
+impl Default for BakeSettings {
+    fn default() -> Self {
+        BakeSettings { duration: default_bake() }
+    }
+}
+
+/// Observed state of an Environment.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct EnvironmentStatus {
+    /// The generation of the spec this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// `Ready` is False with reason `InvalidSpec` when the environment references an unknown
+    /// upstream or forms a cycle; the message says what to fix.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+}

@@ -1,0 +1,464 @@
+//! `Promotion`: one Release into one Environment. Created by kiln (auto environments), by a
+//! person (`kubectl kiln promote`) or by GitOps. Its status is the live record of the change
+//! and its evidence.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::{CustomResource, KubeSchema};
+use serde::{Deserialize, Serialize};
+
+use crate::common::{Approval, DNS_LABEL_MESSAGE, DNS_LABEL_RULE};
+
+/// Most entries kept in `status.timeline`; older entries are summarised in the evidence.
+pub const MAX_TIMELINE: usize = 64;
+
+/// A request to move one Release into one Environment, with its approvals.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "kiln.dev",
+    version = "v1alpha1",
+    kind = "Promotion",
+    namespaced,
+    status = "PromotionStatus",
+    shortname = "promo",
+    category = "kiln",
+    doc = "One Release promoted into one Environment: gates, approvals, deployment, bake and evidence.",
+    printcolumn(name = "Release", type_ = "string", json_path = ".spec.release"),
+    printcolumn(name = "Env", type_ = "string", json_path = ".spec.environment"),
+    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
+    printcolumn(name = "Weight", type_ = "integer", json_path = ".status.step.weight"),
+    printcolumn(name = "Gates", type_ = "string", json_path = ".status.gateSummary"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    selectable = ".spec.release",
+    selectable = ".spec.environment"
+)]
+#[x_kube(validation = Rule::new("self.release == oldSelf.release").message("release is immutable: create a new Promotion").field_path(".release"))]
+#[x_kube(validation = Rule::new("self.environment == oldSelf.environment").message("environment is immutable: create a new Promotion").field_path(".environment"))]
+#[x_kube(validation = Rule::new("has(self.rollback) == has(oldSelf.rollback) && (!has(self.rollback) || self.rollback == oldSelf.rollback)").message("rollback is immutable: create a new Promotion").field_path(".rollback"))]
+#[x_kube(validation = Rule::new("!has(oldSelf.requestedBy) || (has(self.requestedBy) && self.requestedBy == oldSelf.requestedBy)").message("requestedBy is immutable").field_path(".requestedBy"))]
+#[x_kube(validation = Rule::new("self.approvals.size() >= oldSelf.approvals.size() && self.approvals.slice(0, oldSelf.approvals.size()) == oldSelf.approvals").message("approvals are append-only: existing entries cannot be changed, reordered or removed").field_path(".approvals"))]
+#[x_kube(validation = Rule::new("!oldSelf.abort || self.abort").message("abort cannot be undone; use retry after the rollback completes").field_path(".abort"))]
+#[x_kube(validation = Rule::new("self.retry >= oldSelf.retry").message("retry only counts up").field_path(".retry"))]
+#[serde(rename_all = "camelCase")]
+pub struct PromotionSpec {
+    /// The Release (in this namespace) to promote. Immutable.
+    #[schemars(length(min = 1, max = 253))]
+    pub release: String,
+    /// The Environment to promote into. Immutable.
+    #[x_kube(validation = Rule::new(DNS_LABEL_RULE).message(DNS_LABEL_MESSAGE))]
+    #[schemars(length(max = 63))]
+    pub environment: String,
+    /// Who asked for this Promotion (stamped from the request's identity by kiln's admission
+    /// policy; kiln itself for auto environments). Immutable once set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub requested_by: Option<String>,
+    /// Approvals, append-only. Each entry is bound to the identity that added it.
+    #[serde(default)]
+    #[schemars(length(max = 32))]
+    pub approvals: Vec<Approval>,
+    /// Set to true to roll back now (a human rollback decision). Cannot be undone.
+    #[serde(default)]
+    pub abort: bool,
+    /// Increment to retry a Failed, RolledBack or Aborted Promotion from its gates.
+    #[serde(default)]
+    #[schemars(range(min = 0, max = 1000))]
+    pub retry: i32,
+    /// Marks this Promotion as a rollback to a last known good Release: it skips freeze,
+    /// approval and queue gates and the bake wait, and is recorded as a rollback. Immutable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback: Option<RollbackRequest>,
+}
+
+/// Why a rollback Promotion exists.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct RollbackRequest {
+    /// Why the environment is rolled back (for the evidence).
+    #[schemars(length(min = 1, max = 1024))]
+    pub reason: String,
+    /// The Release being rolled back from, if known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253))]
+    pub from_release: Option<String>,
+}
+
+/// Phase of a Promotion.
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum PromotionPhase {
+    /// Waiting for another Promotion of the same service in this environment.
+    #[default]
+    Queued,
+    /// Gates other than approvals are not met (upstream, change ref, validation).
+    WaitingForGates,
+    /// Only approvals are missing.
+    WaitingForApproval,
+    /// A freeze window blocks the deployment.
+    Frozen,
+    /// Traffic is moving to the new version.
+    Deploying,
+    /// Watching the rollback signals at a traffic step or at full traffic.
+    Baking,
+    /// Deployed and baked; the new version serves all traffic.
+    Succeeded,
+    /// Restoring the state recorded in status.previous.
+    RollingBack,
+    /// The previous state was restored.
+    RolledBack,
+    /// The Promotion failed before any traffic moved, or was superseded.
+    Failed,
+    /// Aborted by a person before any traffic moved.
+    Aborted,
+}
+
+impl PromotionPhase {
+    /// True once the Promotion has finished (it holds no environment lock).
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            PromotionPhase::Succeeded
+                | PromotionPhase::RolledBack
+                | PromotionPhase::Failed
+                | PromotionPhase::Aborted
+        )
+    }
+
+    /// True while AWS may differ from both the old and the new state (someone must drive it).
+    pub fn is_in_flight(self) -> bool {
+        matches!(
+            self,
+            PromotionPhase::Deploying | PromotionPhase::Baking | PromotionPhase::RollingBack
+        )
+    }
+
+    /// The phase's name as shown in status.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PromotionPhase::Queued => "Queued",
+            PromotionPhase::WaitingForGates => "WaitingForGates",
+            PromotionPhase::WaitingForApproval => "WaitingForApproval",
+            PromotionPhase::Frozen => "Frozen",
+            PromotionPhase::Deploying => "Deploying",
+            PromotionPhase::Baking => "Baking",
+            PromotionPhase::Succeeded => "Succeeded",
+            PromotionPhase::RollingBack => "RollingBack",
+            PromotionPhase::RolledBack => "RolledBack",
+            PromotionPhase::Failed => "Failed",
+            PromotionPhase::Aborted => "Aborted",
+        }
+    }
+}
+
+impl std::fmt::Display for PromotionPhase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Observed state of a Promotion: gates, deployment progress, bake, rollback and evidence.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct PromotionStatus {
+    /// The generation of the spec this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Where the Promotion stands.
+    #[serde(default)]
+    pub phase: PromotionPhase,
+    /// Each gate with its result and a human message, as last evaluated.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gates: Vec<GateResult>,
+    /// One line for `kubectl get`: "ok" or the failing gates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gate_summary: Option<String>,
+    /// The value of spec.retry this status has acted on.
+    #[serde(default)]
+    pub observed_retry: i32,
+    /// When the deployment started (gates passed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<Time>,
+    /// When the Promotion reached a terminal phase.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completed_at: Option<Time>,
+    /// The exact pre-change state, captured before the first traffic change: what a rollback
+    /// restores.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous: Option<Snapshot>,
+    /// What kiln created in AWS for this Promotion (task definition, task set, version,
+    /// deployment), so a restarted controller finds it instead of creating it again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployed: Option<DeployedResources>,
+    /// Hooks that have passed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hooks_passed: Vec<String>,
+    /// The current traffic step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<StepStatus>,
+    /// When all traffic reached the new version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub full_traffic_at: Option<Time>,
+    /// The current bake and the signals observed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bake: Option<BakeStatus>,
+    /// The freeze exception this Promotion used, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub freeze_exception: Option<String>,
+    /// Why and when the Promotion rolled back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback: Option<RollbackStatus>,
+    /// Every transition with its time and cause (most recent last, bounded).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    pub timeline: Vec<TimelineEntry>,
+    /// The evidence record of this change (set when the Promotion finishes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<Evidence>,
+    /// SHA-256 (hex) of the canonical JSON of `evidence`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evidence_sha256: Option<String>,
+    /// A one-line explanation of the current phase.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// Ready, Reconciling and Stalled (kstatus).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+}
+
+/// The result of one gate.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct GateResult {
+    /// The gate: validation, upstream, upstreamHealth, changeRef, freeze, approvals, queue.
+    pub name: String,
+    /// Whether the gate passes.
+    pub ok: bool,
+    /// What the gate found, for people.
+    pub message: String,
+}
+
+/// The exact state a rollback returns AWS to.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct Snapshot {
+    /// When the snapshot was taken.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub captured_at: Option<Time>,
+    /// ECS state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ecs: Option<EcsSnapshot>,
+    /// Lambda state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lambda: Option<LambdaSnapshot>,
+}
+
+/// ECS state before the change.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct EcsSnapshot {
+    /// The service's task definition ARN.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_definition: Option<String>,
+    /// The primary task set's ID (EXTERNAL deployment controller).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub primary_task_set: Option<String>,
+    /// The weighted forward action's target groups and weights.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub listener_weights: Vec<TargetGroupWeight>,
+    /// The listener or rule ARN the weights belong to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listener_or_rule_arn: Option<String>,
+}
+
+/// A target group and its weight in a forward action.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct TargetGroupWeight {
+    /// The target group ARN.
+    pub target_group_arn: String,
+    /// Its weight (0-999 as ELBv2 allows).
+    pub weight: i32,
+}
+
+/// Lambda alias state before the change.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct LambdaSnapshot {
+    /// The version the alias pointed to.
+    pub version: String,
+    /// Additional version weights of the alias routing config (version → weight 0-1).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub routing: BTreeMap<String, String>,
+}
+
+/// What kiln created in AWS for a Promotion.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct DeployedResources {
+    /// The task definition registered with the release's image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_definition: Option<String>,
+    /// The green task set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_set: Option<String>,
+    /// The Lambda version published (its CodeSha256 was checked).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lambda_version: Option<String>,
+    /// The CodeDeploy deployment ID.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code_deploy_deployment: Option<String>,
+}
+
+/// The current traffic step.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct StepStatus {
+    /// Zero-based index into the steps.
+    pub index: i32,
+    /// Percentage of traffic on the new version.
+    pub weight: i32,
+    /// How many steps there are.
+    pub total: i32,
+    /// When this step's weight was applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub applied_at: Option<Time>,
+}
+
+/// A bake in progress or finished.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct BakeStatus {
+    /// When the bake started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<Time>,
+    /// When it ends if nothing breaches.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ends_at: Option<Time>,
+    /// The rollback signals as last observed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 100))]
+    pub signals: Vec<SignalStatus>,
+}
+
+/// One rollback signal as last observed.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SignalStatus {
+    /// The alarm name, metric trigger name or `errorBudget`.
+    pub name: String,
+    /// alarm | metric | errorBudget.
+    pub kind: String,
+    /// OK | ALARM | INSUFFICIENT_DATA | MISSING for alarms; OK | BREACH | NO_DATA otherwise.
+    pub state: String,
+    /// When the signal entered this state (alarms: StateUpdatedTimestamp).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<Time>,
+    /// The last value (metrics: the datapoint; error budget: percent of budget burned).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<f64>,
+}
+
+/// Why and when a Promotion rolled back.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct RollbackStatus {
+    /// alarm | metric | errorBudget | hookFailed | deploymentFailed | abort | superseded.
+    pub cause: String,
+    /// The signal or hook that triggered it, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal: Option<String>,
+    /// What happened, for people.
+    pub message: String,
+    /// When the breach began (e.g. the alarm's state change), if known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub breach_started_at: Option<Time>,
+    /// When kiln detected it.
+    pub detected_at: Time,
+    /// When the previous state was restored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completed_at: Option<Time>,
+}
+
+/// One transition in a Promotion's life.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct TimelineEntry {
+    /// When it happened.
+    pub at: Time,
+    /// The phase entered (or kept).
+    pub phase: PromotionPhase,
+    /// A machine-readable cause (CamelCase), e.g. GatesPassed, TrafficShifted, BreachDetected.
+    pub reason: String,
+    /// What happened, for people.
+    pub message: String,
+}
+
+/// The audit record of a production change (and of every Promotion that deployed or rolled back).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Evidence {
+    /// Whether this was a forward promotion or a rollback promotion.
+    pub kind: String,
+    /// The Release name.
+    pub release: String,
+    /// The service.
+    pub service: String,
+    /// The version.
+    pub version: String,
+    /// The release type.
+    pub release_type: String,
+    /// The source commit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit: Option<String>,
+    /// Every artifact with its digest (images) or CodeSha256 (zips).
+    pub artifacts: Vec<EvidenceArtifact>,
+    /// The environment.
+    pub environment: String,
+    /// The AWS account.
+    pub account_id: String,
+    /// The region.
+    pub region: String,
+    /// The change reference.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub change_ref: Option<String>,
+    /// Who requested the Promotion.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_by: Option<String>,
+    /// Who authored the release.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub author: Option<String>,
+    /// Every approval (user, role, time).
+    #[serde(default)]
+    pub approvals: Vec<Approval>,
+    /// Each gate with its result at decision time.
+    #[serde(default)]
+    pub gates: Vec<GateResult>,
+    /// The freeze exception used, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub freeze_exception: Option<String>,
+    /// The deployment timeline.
+    #[serde(default)]
+    pub timeline: Vec<TimelineEntry>,
+    /// The bake signals as last observed.
+    #[serde(default)]
+    pub signals: Vec<SignalStatus>,
+    /// The rollback, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback: Option<RollbackStatus>,
+    /// The outcome: Succeeded, RolledBack, Failed or Aborted.
+    pub outcome: PromotionPhase,
+    /// The kiln version that made the decisions.
+    pub controller_version: String,
+}
+
+/// An artifact in the evidence.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct EvidenceArtifact {
+    /// The artifact name.
+    pub name: String,
+    /// The image reference or S3 location.
+    pub reference: String,
+    /// `sha256:<hex>` for images, the base64 CodeSha256 for zips.
+    pub digest: String,
+}

@@ -1,0 +1,96 @@
+//! Go-style durations ("30s", "5m", "1h30m", "1.5h", "250ms"), the form Kubernetes users write
+//! and the CRD schema's CEL rule accepts.
+
+use jiff::SignedDuration;
+
+use crate::SpecError;
+
+/// Parses a positive Go-style duration. `field` names the place for the error message.
+pub fn parse(field: &str, value: &str) -> Result<SignedDuration, SpecError> {
+    let bad = || SpecError::BadDuration { field: field.to_string(), value: value.to_string() };
+    let mut rest = value;
+    let mut total_nanos: i128 = 0;
+    if rest.is_empty() {
+        return Err(bad());
+    }
+    while !rest.is_empty() {
+        let num_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).ok_or_else(bad)?;
+        let (num, tail) = rest.split_at(num_len);
+        let unit_len = tail.find(|c: char| c.is_ascii_digit()).unwrap_or(tail.len());
+        let (unit, tail) = tail.split_at(unit_len);
+        let scale: i128 = match unit {
+            "ms" => 1_000_000,
+            "s" => 1_000_000_000,
+            "m" => 60_000_000_000,
+            "h" => 3_600_000_000_000,
+            _ => return Err(bad()),
+        };
+        let (int_part, frac_part) = match num.split_once('.') {
+            Some((i, f)) if !i.is_empty() && !f.is_empty() => (i, f),
+            Some(_) => return Err(bad()),
+            None => (num, ""),
+        };
+        if int_part.is_empty() {
+            return Err(bad());
+        }
+        let int: i128 = int_part.parse().map_err(|_| bad())?;
+        let mut nanos = int.checked_mul(scale).ok_or_else(bad)?;
+        if !frac_part.is_empty() {
+            // Only the first 9 fractional digits can matter at nanosecond resolution.
+            let digits = &frac_part[..frac_part.len().min(9)];
+            let frac: i128 = digits.parse().map_err(|_| bad())?;
+            nanos += frac * scale / 10_i128.pow(digits.len() as u32);
+        }
+        total_nanos = total_nanos.checked_add(nanos).ok_or_else(bad)?;
+        rest = tail;
+    }
+    if total_nanos <= 0 {
+        return Err(bad());
+    }
+    let secs = i64::try_from(total_nanos / 1_000_000_000).map_err(|_| bad())?;
+    let nanos = i32::try_from(total_nanos % 1_000_000_000).map_err(|_| bad())?;
+    Ok(SignedDuration::new(secs, nanos))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn parses_go_durations() {
+        let cases = [
+            ("30s", 30_000),
+            ("5m", 300_000),
+            ("1h30m", 5_400_000),
+            ("1.5h", 5_400_000),
+            ("250ms", 250),
+            ("2h0m10s", 7_210_000),
+        ];
+        for (text, millis) in cases {
+            assert_eq!(parse("f", text).unwrap().as_millis(), millis, "{text}");
+        }
+    }
+
+    #[test]
+    fn rejects_what_the_schema_rejects() {
+        for text in ["", "0s", "5", "m", "5d", "-5m", ".5h", "5.m", "1h 30m", "5M", "0m0s"] {
+            let err = parse("spec.bake.duration", text).unwrap_err();
+            assert!(err.to_string().contains("spec.bake.duration"), "{err}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn composed_units_add_up(h in 0u32..100, m in 0u32..60, s in 1u32..60) {
+            let text = format!("{h}h{m}m{s}s");
+            let d = parse("f", &text).unwrap();
+            prop_assert_eq!(d.as_secs(), i64::from(h) * 3600 + i64::from(m) * 60 + i64::from(s));
+        }
+
+        #[test]
+        fn never_panics(text in ".{0,24}") {
+            let _ = parse("f", &text);
+        }
+    }
+}

@@ -1,0 +1,31 @@
+//! kiln's decision core.
+//!
+//! Everything here is a pure function of its inputs: no async, no clients, no clock of its own.
+//! The controller observes Kubernetes and AWS, calls into this crate with what it saw and the
+//! current time, and executes the actions it gets back. That is what lets freeze windows across
+//! DST, approval quorums and every Promotion transition be tested by the thousand.
+//!
+//! - [`duration`]: Go-style durations as written in manifests.
+//! - [`freeze`]: is an environment frozen at an instant, until when, and when next.
+//! - [`approvals`]: which approval quorums are met.
+//! - [`signals`]: breach evaluation of a RollbackPolicy against observed signals.
+//! - [`gates`]: every gate of a Promotion, with a human message.
+//! - [`machine`]: the Promotion state machine (status, now) → (next status, action).
+//! - [`release`]: a Release's aggregate status and the Promotions kiln should create.
+//! - [`validate`]: what the schema cannot check (unknown environments, cycles, time zones).
+//! - [`evidence`]: the evidence record and its digest.
+#![forbid(unsafe_code)]
+
+pub mod approvals;
+pub mod duration;
+pub mod error;
+pub mod evidence;
+pub mod freeze;
+pub mod gates;
+pub mod machine;
+pub mod release;
+pub mod signals;
+pub mod time;
+pub mod validate;
+
+pub use error::SpecError;
