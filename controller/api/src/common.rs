@@ -7,15 +7,13 @@ use serde::{Deserialize, Serialize};
 /// CEL: a DNS-1123 label (lowercase alphanumerics and '-', at most 63 characters).
 pub const DNS_LABEL_RULE: &str = "self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$') && self.size() <= 63";
 /// The message users see when [`DNS_LABEL_RULE`] fails.
-pub const DNS_LABEL_MESSAGE: &str =
-    "must be a DNS-1123 label: lowercase letters, digits and '-', starting and ending with a letter or digit, at most 63 characters";
+pub const DNS_LABEL_MESSAGE: &str = "must be a DNS-1123 label: lowercase letters, digits and '-', starting and ending with a letter or digit, at most 63 characters";
 
 /// CEL: a Go-style duration ("90s", "5m", "1h30m", "250ms") that is greater than zero.
 pub const DURATION_RULE: &str =
     "self.matches('^([0-9]+(\\\\.[0-9]+)?(ms|s|m|h))+$') && duration(self) > duration('0s')";
 /// The message users see when [`DURATION_RULE`] fails.
-pub const DURATION_MESSAGE: &str =
-    "must be a positive duration such as 30s, 5m, 1h30m (units: ms, s, m, h)";
+pub const DURATION_MESSAGE: &str = "must be a positive duration such as 30s, 5m, 1h30m (units: ms, s, m, h)";
 
 /// An approval quorum: `count` distinct people holding `role`.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]

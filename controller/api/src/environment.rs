@@ -6,9 +6,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
-use crate::common::{
-    ApprovalRequirement, DNS_LABEL_MESSAGE, DNS_LABEL_RULE, DURATION_MESSAGE, DURATION_RULE,
-};
+use crate::common::{ApprovalRequirement, DNS_LABEL_MESSAGE, DNS_LABEL_RULE, DURATION_MESSAGE, DURATION_RULE};
 
 /// An environment releases are promoted into: its AWS account, the role kiln assumes there, and
 /// the rules a Promotion into it must satisfy.
@@ -34,7 +32,7 @@ pub struct EnvironmentSpec {
     /// Environments a release must pass through (and bake in) before this one. Empty for the
     /// first environment (dev). Cycles are reported in status.
     #[serde(default)]
-    #[schemars(length(max = 8))]
+    #[schemars(length(max = 8), inner(length(max = 63)))]
     #[schemars(extend("x-kubernetes-list-type" = "set"))]
     #[x_kube(validation = Rule::new("self.all(e, e.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$') && e.size() <= 63)").message("upstream entries must be Environment names (DNS-1123 labels)"))]
     pub upstream: Vec<String>,
@@ -81,7 +79,7 @@ pub struct AwsTarget {
 }
 
 /// Promotion rules of an environment.
-#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct PromotionRules {
     /// When true, kiln creates the Promotion into this environment by itself as soon as the
@@ -112,6 +110,21 @@ pub struct PromotionRules {
 
 fn yes() -> bool {
     true
+}
+
+/// An omitted `promotion` gets the same safe defaults as `promotion: {}`: self-approval forbidden
+/// and upstream alarms required green.
+impl Default for PromotionRules {
+    fn default() -> Self {
+        PromotionRules {
+            auto: false,
+            require_change_ref: false,
+            approvals: Vec::new(),
+            forbid_self_approval: true,
+            min_upstream_bake: None,
+            require_upstream_green: true,
+        }
+    }
 }
 
 /// Bake settings of an environment.

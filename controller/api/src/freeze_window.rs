@@ -30,15 +30,14 @@ use crate::common::{ApprovalRequirement, ReleaseType};
 pub struct FreezeWindowSpec {
     /// The environments this window freezes. Empty means every environment.
     #[serde(default)]
-    #[schemars(length(max = 16))]
+    #[schemars(length(max = 16), inner(length(max = 63)))]
     #[schemars(extend("x-kubernetes-list-type" = "set"))]
     #[x_kube(validation = Rule::new("self.all(e, e.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$') && e.size() <= 63)").message("environments must be Environment names (DNS-1123 labels)"))]
     pub environments: Vec<String>,
     /// Only these services are frozen. Empty means every service.
     #[serde(default)]
-    #[schemars(length(max = 64))]
+    #[schemars(length(max = 64), inner(length(max = 63)))]
     #[schemars(extend("x-kubernetes-list-type" = "set"))]
-    #[x_kube(validation = Rule::new("self.all(e, e.size() <= 63)").message("service names are at most 63 characters"))]
     pub services: Vec<String>,
     /// IANA time zone the recurring spans are written in, e.g. America/New_York. Daylight
     /// saving time is handled: "Friday 17:00" is 17:00 local time all year.

@@ -4,6 +4,9 @@
 //! suite share one definition. CRD YAML is generated from these types by `crdgen` and checked in
 //! under `crds/`; the test suite fails when the two drift apart.
 #![forbid(unsafe_code)]
+// `printcolumn(..., type_ = "string", ...)` repeats identical key-value pairs inside the derive
+// macro's attribute, which clippy mistakes for duplicated attributes.
+#![allow(clippy::duplicated_attributes)]
 
 pub mod common;
 pub mod environment;

@@ -13,6 +13,25 @@ use crate::common::{Approval, DNS_LABEL_MESSAGE, DNS_LABEL_RULE};
 /// Most entries kept in `status.timeline`; older entries are summarised in the evidence.
 pub const MAX_TIMELINE: usize = 64;
 
+/// Most approvals a Promotion holds (`spec.approvals` maxItems).
+pub const MAX_APPROVALS: usize = 32;
+
+/// Expands to a CEL rule comparing every position an old approval can occupy. Kubernetes 1.33's
+/// CEL environment has no `slice()`, so "the old list is a prefix of the new one" is written out
+/// for each of the [`MAX_APPROVALS`] positions; `||` short-circuits past the old list's end.
+macro_rules! append_only_rule {
+    ($($i:literal)*) => {
+        concat!(
+            "self.approvals.size() >= oldSelf.approvals.size()",
+            $(" && (oldSelf.approvals.size() <= ", $i, " || self.approvals[", $i, "] == oldSelf.approvals[", $i, "])",)*
+        )
+    };
+}
+
+/// CEL: existing approvals cannot change, be reordered or disappear; new ones are appended.
+pub const APPEND_ONLY_APPROVALS: &str =
+    append_only_rule!(0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31);
+
 /// A request to move one Release into one Environment, with its approvals.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
@@ -37,7 +56,7 @@ pub const MAX_TIMELINE: usize = 64;
 #[x_kube(validation = Rule::new("self.environment == oldSelf.environment").message("environment is immutable: create a new Promotion").field_path(".environment"))]
 #[x_kube(validation = Rule::new("has(self.rollback) == has(oldSelf.rollback) && (!has(self.rollback) || self.rollback == oldSelf.rollback)").message("rollback is immutable: create a new Promotion").field_path(".rollback"))]
 #[x_kube(validation = Rule::new("!has(oldSelf.requestedBy) || (has(self.requestedBy) && self.requestedBy == oldSelf.requestedBy)").message("requestedBy is immutable").field_path(".requestedBy"))]
-#[x_kube(validation = Rule::new("self.approvals.size() >= oldSelf.approvals.size() && self.approvals.slice(0, oldSelf.approvals.size()) == oldSelf.approvals").message("approvals are append-only: existing entries cannot be changed, reordered or removed").field_path(".approvals"))]
+#[x_kube(validation = Rule::new(APPEND_ONLY_APPROVALS).message("approvals are append-only: existing entries cannot be changed, reordered or removed").field_path(".approvals"))]
 #[x_kube(validation = Rule::new("!oldSelf.abort || self.abort").message("abort cannot be undone; use retry after the rollback completes").field_path(".abort"))]
 #[x_kube(validation = Rule::new("self.retry >= oldSelf.retry").message("retry only counts up").field_path(".retry"))]
 #[serde(rename_all = "camelCase")]
@@ -117,19 +136,13 @@ impl PromotionPhase {
     pub fn is_terminal(self) -> bool {
         matches!(
             self,
-            PromotionPhase::Succeeded
-                | PromotionPhase::RolledBack
-                | PromotionPhase::Failed
-                | PromotionPhase::Aborted
+            PromotionPhase::Succeeded | PromotionPhase::RolledBack | PromotionPhase::Failed | PromotionPhase::Aborted
         )
     }
 
     /// True while AWS may differ from both the old and the new state (someone must drive it).
     pub fn is_in_flight(self) -> bool {
-        matches!(
-            self,
-            PromotionPhase::Deploying | PromotionPhase::Baking | PromotionPhase::RollingBack
-        )
+        matches!(self, PromotionPhase::Deploying | PromotionPhase::Baking | PromotionPhase::RollingBack)
     }
 
     /// The phase's name as shown in status.
@@ -429,6 +442,7 @@ pub struct Evidence {
     pub author: Option<String>,
     /// Every approval (user, role, time).
     #[serde(default)]
+    #[schemars(length(max = 32))]
     pub approvals: Vec<Approval>,
     /// Each gate with its result at decision time.
     #[serde(default)]

@@ -78,7 +78,7 @@ pub struct ReleaseSpec {
     pub target: Target,
     /// The environments to promote through, in order (e.g. [dev, stg, prod]). Each must exist as
     /// an Environment, and each environment's upstreams must come earlier in this list.
-    #[schemars(length(min = 1, max = 8))]
+    #[schemars(length(min = 1, max = 8), inner(length(max = 63)))]
     #[schemars(extend("x-kubernetes-list-type" = "set"))]
     #[x_kube(validation = Rule::new("self.all(e, e.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$') && e.size() <= 63)").message("environments must be Environment names (DNS-1123 labels)"))]
     pub environments: Vec<String>,

@@ -11,9 +11,7 @@ pub fn render_all() -> Vec<(&'static str, Result<String, String>)> {
     kiln_api::crds()
         .into_iter()
         .map(|(file, crd)| {
-            let yaml = serde_saphyr::to_string(&crd)
-                .map(|y| format!("{HEADER}{y}"))
-                .map_err(|e| e.to_string());
+            let yaml = serde_saphyr::to_string(&crd).map(|y| format!("{HEADER}{y}")).map_err(|e| e.to_string());
             (file, yaml)
         })
         .collect()
