@@ -1,1 +1,334 @@
-//! TODO
+//! Approval quorums: which requirements a list of approvals meets.
+//!
+//! Rules (from the release-management policy):
+//! - each requirement needs `count` *distinct* people approving in its role;
+//! - a person counts toward one requirement only (two-person rule: a security lead who is also
+//!   the product owner cannot satisfy both), found by a maximum bipartite matching so the order
+//!   of approvals never matters;
+//! - duplicate approvals by one person count once;
+//! - with `forbid_self_approval`, approvals by the release author or the promotion requester are
+//!   ignored and reported.
+
+use kiln_api::{Approval, ApprovalRequirement};
+
+/// Who may not approve a change of their own.
+#[derive(Debug, Clone, Default)]
+pub struct SelfApprovalRule<'a> {
+    /// Whether self-approval is forbidden.
+    pub forbid: bool,
+    /// The Release's author.
+    pub author: Option<&'a str>,
+    /// The person who requested the Promotion.
+    pub requester: Option<&'a str>,
+}
+
+impl SelfApprovalRule<'_> {
+    /// Why `user` may not approve, if so. Usernames are compared ignoring ASCII case so
+    /// `Alice@Example.com` cannot approve `alice@example.com`'s change.
+    fn refusal(&self, user: &str) -> Option<&'static str> {
+        if !self.forbid {
+            return None;
+        }
+        let same = |other: Option<&str>| other.is_some_and(|o| o.eq_ignore_ascii_case(user));
+        if same(self.author) {
+            Some("is the release author")
+        } else if same(self.requester) {
+            Some("requested this promotion")
+        } else {
+            None
+        }
+    }
+}
+
+/// One requirement and who was counted toward it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequirementResult {
+    /// The role.
+    pub role: String,
+    /// How many people it needs.
+    pub needed: u32,
+    /// The people counted toward it (at most `needed`).
+    pub approvers: Vec<String>,
+}
+
+impl RequirementResult {
+    /// Whether the requirement is met.
+    pub fn met(&self) -> bool {
+        self.approvers.len() >= self.needed as usize
+    }
+}
+
+/// An approval that was not counted, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused {
+    /// The approver.
+    pub user: String,
+    /// The role they approved in.
+    pub role: String,
+    /// Why it did not count.
+    pub reason: String,
+}
+
+/// The outcome of checking approvals against requirements.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuorumReport {
+    /// Each requirement with the people counted toward it.
+    pub requirements: Vec<RequirementResult>,
+    /// Approvals that were not counted because of the self-approval rule.
+    pub refused: Vec<Refused>,
+}
+
+impl QuorumReport {
+    /// True when every requirement is met.
+    pub fn met(&self) -> bool {
+        self.requirements.iter().all(RequirementResult::met)
+    }
+
+    /// A one-line summary for a gate message, e.g.
+    /// `needs 1 product approval (have security: seclead)` or
+    /// `approved (security: seclead; product: pm)`.
+    pub fn message(&self) -> String {
+        let have: Vec<String> = self
+            .requirements
+            .iter()
+            .filter(|r| !r.approvers.is_empty())
+            .map(|r| format!("{}: {}", r.role, r.approvers.join(", ")))
+            .collect();
+        let mut msg = if self.requirements.is_empty() {
+            "no approvals required".to_string()
+        } else if self.met() {
+            format!("approved ({})", have.join("; "))
+        } else {
+            let missing: Vec<String> = self
+                .requirements
+                .iter()
+                .filter(|r| !r.met())
+                .map(|r| {
+                    let n = r.needed as usize - r.approvers.len();
+                    let noun = if n == 1 { "approval" } else { "approvals" };
+                    format!("{n} {} {noun}", r.role)
+                })
+                .collect();
+            let have = if have.is_empty() { "none".to_string() } else { have.join("; ") };
+            format!("needs {} (have {have})", missing.join(" and "))
+        };
+        for r in &self.refused {
+            msg.push_str(&format!("; {} ({}) not counted: {}", r.user, r.role, r.reason));
+        }
+        msg
+    }
+}
+
+/// Checks `approvals` against `requirements`.
+pub fn evaluate(
+    requirements: &[ApprovalRequirement],
+    approvals: &[Approval],
+    rule: &SelfApprovalRule<'_>,
+) -> QuorumReport {
+    // Distinct (user, role) pairs that count, in first-seen order.
+    let mut users: Vec<(String, Vec<String>)> = Vec::new();
+    let mut refused: Vec<Refused> = Vec::new();
+    for a in approvals {
+        if let Some(reason) = rule.refusal(&a.user) {
+            if !refused.iter().any(|r| r.user == a.user && r.role == a.role) {
+                refused.push(Refused {
+                    user: a.user.clone(),
+                    role: a.role.clone(),
+                    reason: format!("{} {reason}", a.user),
+                });
+            }
+            continue;
+        }
+        match users.iter_mut().find(|(u, _)| *u == a.user) {
+            Some((_, roles)) if !roles.contains(&a.role) => roles.push(a.role.clone()),
+            Some(_) => {}
+            None => users.push((a.user.clone(), vec![a.role.clone()])),
+        }
+    }
+
+    // One slot per required approver; match people to slots (Kuhn's augmenting paths).
+    let slots: Vec<usize> =
+        requirements.iter().enumerate().flat_map(|(i, r)| std::iter::repeat_n(i, r.count as usize)).collect();
+    let mut slot_owner: Vec<Option<usize>> = vec![None; slots.len()];
+    for u in 0..users.len() {
+        let mut seen = vec![false; slots.len()];
+        augment(u, &users, requirements, &slots, &mut slot_owner, &mut seen);
+    }
+
+    let mut results: Vec<RequirementResult> = requirements
+        .iter()
+        .map(|r| RequirementResult { role: r.role.clone(), needed: r.count, approvers: Vec::new() })
+        .collect();
+    for (slot, owner) in slot_owner.iter().enumerate() {
+        if let (Some(u), Some(req)) = (owner, slots.get(slot))
+            && let (Some(res), Some((name, _))) = (results.get_mut(*req), users.get(*u))
+        {
+            res.approvers.push(name.clone());
+        }
+    }
+    QuorumReport { requirements: results, refused }
+}
+
+fn augment(
+    user: usize,
+    users: &[(String, Vec<String>)],
+    requirements: &[ApprovalRequirement],
+    slots: &[usize],
+    slot_owner: &mut [Option<usize>],
+    seen: &mut [bool],
+) -> bool {
+    let Some((_, roles)) = users.get(user) else { return false };
+    for (slot, req) in slots.iter().enumerate() {
+        let Some(requirement) = requirements.get(*req) else { continue };
+        if seen[slot] || !roles.contains(&requirement.role) {
+            continue;
+        }
+        seen[slot] = true;
+        let free = match slot_owner[slot] {
+            None => true,
+            Some(other) => augment(other, users, requirements, slots, slot_owner, seen),
+        };
+        if free {
+            slot_owner[slot] = Some(user);
+            return true;
+        }
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jiff::Timestamp;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+    use proptest::prelude::*;
+
+    fn req(role: &str, count: u32) -> ApprovalRequirement {
+        ApprovalRequirement { role: role.into(), count }
+    }
+
+    fn ap(user: &str, role: &str) -> Approval {
+        Approval { user: user.into(), role: role.into(), at: Time(Timestamp::UNIX_EPOCH), comment: None }
+    }
+
+    const NOBODY: SelfApprovalRule<'static> = SelfApprovalRule { forbid: true, author: None, requester: None };
+
+    #[test]
+    fn prod_needs_security_and_product() {
+        let reqs = [req("security", 1), req("product", 1)];
+        let r = evaluate(&reqs, &[ap("seclead", "security")], &NOBODY);
+        assert!(!r.met());
+        assert_eq!(r.message(), "needs 1 product approval (have security: seclead)");
+        let r = evaluate(&reqs, &[ap("seclead", "security"), ap("pm", "product")], &NOBODY);
+        assert!(r.met());
+        assert_eq!(r.message(), "approved (security: seclead; product: pm)");
+    }
+
+    #[test]
+    fn one_person_counts_toward_one_requirement_only() {
+        let reqs = [req("security", 1), req("product", 1)];
+        let r = evaluate(&reqs, &[ap("alice", "security"), ap("alice", "product")], &NOBODY);
+        assert!(!r.met(), "{}", r.message());
+    }
+
+    #[test]
+    fn matching_finds_the_assignment_whatever_the_order() {
+        // alice can do either role, bob only security: alice must take product.
+        let reqs = [req("security", 1), req("product", 1)];
+        let approvals = [ap("alice", "security"), ap("alice", "product"), ap("bob", "security")];
+        let r = evaluate(&reqs, &approvals, &NOBODY);
+        assert!(r.met(), "{}", r.message());
+        assert_eq!(r.requirements[0].approvers, vec!["bob"]);
+        assert_eq!(r.requirements[1].approvers, vec!["alice"]);
+    }
+
+    #[test]
+    fn duplicates_count_once_and_counts_need_distinct_people() {
+        let reqs = [req("security", 2)];
+        let r = evaluate(&reqs, &[ap("a", "security"), ap("a", "security")], &NOBODY);
+        assert!(!r.met());
+        assert_eq!(r.message(), "needs 1 security approval (have security: a)");
+        let r = evaluate(&reqs, &[ap("a", "security"), ap("b", "security")], &NOBODY);
+        assert!(r.met());
+    }
+
+    #[test]
+    fn self_approval_is_refused_when_forbidden() {
+        let reqs = [req("release-engineering", 1)];
+        let rule = SelfApprovalRule { forbid: true, author: Some("dev@example.com"), requester: Some("ci-bot") };
+        let r = evaluate(&reqs, &[ap("Dev@Example.com", "release-engineering")], &rule);
+        assert!(!r.met());
+        assert!(r.message().contains("Dev@Example.com is the release author"), "{}", r.message());
+        let r = evaluate(&reqs, &[ap("ci-bot", "release-engineering")], &rule);
+        assert!(r.message().contains("requested this promotion"), "{}", r.message());
+        let allowed = SelfApprovalRule { forbid: false, ..rule };
+        assert!(evaluate(&reqs, &[ap("ci-bot", "release-engineering")], &allowed).met());
+    }
+
+    #[test]
+    fn wrong_role_does_not_count_and_no_requirements_is_met() {
+        let r = evaluate(&[req("security", 1)], &[ap("a", "product")], &NOBODY);
+        assert_eq!(r.message(), "needs 1 security approval (have none)");
+        let r = evaluate(&[], &[], &NOBODY);
+        assert!(r.met());
+        assert_eq!(r.message(), "no approvals required");
+    }
+
+    /// A brute-force reference: try every assignment of users to slots.
+    fn brute_force(reqs: &[ApprovalRequirement], approvals: &[Approval]) -> bool {
+        let slots: Vec<&str> =
+            reqs.iter().flat_map(|r| std::iter::repeat_n(r.role.as_str(), r.count as usize)).collect();
+        let mut users: Vec<&str> = approvals.iter().map(|a| a.user.as_str()).collect();
+        users.sort();
+        users.dedup();
+        fn fill(i: usize, slots: &[&str], users: &[&str], used: &mut Vec<bool>, approvals: &[Approval]) -> bool {
+            if i == slots.len() {
+                return true;
+            }
+            for (u, name) in users.iter().enumerate() {
+                if !used[u] && approvals.iter().any(|a| a.user == *name && a.role == slots[i]) {
+                    used[u] = true;
+                    if fill(i + 1, slots, users, used, approvals) {
+                        return true;
+                    }
+                    used[u] = false;
+                }
+            }
+            false
+        }
+        let mut used = vec![false; users.len()];
+        fill(0, &slots, &users, &mut used, approvals)
+    }
+
+    proptest! {
+        #[test]
+        fn quorum_matches_brute_force(
+            counts in proptest::collection::vec(0u32..3, 1..4),
+            approvals in proptest::collection::vec((0usize..5, 0usize..4), 0..10),
+        ) {
+            let roles = ["security", "product", "sre", "other"];
+            let reqs: Vec<_> = counts.iter().enumerate().filter(|(_, c)| **c > 0).map(|(i, c)| req(roles[i], *c)).collect();
+            let approvals: Vec<_> = approvals.iter().map(|(u, r)| ap(&format!("user{u}"), roles[*r])).collect();
+            let report = evaluate(&reqs, &approvals, &NOBODY);
+            prop_assert_eq!(report.met(), brute_force(&reqs, &approvals));
+            // Nobody is counted twice.
+            let mut counted: Vec<&String> = report.requirements.iter().flat_map(|r| &r.approvers).collect();
+            let n = counted.len();
+            counted.sort();
+            counted.dedup();
+            prop_assert_eq!(counted.len(), n);
+        }
+
+        #[test]
+        fn order_of_approvals_does_not_matter(
+            approvals in proptest::collection::vec((0usize..4, 0usize..3), 0..8),
+        ) {
+            let roles = ["security", "product", "sre"];
+            let reqs = [req("security", 1), req("product", 1), req("sre", 1)];
+            let mut list: Vec<_> = approvals.iter().map(|(u, r)| ap(&format!("u{u}"), roles[*r])).collect();
+            let forward = evaluate(&reqs, &list, &NOBODY).met();
+            list.reverse();
+            prop_assert_eq!(forward, evaluate(&reqs, &list, &NOBODY).met());
+        }
+    }
+}

@@ -10,6 +10,7 @@
 //! - [`approvals`]: which approval quorums are met.
 //! - [`signals`]: breach evaluation of a RollbackPolicy against observed signals.
 //! - [`gates`]: every gate of a Promotion, with a human message.
+//! - [`plan`]: steps, bakes and hooks resolved from the Release and Environment.
 //! - [`machine`]: the Promotion state machine (status, now) → (next status, action).
 //! - [`release`]: a Release's aggregate status and the Promotions kiln should create.
 //! - [`validate`]: what the schema cannot check (unknown environments, cycles, time zones).
@@ -23,6 +24,7 @@ pub mod evidence;
 pub mod freeze;
 pub mod gates;
 pub mod machine;
+pub mod plan;
 pub mod release;
 pub mod signals;
 pub mod time;

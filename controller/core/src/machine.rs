@@ -1,1 +1,857 @@
-//! TODO
+//! The Promotion state machine.
+//!
+//! [`decide`] is a pure function from what kiln knows (spec, status, observations, now) to the
+//! next status and at most one action. The controller executes the action, reports the result
+//! through [`complete`] (also pure), writes the status and decides again. One action per step
+//! keeps every step idempotent and crash-safe: after a restart the last written status says
+//! exactly which step to (re)do, and every action is safe to repeat.
+//!
+//! ```text
+//! Queued / WaitingForGates / WaitingForApproval / Frozen ──gates pass──▶ Deploying
+//! Deploying: CaptureSnapshot → Prepare → [preTraffic hook] → ShiftTraffic(step 0)
+//! Baking (step bake) ─▶ ShiftTraffic(step i+1) … 100% ─▶ [postTraffic hook] ─▶ Baking (bake)
+//! Baking ─bake ends, signals green─▶ Finalize ─▶ Succeeded
+//! breach | abort | hook failure | failed step ─▶ RollingBack ─Restore─▶ RolledBack
+//! ```
+
+use jiff::{SignedDuration, Timestamp};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kiln_api::PromotionPhase;
+use kiln_api::common::condition;
+use kiln_api::environment::EnvironmentSpec;
+use kiln_api::promotion::{
+    BakeStatus, DeployedResources, MAX_TIMELINE, PromotionSpec, PromotionStatus, RollbackStatus, Snapshot, StepStatus,
+    TimelineEntry,
+};
+use kiln_api::release::ReleaseSpec;
+use kiln_api::rollback_policy::RollbackPolicySpec;
+
+use crate::evidence;
+use crate::freeze::CompiledWindow;
+use crate::gates::{self, GateInput, QueuedAhead, UpstreamObservation};
+use crate::plan::{self, HookPoint, Plan};
+use crate::signals::{self, SignalObservations};
+use crate::time::{human_duration, to_time};
+
+/// How soon to look again while an action is in progress elsewhere (CodeDeploy, a hook) or a
+/// restore failed.
+pub const RETRY_SOON: SignedDuration = SignedDuration::from_secs(5);
+/// How often to re-read upstream health while it blocks a Promotion.
+pub const UPSTREAM_HEALTH_RECHECK: SignedDuration = SignedDuration::from_secs(30);
+
+/// The RollbackPolicy guarding the environment.
+#[derive(Debug, Clone, Copy)]
+pub enum PolicyState<'a> {
+    /// The environment names no policy: bakes are timers only.
+    NotRequired,
+    /// The policy.
+    Found(&'a RollbackPolicySpec),
+    /// The environment names a policy that does not exist (fail closed).
+    Missing(&'a str),
+}
+
+/// Facts for the evidence record that live outside the Promotion.
+#[derive(Debug, Clone, Copy)]
+pub struct Context<'a> {
+    /// The Promotion's name.
+    pub promotion: &'a str,
+    /// The Release's name.
+    pub release_name: &'a str,
+    /// The kiln version making decisions.
+    pub controller_version: &'a str,
+}
+
+/// Everything [`decide`] needs, gathered by the controller.
+#[derive(Debug, Clone)]
+pub struct PromotionInput<'a> {
+    /// The time of the decision.
+    pub now: Timestamp,
+    /// `metadata.generation` of the Promotion.
+    pub generation: Option<i64>,
+    /// The Promotion's spec.
+    pub spec: &'a PromotionSpec,
+    /// Its current status.
+    pub status: &'a PromotionStatus,
+    /// The Release (None if it does not exist).
+    pub release: Option<&'a ReleaseSpec>,
+    /// The Environment (None if it does not exist).
+    pub environment: Option<&'a EnvironmentSpec>,
+    /// The RollbackPolicy.
+    pub policy: PolicyState<'a>,
+    /// Problems found validating the Release, Environment and references, as messages.
+    pub spec_errors: &'a [String],
+    /// This Release's Promotions in the upstream environments.
+    pub upstream: &'a [UpstreamObservation],
+    /// Non-terminal Promotions of the same service and environment ahead of this one.
+    pub ahead: &'a [QueuedAhead],
+    /// A rollback Promotion that takes this environment over, if any.
+    pub preempted_by: Option<&'a str>,
+    /// Freeze windows in scope.
+    pub freezes: &'a [CompiledWindow],
+    /// The latest signal reads for the policy in this environment's account.
+    pub signals: Option<&'a SignalObservations>,
+    /// Facts for the evidence.
+    pub context: Context<'a>,
+}
+
+/// Something the controller must do in AWS. Every action is idempotent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Record the exact state a rollback must restore (task definition, primary task set,
+    /// listener weights, alias version and routing).
+    CaptureSnapshot,
+    /// Create the new version without traffic: register the task definition and the green task
+    /// set at weight 0, or update the function code and publish a version checked against the
+    /// artifact's hash.
+    Prepare,
+    /// Run a hook and wait for its result.
+    RunHook(HookPoint),
+    /// Move `weight` percent of traffic to the new version.
+    ShiftTraffic {
+        /// Zero-based step index.
+        step: usize,
+        /// Percentage on the new version.
+        weight: i32,
+    },
+    /// Make the new version primary and retire the old one (after the bake).
+    Finalize,
+    /// Return AWS to `status.previous` and remove what this Promotion created.
+    Restore,
+}
+
+impl Action {
+    /// A bounded label for metrics and logs.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Action::CaptureSnapshot => "capture_snapshot",
+            Action::Prepare => "prepare",
+            Action::RunHook(_) => "run_hook",
+            Action::ShiftTraffic { .. } => "shift_traffic",
+            Action::Finalize => "finalize",
+            Action::Restore => "restore",
+        }
+    }
+
+    /// Whether the action moves traffic toward the new version.
+    pub fn is_forward_traffic(&self) -> bool {
+        matches!(self, Action::ShiftTraffic { .. })
+    }
+}
+
+/// What happened when the controller executed an action.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// The snapshot was captured.
+    Snapshot(Snapshot),
+    /// The new version exists.
+    Prepared(DeployedResources),
+    /// The action finished.
+    Done,
+    /// The action is still running elsewhere (a CodeDeploy deployment, a hook); ask again.
+    InProgress(String),
+    /// The action failed for good (not a transient error: those are retried by the controller).
+    Failed(String),
+}
+
+/// A Kubernetes Event to emit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventNote {
+    /// Warning rather than Normal.
+    pub warning: bool,
+    /// CamelCase reason.
+    pub reason: String,
+    /// What happened.
+    pub message: String,
+}
+
+/// The result of [`decide`] or [`complete`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    /// The status to write (write only if it differs from the current one).
+    pub status: PromotionStatus,
+    /// The action to perform next, if any.
+    pub action: Option<Action>,
+    /// When to decide again if nothing changes before (None: wait for a watch event).
+    pub requeue_after: Option<SignedDuration>,
+    /// Events to emit.
+    pub events: Vec<EventNote>,
+}
+
+struct Draft<'i, 'a> {
+    input: &'i PromotionInput<'a>,
+    status: PromotionStatus,
+    events: Vec<EventNote>,
+    requeue: Option<SignedDuration>,
+}
+
+impl<'i, 'a> Draft<'i, 'a> {
+    fn new(input: &'i PromotionInput<'a>) -> Self {
+        let mut status = input.status.clone();
+        status.observed_generation = input.generation;
+        Draft { input, status, events: Vec::new(), requeue: None }
+    }
+
+    fn now(&self) -> Timestamp {
+        self.input.now
+    }
+
+    /// Records a transition (or a notable step) in the timeline and as an Event.
+    fn note(&mut self, phase: PromotionPhase, reason: &str, message: String, warning: bool) {
+        self.status.phase = phase;
+        self.status.message = Some(message.clone());
+        self.status.timeline.push(TimelineEntry {
+            at: to_time(self.now()),
+            phase,
+            reason: reason.into(),
+            message: message.clone(),
+        });
+        if self.status.timeline.len() > MAX_TIMELINE {
+            // Keep the first entry (creation) and the most recent ones.
+            self.status.timeline.remove(1);
+        }
+        self.events.push(EventNote { warning, reason: reason.into(), message });
+    }
+
+    /// Changes phase, noting it only if it is a change.
+    fn enter(&mut self, phase: PromotionPhase, reason: &str, message: String) {
+        if self.status.phase != phase || self.status.timeline.is_empty() {
+            self.note(phase, reason, message, false);
+        } else {
+            self.status.message = Some(message);
+        }
+    }
+
+    fn requeue_at(&mut self, at: Timestamp) {
+        let d = at.duration_since(self.now()).max(SignedDuration::from_secs(1));
+        self.requeue_in(d);
+    }
+
+    fn requeue_in(&mut self, d: SignedDuration) {
+        self.requeue = Some(match self.requeue {
+            Some(cur) => cur.min(d),
+            None => d,
+        });
+    }
+
+    fn finish(mut self, action: Option<Action>) -> Decision {
+        let now = self.now();
+        set_conditions(&mut self.status, self.input.generation, now, !self.input.spec_errors.is_empty());
+        Decision { status: self.status, action, requeue_after: self.requeue, events: self.events }
+    }
+
+    /// Ends the Promotion: completion time, evidence and its digest.
+    fn terminate(&mut self, phase: PromotionPhase, reason: &str, message: String, warning: bool) {
+        self.note(phase, reason, message, warning);
+        self.status.completed_at = Some(to_time(self.now()));
+        if let (Some(release), Some(env)) = (self.input.release, self.input.environment) {
+            let ev = evidence::build(&self.input.context, self.input.spec, release, env, &self.status);
+            self.status.evidence_sha256 = Some(evidence::digest(&ev));
+            self.events.push(EventNote {
+                warning: false,
+                reason: "Evidence".into(),
+                message: evidence::summary(&ev, self.status.evidence_sha256.as_deref().unwrap_or("")),
+            });
+            self.status.evidence = Some(ev);
+        }
+    }
+}
+
+/// Decides the next status and action.
+pub fn decide(input: &PromotionInput<'_>) -> Decision {
+    let mut d = Draft::new(input);
+
+    if input.status.timeline.is_empty() {
+        let what = match &input.spec.rollback {
+            Some(r) => format!(
+                "rollback of {} to release {} requested: {}",
+                input.spec.environment, input.spec.release, r.reason
+            ),
+            None => format!("promotion of release {} to {} created", input.spec.release, input.spec.environment),
+        };
+        d.note(PromotionPhase::Queued, "Created", what, false);
+    }
+
+    // A retry restarts a finished, unsuccessful Promotion from its gates. A retry requested at
+    // any other time is acknowledged and has no effect.
+    if input.spec.retry > d.status.observed_retry {
+        d.status.observed_retry = input.spec.retry;
+        let retryable =
+            matches!(d.status.phase, PromotionPhase::Failed | PromotionPhase::RolledBack | PromotionPhase::Aborted);
+        if retryable && !input.spec.abort {
+            let timeline = std::mem::take(&mut d.status.timeline);
+            d.status = PromotionStatus {
+                observed_generation: input.generation,
+                observed_retry: input.spec.retry,
+                timeline,
+                ..PromotionStatus::default()
+            };
+            d.note(
+                PromotionPhase::Queued,
+                "Retry",
+                format!("retry #{} requested; evaluating gates again", input.spec.retry),
+                false,
+            );
+        }
+    }
+
+    match d.status.phase {
+        PromotionPhase::Succeeded | PromotionPhase::RolledBack | PromotionPhase::Failed | PromotionPhase::Aborted => {
+            if input.spec.abort && d.status.phase == PromotionPhase::Succeeded {
+                d.status.message = Some(format!(
+                    "already succeeded; abort has no effect. To return {} to an earlier release, create a rollback Promotion (kubectl kiln rollback {} --env {})",
+                    input.spec.environment,
+                    input.release.map(|r| r.service.as_str()).unwrap_or("<service>"),
+                    input.spec.environment
+                ));
+            }
+            d.finish(None)
+        }
+        PromotionPhase::RollingBack => {
+            let action = rolling_back(&mut d);
+            d.finish(action)
+        }
+        PromotionPhase::Deploying | PromotionPhase::Baking => {
+            let action = in_flight(&mut d);
+            d.finish(action)
+        }
+        PromotionPhase::Queued
+        | PromotionPhase::WaitingForGates
+        | PromotionPhase::WaitingForApproval
+        | PromotionPhase::Frozen => {
+            let action = waiting(&mut d);
+            d.finish(action)
+        }
+    }
+}
+
+fn gate_input<'x>(input: &'x PromotionInput<'x>, release: &'x ReleaseSpec, env: &'x EnvironmentSpec) -> GateInput<'x> {
+    GateInput {
+        now: input.now,
+        promotion: input.spec,
+        release,
+        environment: env,
+        spec_errors: input.spec_errors,
+        upstream: input.upstream,
+        ahead: input.ahead,
+        freezes: input.freezes,
+    }
+}
+
+fn waiting(d: &mut Draft<'_, '_>) -> Option<Action> {
+    let input = d.input;
+    if input.spec.abort {
+        d.terminate(PromotionPhase::Aborted, "Aborted", "aborted before any change was made".into(), true);
+        return None;
+    }
+    if let Some(by) = input.preempted_by {
+        d.terminate(
+            PromotionPhase::Failed,
+            "Superseded",
+            format!("superseded by rollback Promotion {by} before any change was made"),
+            true,
+        );
+        return None;
+    }
+    let (Some(release), Some(env)) = (input.release, input.environment) else {
+        let mut missing = Vec::new();
+        if input.release.is_none() {
+            missing.push(format!("Release {} not found in this namespace", input.spec.release));
+        }
+        if input.environment.is_none() {
+            missing.push(format!("Environment {} not found", input.spec.environment));
+        }
+        let mut all = missing;
+        all.extend(input.spec_errors.iter().cloned());
+        let message = all.join("; ");
+        d.status.gates = vec![kiln_api::promotion::GateResult {
+            name: gates::name::VALIDATION.into(),
+            ok: false,
+            message: message.clone(),
+        }];
+        d.status.gate_summary = Some("waiting: validation".into());
+        d.enter(PromotionPhase::WaitingForGates, "InvalidSpec", message);
+        return None;
+    };
+    let mut spec_errors: Vec<String> = input.spec_errors.to_vec();
+    if let PolicyState::Missing(name) = input.policy {
+        spec_errors.push(format!(
+            "RollbackPolicy {name} (required by Environment {}) not found in this namespace; create it so the bake is guarded",
+            input.spec.environment
+        ));
+    }
+    let plan = match plan::resolve(release, env, input.spec.rollback.is_some()) {
+        Ok(p) => Some(p),
+        Err(e) => {
+            spec_errors.push(e.to_string());
+            None
+        }
+    };
+    let mut gi = gate_input(input, release, env);
+    gi.spec_errors = &spec_errors;
+    let report = gates::evaluate(&gi);
+    d.status.gates = report.results.clone();
+    d.status.gate_summary = Some(report.summary());
+    if let Some(at) = report.recheck_at {
+        d.requeue_at(at);
+    }
+    if report.failed(gates::name::UPSTREAM_HEALTH) {
+        d.requeue_in(UPSTREAM_HEALTH_RECHECK);
+    }
+    match (report.all_ok(), plan) {
+        (true, Some(plan)) => {
+            d.status.freeze_exception = report.freeze_exception.clone();
+            d.status.started_at = Some(to_time(d.now()));
+            let what = if input.spec.rollback.is_some() { "rolling back" } else { "deploying" };
+            d.note(
+                PromotionPhase::Deploying,
+                "GatesPassed",
+                format!(
+                    "all gates passed; {what} {} {} to {} ({})",
+                    release.service, release.version, input.spec.environment, plan.summary
+                ),
+                false,
+            );
+            if let Some(x) = &report.freeze_exception {
+                d.events.push(EventNote { warning: true, reason: "FreezeException".into(), message: x.clone() });
+            }
+            in_flight(d)
+        }
+        _ => {
+            let phase = report.waiting_phase();
+            let reason = if report.failed(gates::name::VALIDATION) { "InvalidSpec" } else { "Waiting" };
+            d.enter(phase, reason, report.headline());
+            None
+        }
+    }
+}
+
+/// Starts a rollback: RollingBack with the cause, or straight to a terminal phase if nothing
+/// was changed in AWS yet.
+fn begin_rollback(
+    d: &mut Draft<'_, '_>,
+    cause: &str,
+    signal: Option<String>,
+    message: String,
+    breach_started_at: Option<Timestamp>,
+) -> Option<Action> {
+    if d.status.previous.is_none() {
+        let (phase, reason) =
+            if cause == "abort" { (PromotionPhase::Aborted, "Aborted") } else { (PromotionPhase::Failed, "Failed") };
+        d.status.rollback = None;
+        d.terminate(phase, reason, format!("{message}; nothing had changed in AWS"), true);
+        return None;
+    }
+    d.status.rollback = Some(RollbackStatus {
+        cause: cause.to_string(),
+        signal,
+        message: message.clone(),
+        breach_started_at: breach_started_at.map(to_time),
+        detected_at: to_time(d.now()),
+        completed_at: None,
+    });
+    let reason = match cause {
+        "abort" => "AbortRequested",
+        "superseded" => "Superseded",
+        "hookFailed" => "HookFailed",
+        "deploymentFailed" => "DeploymentFailed",
+        _ => "BreachDetected",
+    };
+    d.note(PromotionPhase::RollingBack, reason, format!("{message}; restoring the previous state"), true);
+    Some(Action::Restore)
+}
+
+fn rolling_back(d: &mut Draft<'_, '_>) -> Option<Action> {
+    // Restore is idempotent; keep asking until it reports done. Nothing may block it.
+    Some(Action::Restore).filter(|_| d.status.previous.is_some()).or_else(|| {
+        d.terminate(PromotionPhase::RolledBack, "RolledBack", "nothing to restore".into(), true);
+        None
+    })
+}
+
+fn in_flight(d: &mut Draft<'_, '_>) -> Option<Action> {
+    let input = d.input;
+    let (Some(release), Some(env)) = (input.release, input.environment) else {
+        d.status.message = Some(format!(
+            "cannot drive the in-flight deployment: Release {} or Environment {} is missing; restore it (traffic is unchanged until then)",
+            input.spec.release, input.spec.environment
+        ));
+        d.requeue_in(RETRY_SOON);
+        return None;
+    };
+    let plan = match plan::resolve(release, env, input.spec.rollback.is_some()) {
+        Ok(p) => p,
+        Err(e) => return begin_rollback(d, "deploymentFailed", None, format!("invalid plan: {e}"), None),
+    };
+
+    // Human and takeover triggers first: they never wait.
+    if input.spec.abort {
+        return begin_rollback(d, "abort", None, "aborted by a person".into(), None);
+    }
+    if let Some(by) = input.preempted_by {
+        return begin_rollback(d, "superseded", None, format!("superseded by rollback Promotion {by}"), None);
+    }
+
+    // Watch the signals once the new version may have affected anything.
+    if let Some(action) = watch_signals(d) {
+        return Some(action);
+    }
+    if d.status.phase == PromotionPhase::RollingBack || d.status.phase.is_terminal() {
+        return None;
+    }
+
+    // A rollback Promotion takes over from forward Promotions in flight: wait for their restore.
+    if input.spec.rollback.is_some()
+        && d.status.previous.is_none()
+        && let Some(a) = input.ahead.iter().find(|a| a.phase.is_in_flight() && !a.rollback)
+    {
+        d.status.message = Some(format!("waiting for {} to restore its previous state before rolling back", a.name));
+        d.requeue_in(SignedDuration::from_secs(1));
+        return None;
+    }
+
+    if d.status.previous.is_none() {
+        d.enter(PromotionPhase::Deploying, "Deploying", "capturing the state a rollback would restore".into());
+        return Some(Action::CaptureSnapshot);
+    }
+    if d.status.deployed.is_none() {
+        d.enter(
+            PromotionPhase::Deploying,
+            "Deploying",
+            format!("preparing {} {} without traffic", release.service, release.version),
+        );
+        return Some(Action::Prepare);
+    }
+    if plan.hooks.contains(&HookPoint::PreTraffic)
+        && !d.status.hooks_passed.iter().any(|h| h == HookPoint::PreTraffic.as_str())
+    {
+        d.enter(PromotionPhase::Deploying, "Deploying", "running the preTraffic hook".into());
+        return Some(Action::RunHook(HookPoint::PreTraffic));
+    }
+    let last = plan.steps.len().saturating_sub(1);
+    let Some(step) = d.status.step.clone() else {
+        return shift(d, &plan, 0);
+    };
+    let current = usize::try_from(step.index).unwrap_or(0);
+    if current < last {
+        let applied = step.applied_at.as_ref().map(|t| t.0).unwrap_or(d.now());
+        let ends = applied.checked_add(plan.step_bake).unwrap_or(applied);
+        if !bake_done(d, ends, applied, &format!("step {}/{} at {}%", current + 1, plan.steps.len(), step.weight)) {
+            return None;
+        }
+        return shift(d, &plan, current + 1);
+    }
+    if plan.hooks.contains(&HookPoint::PostTraffic)
+        && !d.status.hooks_passed.iter().any(|h| h == HookPoint::PostTraffic.as_str())
+    {
+        d.enter(PromotionPhase::Deploying, "Deploying", "running the postTraffic hook".into());
+        return Some(Action::RunHook(HookPoint::PostTraffic));
+    }
+    let full = d.status.full_traffic_at.as_ref().map(|t| t.0).unwrap_or(d.now());
+    let ends = full.checked_add(plan.bake).unwrap_or(full);
+    if !plan.bake.is_zero() && !bake_done(d, ends, full, "all traffic") {
+        return None;
+    }
+    d.enter(
+        PromotionPhase::Deploying,
+        "Finalizing",
+        "bake passed; making the new version primary and retiring the old one".into(),
+    );
+    Some(Action::Finalize)
+}
+
+/// Moves to step `index` unless a freeze began since the gates passed.
+fn shift(d: &mut Draft<'_, '_>, plan: &Plan, index: usize) -> Option<Action> {
+    let input = d.input;
+    let (Some(release), Some(env)) = (input.release, input.environment) else { return None };
+    let gi = gate_input(input, release, env);
+    if let Some((why, until)) = gates::traffic_hold(&gi) {
+        d.enter(PromotionPhase::Baking, "Holding", why);
+        if let Some(at) = until {
+            d.requeue_at(at);
+        }
+        watch_requeue(d);
+        return None;
+    }
+    let weight = plan.steps.get(index).copied().unwrap_or(100);
+    d.enter(PromotionPhase::Deploying, "Deploying", format!("shifting {weight}% of traffic to {}", release.version));
+    Some(Action::ShiftTraffic { step: index, weight })
+}
+
+fn watch_requeue(d: &mut Draft<'_, '_>) {
+    if let PolicyState::Found(p) = d.input.policy {
+        let interval = crate::duration::parse("interval", &p.interval).unwrap_or(SignedDuration::from_secs(2));
+        d.requeue_in(interval);
+    }
+}
+
+/// Bakes until `ends`; true once the bake is over and a signal read after its end was green.
+fn bake_done(d: &mut Draft<'_, '_>, ends: Timestamp, started: Timestamp, what: &str) -> bool {
+    let bake = BakeStatus {
+        started_at: Some(to_time(started)),
+        ends_at: Some(to_time(ends)),
+        signals: d.status.bake.as_ref().map(|b| b.signals.clone()).unwrap_or_default(),
+    };
+    d.status.bake = Some(bake);
+    if d.now() < ends {
+        d.enter(
+            PromotionPhase::Baking,
+            "Baking",
+            format!("baking {what} until {}", ends.strftime("%Y-%m-%dT%H:%M:%SZ")),
+        );
+        d.requeue_at(ends);
+        watch_requeue(d);
+        return false;
+    }
+    if let PolicyState::Found(_) = d.input.policy {
+        let fresh = d.input.signals.is_some_and(|s| s.observed_at >= ends);
+        if !fresh {
+            d.enter(
+                PromotionPhase::Baking,
+                "Baking",
+                format!(
+                    "bake of {what} ended; waiting for a signal read after {}",
+                    ends.strftime("%Y-%m-%dT%H:%M:%SZ")
+                ),
+            );
+            watch_requeue(d);
+            return false;
+        }
+    }
+    true
+}
+
+/// Evaluates the signals; starts a rollback on a breach.
+fn watch_signals(d: &mut Draft<'_, '_>) -> Option<Action> {
+    let input = d.input;
+    // Nothing the new version did can show before the deployment started.
+    let since = d.status.started_at.as_ref().map(|t| t.0)?;
+    d.status.previous.as_ref()?;
+    match input.policy {
+        PolicyState::NotRequired => None,
+        PolicyState::Missing(name) => begin_rollback(
+            d,
+            "alarm",
+            Some(name.to_string()),
+            format!("RollbackPolicy {name} disappeared during the deployment; signals cannot be watched (fail closed)"),
+            None,
+        ),
+        PolicyState::Found(policy) => {
+            let obs = input.signals?;
+            let previous = d.status.bake.as_ref().map(|b| b.signals.clone()).unwrap_or_default();
+            let ev = signals::evaluate(policy, obs, since, &previous);
+            let bake = d.status.bake.get_or_insert_with(BakeStatus::default);
+            bake.signals = ev.signals.clone();
+            if let Some(b) = ev.first_breach() {
+                let latency = b.started_at.map(|s| human_duration(input.now.duration_since(s)));
+                let message = match latency {
+                    Some(l) => format!("{} (detected {l} after it began)", b.message),
+                    None => b.message.clone(),
+                };
+                return begin_rollback(d, b.kind.as_str(), Some(b.signal.clone()), message, b.started_at);
+            }
+            None
+        }
+    }
+}
+
+/// Folds the result of an action into the status.
+pub fn complete(input: &PromotionInput<'_>, action: &Action, outcome: Outcome) -> Decision {
+    let mut d = Draft::new(input);
+    match (action, outcome) {
+        (_, Outcome::InProgress(msg)) => {
+            d.status.message = Some(msg);
+            d.requeue_in(RETRY_SOON);
+        }
+        (Action::Restore, Outcome::Failed(msg)) => {
+            // Never give up on a restore; say so loudly and try again.
+            d.events.push(EventNote {
+                warning: true,
+                reason: "RestoreFailed".into(),
+                message: format!("restore failed: {msg}; retrying"),
+            });
+            d.status.message = Some(format!("restore failed: {msg}; retrying"));
+            d.requeue_in(RETRY_SOON);
+        }
+        (Action::RunHook(point), Outcome::Failed(msg)) => {
+            // The next decide emits the Restore; complete only records.
+            let _ = begin_rollback(
+                &mut d,
+                "hookFailed",
+                Some(point.as_str().into()),
+                format!("{} hook failed: {msg}", point.as_str()),
+                None,
+            );
+        }
+        (_, Outcome::Failed(msg)) => {
+            let _ = begin_rollback(
+                &mut d,
+                "deploymentFailed",
+                None,
+                format!("{} failed: {msg}", action.metric_label()),
+                None,
+            );
+        }
+        (Action::CaptureSnapshot, Outcome::Snapshot(mut s)) => {
+            s.captured_at.get_or_insert_with(|| to_time(input.now));
+            let phase = d.status.phase;
+            d.note(phase, "SnapshotCaptured", describe_snapshot(&s), false);
+            d.status.previous = Some(s);
+        }
+        (Action::Prepare, Outcome::Prepared(r)) => {
+            let phase = d.status.phase;
+            d.note(phase, "Prepared", describe_deployed(&r), false);
+            d.status.deployed = Some(r);
+        }
+        (Action::RunHook(point), Outcome::Done) => {
+            if !d.status.hooks_passed.iter().any(|h| h == point.as_str()) {
+                d.status.hooks_passed.push(point.as_str().into());
+            }
+            let phase = d.status.phase;
+            d.note(phase, "HookPassed", format!("{} hook passed", point.as_str()), false);
+        }
+        (Action::ShiftTraffic { step, weight }, Outcome::Done) => {
+            let total = input
+                .release
+                .zip(input.environment)
+                .and_then(|(r, e)| plan::resolve(r, e, input.spec.rollback.is_some()).ok())
+                .map(|p| p.steps.len())
+                .unwrap_or(1);
+            d.status.step = Some(StepStatus {
+                index: i32::try_from(*step).unwrap_or(i32::MAX),
+                weight: *weight,
+                total: i32::try_from(total).unwrap_or(i32::MAX),
+                applied_at: Some(to_time(input.now)),
+            });
+            if *weight >= 100 {
+                d.status.full_traffic_at = Some(to_time(input.now));
+            }
+            let version = input.release.map(|r| r.version.as_str()).unwrap_or("the new version");
+            let phase = d.status.phase;
+            d.note(
+                phase,
+                "TrafficShifted",
+                format!("{weight}% of traffic on {version} (step {}/{total})", step + 1),
+                false,
+            );
+        }
+        (Action::Finalize, Outcome::Done) => {
+            let message = if input.spec.rollback.is_some() {
+                format!("{} rolled back to release {}", input.spec.environment, input.spec.release)
+            } else {
+                format!("release {} succeeded in {}", input.spec.release, input.spec.environment)
+            };
+            d.terminate(PromotionPhase::Succeeded, "Succeeded", message, false);
+        }
+        (Action::Restore, Outcome::Done) => {
+            let mut message = "previous state restored".to_string();
+            if let Some(rb) = d.status.rollback.as_mut() {
+                rb.completed_at = Some(to_time(input.now));
+                let took = input.now.duration_since(rb.detected_at.0);
+                message =
+                    format!("previous state restored {} after detection (cause: {})", human_duration(took), rb.cause);
+            }
+            d.terminate(PromotionPhase::RolledBack, "RolledBack", message, true);
+        }
+        (action, outcome) => {
+            // An outcome that does not fit the action is a controller bug; record it, change nothing.
+            d.events.push(EventNote {
+                warning: true,
+                reason: "UnexpectedOutcome".into(),
+                message: format!("{} reported {outcome:?}; ignored", action.metric_label()),
+            });
+        }
+    }
+    d.finish(None)
+}
+
+fn describe_snapshot(s: &Snapshot) -> String {
+    let mut parts = Vec::new();
+    if let Some(e) = &s.ecs {
+        if let Some(td) = &e.task_definition {
+            parts.push(format!("task definition {td}"));
+        }
+        if let Some(ts) = &e.primary_task_set {
+            parts.push(format!("primary task set {ts}"));
+        }
+        if !e.listener_weights.is_empty() {
+            let w: Vec<String> =
+                e.listener_weights.iter().map(|w| format!("{}={}", w.target_group_arn, w.weight)).collect();
+            parts.push(format!("weights {}", w.join(",")));
+        }
+    }
+    if let Some(l) = &s.lambda {
+        parts.push(format!("alias at version {}", l.version));
+    }
+    if parts.is_empty() {
+        "previous state captured".into()
+    } else {
+        format!("previous state captured: {}", parts.join("; "))
+    }
+}
+
+fn describe_deployed(r: &DeployedResources) -> String {
+    let mut parts = Vec::new();
+    if let Some(t) = &r.task_definition {
+        parts.push(format!("task definition {t}"));
+    }
+    if let Some(t) = &r.task_set {
+        parts.push(format!("task set {t}"));
+    }
+    if let Some(v) = &r.lambda_version {
+        parts.push(format!("version {v}"));
+    }
+    if let Some(c) = &r.code_deploy_deployment {
+        parts.push(format!("deployment {c}"));
+    }
+    format!("new version ready without traffic: {}", parts.join("; "))
+}
+
+/// Sets the kstatus conditions from the phase. `lastTransitionTime` only moves when a
+/// condition's status flips.
+fn set_conditions(status: &mut PromotionStatus, generation: Option<i64>, now: Timestamp, invalid: bool) {
+    let phase = status.phase;
+    let message = status.message.clone().unwrap_or_default();
+    let invalid = invalid || status.gates.iter().any(|g| g.name == gates::name::VALIDATION && !g.ok);
+    let ready = phase == PromotionPhase::Succeeded;
+    let stalled = (invalid && !phase.is_terminal() && !phase.is_in_flight())
+        || matches!(phase, PromotionPhase::Failed | PromotionPhase::RolledBack | PromotionPhase::Aborted);
+    let reconciling = !phase.is_terminal() && !stalled;
+    let reason = if invalid && !phase.is_in_flight() && !phase.is_terminal() { "InvalidSpec" } else { phase.as_str() };
+    set_condition(&mut status.conditions, condition::READY, ready, reason, &message, generation, now);
+    set_condition(&mut status.conditions, condition::RECONCILING, reconciling, reason, &message, generation, now);
+    set_condition(&mut status.conditions, condition::STALLED, stalled, reason, &message, generation, now);
+}
+
+/// Sets one condition, keeping `lastTransitionTime` unless the status flips.
+pub fn set_condition(
+    conditions: &mut Vec<Condition>,
+    type_: &str,
+    value: bool,
+    reason: &str,
+    message: &str,
+    generation: Option<i64>,
+    now: Timestamp,
+) {
+    let status = if value { "True" } else { "False" }.to_string();
+    // Kubernetes limits condition messages to 32768 characters.
+    let message: String = message.chars().take(32_000).collect();
+    match conditions.iter_mut().find(|c| c.type_ == type_) {
+        Some(c) => {
+            if c.status != status {
+                c.last_transition_time = to_time(now);
+            }
+            c.status = status;
+            c.reason = reason.to_string();
+            c.message = message;
+            c.observed_generation = generation;
+        }
+        None => conditions.push(Condition {
+            type_: type_.to_string(),
+            status,
+            reason: reason.to_string(),
+            message,
+            observed_generation: generation,
+            last_transition_time: to_time(now),
+        }),
+    }
+}

@@ -1,0 +1,574 @@
+//! The Promotion state machine, transition by transition, asserting what a user would see:
+//! phases, gate messages, traffic weights, rollback cause, timeline and evidence.
+
+mod support;
+
+use jiff::SignedDuration;
+use kiln_api::PromotionPhase;
+use kiln_api::promotion::StepStatus;
+use kiln_core::evidence;
+use kiln_core::gates::QueuedAhead;
+use kiln_core::machine::{Action, Outcome};
+use kiln_core::plan::HookPoint;
+use kiln_core::signals::AlarmState;
+use support::*;
+
+#[test]
+fn dev_auto_promotion_deploys_step_by_step_and_succeeds() {
+    let mut w = World::new("dev");
+    let actions = w.run();
+    assert_eq!(actions, vec![Action::CaptureSnapshot, Action::Prepare, Action::ShiftTraffic { step: 0, weight: 10 }]);
+    assert_eq!(w.phase(), PromotionPhase::Baking);
+    assert_eq!(w.weight(), Some(10));
+    let bake = w.status.bake.clone().unwrap();
+    assert_eq!(bake.ends_at.unwrap().0, ts("2026-11-18T15:05:00Z"), "step bake is 5m");
+
+    // Still baking one second before the step ends: nothing to do, requeue at the end.
+    w.advance(299);
+    let d = w.decide();
+    assert_eq!(d.action, None);
+    assert_eq!(d.requeue_after, Some(SignedDuration::from_secs(1)));
+
+    w.advance(1);
+    assert_eq!(w.run(), vec![Action::ShiftTraffic { step: 1, weight: 100 }]);
+    assert_eq!(w.weight(), Some(100));
+    assert_eq!(w.phase(), PromotionPhase::Baking, "dev bakes 5m at full traffic");
+    w.advance(300);
+    assert_eq!(w.run(), vec![Action::Finalize]);
+    assert_eq!(w.phase(), PromotionPhase::Succeeded);
+
+    let ev = w.status.evidence.clone().expect("evidence");
+    assert_eq!(ev.outcome, PromotionPhase::Succeeded);
+    assert_eq!(ev.artifacts[0].digest, DIGEST.rsplit_once('@').unwrap().1);
+    assert_eq!(ev.account_id, "111111111111");
+    assert_eq!(w.status.evidence_sha256.as_deref(), Some(evidence::digest(&ev).as_str()));
+    assert_eq!(
+        w.reasons(),
+        [
+            "Created",
+            "GatesPassed",
+            "SnapshotCaptured",
+            "Prepared",
+            "TrafficShifted",
+            "Baking",
+            "Deploying",
+            "TrafficShifted",
+            "Baking",
+            "Finalizing",
+            "Succeeded"
+        ]
+    );
+    assert!(w.events.iter().any(|e| e.reason == "Evidence" && e.message.contains("sha256:")));
+    let ready = w.status.conditions.iter().find(|c| c.type_ == "Ready").unwrap();
+    assert_eq!(ready.status, "True");
+}
+
+#[test]
+fn prod_waits_for_security_and_product_approvals() {
+    let mut w = World::new("prod");
+    assert_eq!(w.step(), None);
+    assert_eq!(w.phase(), PromotionPhase::WaitingForApproval);
+    assert_eq!(w.gate("approvals"), (false, "needs 1 security approval and 1 product approval (have none)".into()));
+    assert_eq!(w.status.gate_summary.as_deref(), Some("waiting: approvals"));
+
+    w.approve("seclead@example.com", "security");
+    w.step();
+    assert_eq!(w.gate("approvals").1, "needs 1 product approval (have security: seclead@example.com)");
+
+    w.approve("pm@example.com", "product");
+    assert_eq!(w.step(), Some(Action::CaptureSnapshot));
+    assert_eq!(w.phase(), PromotionPhase::Deploying);
+    assert!(w.gate("approvals").0);
+    let ev_gates = w.status.gates.clone();
+    w.run();
+    w.advance(300);
+    w.run();
+    w.advance(600);
+    w.run();
+    assert_eq!(w.phase(), PromotionPhase::Succeeded);
+    let ev = w.status.evidence.unwrap();
+    assert_eq!(ev.approvals.len(), 2);
+    assert_eq!(ev.gates, ev_gates, "evidence keeps gate results at decision time");
+    assert_eq!(ev.change_ref.as_deref(), Some("CHG-20251028-001"));
+}
+
+#[test]
+fn self_approval_is_not_counted_in_prod() {
+    let mut w = World::new("prod").approved_by("dev@example.com", "security").approved_by("pm@example.com", "product");
+    w.step();
+    let (ok, msg) = w.gate("approvals");
+    assert!(!ok);
+    assert!(msg.contains("dev@example.com is the release author"), "{msg}");
+}
+
+#[test]
+fn prod_requires_a_change_ref() {
+    let mut w = World::new("prod").approved_by("sec", "security").approved_by("pm", "product");
+    if let Some(r) = w.release.as_mut() {
+        r.change_ref = None;
+    }
+    w.step();
+    assert_eq!(w.phase(), PromotionPhase::WaitingForGates);
+    assert_eq!(
+        w.gate("changeRef"),
+        (false, "prod requires a change reference: set spec.changeRef on the Release".into())
+    );
+}
+
+#[test]
+fn prod_waits_until_stg_has_baked_30_minutes() {
+    let mut w = World::new("prod").approved_by("sec", "security").approved_by("pm", "product");
+    w.upstream[0].full_traffic_at = Some(ts("2026-11-18T14:50:00Z"));
+    let d = w.decide();
+    w.status = d.status.clone();
+    assert_eq!(w.phase(), PromotionPhase::WaitingForGates);
+    assert_eq!(w.gate("upstream"), (false, "stg must bake 30m (ready at 2026-11-18T15:20:00Z)".into()));
+    assert_eq!(d.requeue_after, Some(SignedDuration::from_mins(20)), "wakes up exactly when the bake is satisfied");
+    w.advance(1200);
+    assert_eq!(w.step(), Some(Action::CaptureSnapshot));
+}
+
+#[test]
+fn prod_is_blocked_while_stg_alarms_are_red() {
+    let mut w = World::new("prod").approved_by("sec", "security").approved_by("pm", "product");
+    w.upstream[0].health = Some(Err("alarm ingest-5xx is in ALARM".into()));
+    let d = w.decide();
+    w.status = d.status.clone();
+    assert_eq!(w.phase(), PromotionPhase::WaitingForGates);
+    assert_eq!(w.gate("upstreamHealth"), (false, "stg: alarm ingest-5xx is in ALARM".into()));
+    assert_eq!(d.requeue_after, Some(SignedDuration::from_secs(30)));
+}
+
+#[test]
+fn upstream_not_promoted_yet() {
+    let mut w = World::new("prod").approved_by("sec", "security").approved_by("pm", "product");
+    w.upstream.clear();
+    w.step();
+    assert_eq!(w.gate("upstream"), (false, "not promoted to stg yet".into()));
+    w.upstream.push(kiln_core::gates::UpstreamObservation {
+        environment: "stg".into(),
+        phase: Some(PromotionPhase::Baking),
+        full_traffic_at: None,
+        health: Some(Ok(())),
+    });
+    w.step();
+    assert_eq!(w.gate("upstream"), (false, "stg is Baking, needs Succeeded".into()));
+}
+
+#[test]
+fn weekend_freeze_blocks_prod_until_monday_morning() {
+    // Saturday 2026-11-21 12:00 New York (EST, -05:00).
+    let mut w =
+        World::new("prod").at("2026-11-21T17:00:00Z").approved_by("sec", "security").approved_by("pm", "product");
+    let d = w.decide();
+    w.status = d.status.clone();
+    assert_eq!(w.phase(), PromotionPhase::Frozen);
+    let (ok, msg) = w.gate("freeze");
+    assert!(!ok);
+    assert!(
+        msg.starts_with("FreezeWindow kiln-system/weekend active until Mon 09:00 America/New_York (weekend freeze)"),
+        "{msg}"
+    );
+    assert!(msg.contains("standard"), "{msg}");
+    // Monday 09:00 EST is 14:00Z.
+    assert_eq!(d.requeue_after, Some(ts("2026-11-23T14:00:00Z").duration_since(w.now)));
+    w.now = ts("2026-11-23T14:00:00Z");
+    assert_eq!(w.step(), Some(Action::CaptureSnapshot));
+}
+
+#[test]
+fn hotfix_passes_the_freeze_with_security_and_sre_approvals() {
+    let mut w = World::new("prod")
+        .at("2026-11-21T17:00:00Z")
+        .hotfix()
+        .approved_by("sec", "security")
+        .approved_by("pm", "product");
+    w.step();
+    assert_eq!(w.phase(), PromotionPhase::Frozen);
+    assert!(
+        w.gate("freeze").1.contains("exception for hotfix releases needs 1 sre approval"),
+        "{}",
+        w.gate("freeze").1
+    );
+    w.approve("oncall", "sre");
+    assert_eq!(w.step(), Some(Action::CaptureSnapshot));
+    let exception = w.status.freeze_exception.clone().expect("exception recorded");
+    assert!(exception.contains("hotfix release allowed by exception"), "{exception}");
+    assert!(w.events.iter().any(|e| e.warning && e.reason == "FreezeException"));
+}
+
+#[test]
+fn later_promotions_queue_behind_the_active_one() {
+    let mut w = World::new("dev");
+    w.ahead.push(QueuedAhead {
+        name: "ingest-worker-v1-4-1-dev".into(),
+        phase: PromotionPhase::Baking,
+        rollback: false,
+    });
+    w.step();
+    assert_eq!(w.phase(), PromotionPhase::Queued);
+    assert_eq!(w.gate("queue"), (false, "queued behind ingest-worker-v1-4-1-dev (Baking)".into()));
+    w.ahead.clear();
+    assert_eq!(w.step(), Some(Action::CaptureSnapshot));
+}
+
+#[test]
+fn breach_during_a_step_bake_restores_the_previous_state() {
+    let mut w = World::new("dev");
+    w.run();
+    assert_eq!(w.weight(), Some(10));
+    w.advance(60);
+    w.breach();
+    w.advance(2);
+    let actions = w.run();
+    assert_eq!(actions, vec![Action::Restore]);
+    assert_eq!(w.phase(), PromotionPhase::RolledBack);
+    let rb = w.status.rollback.clone().unwrap();
+    assert_eq!(rb.cause, "alarm");
+    assert_eq!(rb.signal.as_deref(), Some("ingest-5xx"));
+    assert!(rb.message.contains("detected 2s after it began"), "{}", rb.message);
+    assert_eq!(rb.breach_started_at.unwrap().0, ts("2026-11-18T15:01:00Z"));
+    assert!(rb.completed_at.is_some());
+    assert!(w.reasons().contains(&"BreachDetected".to_string()));
+    let ev = w.status.evidence.unwrap();
+    assert_eq!(ev.rollback.unwrap().cause, "alarm");
+    assert!(ev.signals.iter().any(|s| s.name == "ingest-5xx" && s.state == "ALARM"));
+    let stalled = w.status.conditions.iter().find(|c| c.type_ == "Stalled").unwrap();
+    assert_eq!(stalled.status, "True");
+}
+
+#[test]
+fn breach_during_the_final_bake_restores() {
+    let mut w = World::new("dev");
+    w.run();
+    w.advance(300);
+    w.run();
+    assert_eq!(w.weight(), Some(100));
+    w.advance(100);
+    w.breach();
+    assert_eq!(w.step(), Some(Action::Restore));
+    assert_eq!(w.phase(), PromotionPhase::RollingBack);
+}
+
+#[test]
+fn abort_rolls_back_in_flight_and_cancels_waiting() {
+    let mut w = World::new("dev");
+    w.run();
+    w.spec.abort = true;
+    assert_eq!(w.run(), vec![Action::Restore]);
+    assert_eq!(w.phase(), PromotionPhase::RolledBack);
+    assert_eq!(w.status.rollback.as_ref().unwrap().cause, "abort");
+
+    let mut w = World::new("prod");
+    w.step();
+    w.spec.abort = true;
+    assert_eq!(w.step(), None);
+    assert_eq!(w.phase(), PromotionPhase::Aborted);
+    assert!(w.status.evidence.is_some());
+}
+
+#[test]
+fn failed_pre_traffic_hook_rolls_back_before_any_traffic_moves() {
+    let mut w = World::new("dev");
+    if let Some(ecs) = w.release.as_mut().and_then(|r| r.target.ecs.as_mut()) {
+        ecs.hooks = Some(kiln_api::release::Hooks {
+            pre_traffic: Some(kiln_api::release::Hook {
+                lambda_function: Some("migrate".into()),
+                ecs_task_definition: None,
+                timeout: None,
+            }),
+            post_traffic: None,
+        });
+    }
+    let actions =
+        w.run_with(|a| (*a == Action::RunHook(HookPoint::PreTraffic)).then(|| Outcome::Failed("exit 1".into())));
+    assert_eq!(
+        actions,
+        vec![Action::CaptureSnapshot, Action::Prepare, Action::RunHook(HookPoint::PreTraffic), Action::Restore]
+    );
+    assert_eq!(w.phase(), PromotionPhase::RolledBack);
+    assert_eq!(w.weight(), None, "no traffic ever moved");
+    assert_eq!(w.status.rollback.unwrap().cause, "hookFailed");
+}
+
+#[test]
+fn hooks_that_pass_gate_the_steps() {
+    let mut w = World::new("dev");
+    if let Some(ecs) = w.release.as_mut().and_then(|r| r.target.ecs.as_mut()) {
+        let hook =
+            kiln_api::release::Hook { lambda_function: Some("smoke".into()), ecs_task_definition: None, timeout: None };
+        ecs.hooks = Some(kiln_api::release::Hooks { pre_traffic: Some(hook.clone()), post_traffic: Some(hook) });
+        ecs.steps = Some(vec![100]);
+    }
+    let actions = w.run();
+    assert_eq!(
+        actions,
+        vec![
+            Action::CaptureSnapshot,
+            Action::Prepare,
+            Action::RunHook(HookPoint::PreTraffic),
+            Action::ShiftTraffic { step: 0, weight: 100 },
+            Action::RunHook(HookPoint::PostTraffic)
+        ]
+    );
+    assert_eq!(w.status.hooks_passed, vec!["preTraffic", "postTraffic"]);
+}
+
+#[test]
+fn hook_in_progress_is_asked_again() {
+    let mut w = World::new("dev");
+    if let Some(ecs) = w.release.as_mut().and_then(|r| r.target.ecs.as_mut()) {
+        let hook = kiln_api::release::Hook {
+            lambda_function: None,
+            ecs_task_definition: Some("migrate:3".into()),
+            timeout: None,
+        };
+        ecs.hooks = Some(kiln_api::release::Hooks { pre_traffic: Some(hook), post_traffic: None });
+    }
+    let mut first = true;
+    let actions = w.run_with(|a| {
+        (matches!(a, Action::RunHook(_)) && std::mem::take(&mut first))
+            .then(|| Outcome::InProgress("task running".into()))
+    });
+    assert_eq!(actions.iter().filter(|a| matches!(a, Action::RunHook(_))).count(), 2);
+    assert_eq!(w.weight(), Some(10));
+}
+
+#[test]
+fn permanent_failure_after_the_snapshot_restores_and_before_it_fails() {
+    let mut w = World::new("dev");
+    let actions =
+        w.run_with(|a| (*a == Action::Prepare).then(|| Outcome::Failed("container api not in task definition".into())));
+    assert_eq!(actions, vec![Action::CaptureSnapshot, Action::Prepare, Action::Restore]);
+    assert_eq!(w.phase(), PromotionPhase::RolledBack);
+    assert_eq!(w.status.rollback.as_ref().unwrap().cause, "deploymentFailed");
+
+    let mut w = World::new("dev");
+    w.run_with(|a| (*a == Action::CaptureSnapshot).then(|| Outcome::Failed("service not found".into())));
+    assert_eq!(w.phase(), PromotionPhase::Failed);
+    assert!(w.status.message.unwrap().contains("nothing had changed in AWS"));
+}
+
+#[test]
+fn a_failed_restore_is_retried_forever() {
+    let mut w = World::new("dev");
+    w.run();
+    w.breach();
+    let mut failures = 3;
+    let actions = w.run_with(|a| {
+        (*a == Action::Restore && failures > 0).then(|| {
+            failures -= 1;
+            Outcome::Failed("throttled".into())
+        })
+    });
+    assert_eq!(actions, vec![Action::Restore; 4]);
+    assert_eq!(w.phase(), PromotionPhase::RolledBack);
+    assert_eq!(w.events.iter().filter(|e| e.reason == "RestoreFailed").count(), 3);
+}
+
+#[test]
+fn retry_restarts_a_rolled_back_promotion_from_its_gates() {
+    let mut w = World::new("dev");
+    w.run();
+    w.breach();
+    w.run();
+    assert_eq!(w.phase(), PromotionPhase::RolledBack);
+    let before = w.status.timeline.len();
+    w.alarm = Some((AlarmState::Ok, w.now));
+    w.advance(60);
+    w.spec.retry = 1;
+    assert_eq!(w.step(), Some(Action::CaptureSnapshot));
+    assert_eq!(w.status.observed_retry, 1);
+    assert!(w.status.rollback.is_none() && w.status.evidence.is_none());
+    assert!(w.status.timeline.len() > before, "the timeline keeps the first attempt");
+    assert!(w.reasons().contains(&"Retry".to_string()));
+}
+
+#[test]
+fn retry_while_in_flight_is_acknowledged_and_ignored() {
+    let mut w = World::new("dev");
+    w.run();
+    w.spec.retry = 1;
+    w.step();
+    assert_eq!(w.status.observed_retry, 1);
+    assert_eq!(w.phase(), PromotionPhase::Baking);
+}
+
+#[test]
+fn rollback_promotion_is_never_blocked_by_freeze_approvals_or_queue() {
+    // Saturday, prod, no approvals, another promotion queued ahead (waiting, not in flight).
+    let mut w = World::new("prod").at("2026-11-21T17:00:00Z").rollback_promotion();
+    w.ahead.push(QueuedAhead {
+        name: "ingest-worker-v1-4-3-prod".into(),
+        phase: PromotionPhase::WaitingForApproval,
+        rollback: false,
+    });
+    let actions = w.run();
+    assert_eq!(
+        actions,
+        vec![Action::CaptureSnapshot, Action::Prepare, Action::ShiftTraffic { step: 0, weight: 100 }, Action::Finalize]
+    );
+    assert_eq!(w.phase(), PromotionPhase::Succeeded);
+    let ev = w.status.evidence.unwrap();
+    assert_eq!(ev.kind, "rollback");
+}
+
+#[test]
+fn rollback_promotion_takes_over_from_an_in_flight_promotion() {
+    let mut rollback = World::new("prod").rollback_promotion();
+    rollback.ahead.push(QueuedAhead {
+        name: "ingest-worker-v1-4-3-prod".into(),
+        phase: PromotionPhase::Baking,
+        rollback: false,
+    });
+    assert_eq!(rollback.step(), None);
+    assert_eq!(rollback.phase(), PromotionPhase::Deploying);
+    assert!(rollback.status.message.clone().unwrap().contains("waiting for ingest-worker-v1-4-3-prod to restore"));
+
+    // The in-flight one sees it is preempted and restores at once.
+    let mut forward = World::new("dev");
+    forward.run();
+    forward.preempted_by = Some("ingest-worker-v1-4-2-prod".into());
+    assert_eq!(forward.run(), vec![Action::Restore]);
+    assert_eq!(forward.status.rollback.unwrap().cause, "superseded");
+
+    rollback.ahead.clear();
+    assert_eq!(rollback.step(), Some(Action::CaptureSnapshot));
+}
+
+#[test]
+fn after_a_crash_the_same_step_is_repeated() {
+    let mut w = World::new("dev");
+    w.run();
+    w.advance(300);
+    // The controller shifted traffic to 100% and crashed before writing status.
+    let action = w.step().unwrap();
+    assert_eq!(action, Action::ShiftTraffic { step: 1, weight: 100 });
+    let again = w.step().unwrap();
+    assert_eq!(again, action, "a restarted controller repeats the idempotent step");
+}
+
+#[test]
+fn resumes_from_any_recorded_phase() {
+    // A status written by an earlier controller in the middle of RollingBack.
+    let mut w = World::new("dev");
+    w.run();
+    w.breach();
+    w.step();
+    assert_eq!(w.phase(), PromotionPhase::RollingBack);
+    let mut restarted = w.clone();
+    restarted.events.clear();
+    assert_eq!(restarted.step(), Some(Action::Restore));
+}
+
+#[test]
+fn a_freeze_starting_mid_deploy_holds_traffic_but_not_rollback() {
+    // Friday 2026-11-20 16:58 New York; 10% step bake ends 17:03, inside the freeze.
+    let mut w =
+        World::new("prod").at("2026-11-20T21:58:00Z").approved_by("sec", "security").approved_by("pm", "product");
+    w.run();
+    assert_eq!(w.weight(), Some(10));
+    w.advance(300);
+    let d = w.decide();
+    assert_eq!(d.action, None);
+    assert_eq!(d.status.phase, PromotionPhase::Baking);
+    assert!(d.status.message.clone().unwrap().starts_with("holding traffic: FreezeWindow kiln-system/weekend"));
+    assert_eq!(d.requeue_after, Some(SignedDuration::from_secs(2)), "keeps watching signals while holding");
+    w.status = d.status;
+    w.breach();
+    assert_eq!(w.step(), Some(Action::Restore), "rollbacks are never blocked by a freeze");
+}
+
+#[test]
+fn bake_does_not_end_without_a_fresh_signal_read() {
+    let mut w = World::new("dev");
+    if let Some(ecs) = w.release.as_mut().and_then(|r| r.target.ecs.as_mut()) {
+        ecs.steps = Some(vec![100]);
+    }
+    w.run();
+    w.advance(300);
+    w.signals_fresh = false;
+    assert_eq!(w.step(), None);
+    assert!(w.status.message.clone().unwrap().contains("waiting for a signal read"));
+    w.signals_fresh = true;
+    assert_eq!(w.step(), Some(Action::Finalize));
+}
+
+#[test]
+fn missing_rollback_policy_blocks_and_fails_closed_in_flight() {
+    let mut w = World::new("dev");
+    w.policy = None;
+    w.step();
+    assert_eq!(w.phase(), PromotionPhase::WaitingForGates);
+    assert!(w.gate("validation").1.contains("RollbackPolicy slo-default (required by Environment dev) not found"));
+
+    let mut w = World::new("dev");
+    w.run();
+    w.policy = None;
+    assert_eq!(w.step(), Some(Action::Restore));
+    assert!(w.status.rollback.unwrap().message.contains("fail closed"));
+}
+
+#[test]
+fn missing_release_is_reported_and_stalls() {
+    let mut w = World::new("dev");
+    w.release = None;
+    w.step();
+    assert_eq!(w.phase(), PromotionPhase::WaitingForGates);
+    assert_eq!(w.gate("validation").1, "Release ingest-worker-v1-4-2 not found in this namespace");
+    let stalled = w.status.conditions.iter().find(|c| c.type_ == "Stalled").unwrap();
+    assert_eq!((stalled.status.as_str(), stalled.reason.as_str()), ("True", "InvalidSpec"));
+}
+
+#[test]
+fn a_waiting_promotion_at_rest_writes_nothing() {
+    let mut w = World::new("prod");
+    w.step();
+    let resting = w.status.clone();
+    for _ in 0..5 {
+        w.advance(3600);
+        let d = w.decide();
+        assert_eq!(d.status, resting, "no time-varying status while waiting");
+        assert!(d.events.is_empty());
+    }
+}
+
+#[test]
+fn a_baking_promotion_writes_only_on_signal_changes() {
+    let mut w = World::new("dev");
+    w.run();
+    let baking = w.status.clone();
+    w.advance(2);
+    assert_eq!(w.decide().status, baking);
+    w.advance(2);
+    assert_eq!(w.decide().status, baking);
+}
+
+#[test]
+fn abort_after_success_explains_how_to_roll_back() {
+    let mut w = World::new("dev");
+    w.run();
+    w.advance(300);
+    w.run();
+    w.advance(300);
+    w.run();
+    assert_eq!(w.phase(), PromotionPhase::Succeeded);
+    w.spec.abort = true;
+    assert_eq!(w.step(), None);
+    assert!(w.status.message.unwrap().contains("kubectl kiln rollback ingest-worker --env dev"));
+}
+
+#[test]
+fn step_status_is_reported_for_dashboards() {
+    let mut w = World::new("dev");
+    w.run();
+    assert_eq!(
+        w.status.step,
+        Some(StepStatus {
+            index: 0,
+            weight: 10,
+            total: 2,
+            applied_at: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(w.now))
+        })
+    );
+}

@@ -1,0 +1,385 @@
+//! A small world for driving the decision core in tests: one Promotion with its Release,
+//! Environment, policy, freeze windows and observations, and a clock that only moves when the
+//! test says so.
+#![allow(dead_code)]
+
+use jiff::{SignedDuration, Timestamp};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kiln_api::PromotionPhase;
+use kiln_api::common::{Approval, ApprovalRequirement, ReleaseType};
+use kiln_api::environment::{AwsTarget, BakeSettings, EnvironmentSpec, PromotionRules};
+use kiln_api::freeze_window::{FreezeExceptions, FreezeWindowSpec, RecurringSpan, Weekday, WeeklyTime};
+use kiln_api::promotion::DeployedResources;
+use kiln_api::promotion::{
+    EcsSnapshot, LambdaSnapshot, PromotionSpec, PromotionStatus, RollbackRequest, Snapshot, TargetGroupWeight,
+};
+use kiln_api::release::{
+    Artifact, EcsStrategy, EcsTarget, EcsTraffic, ListenerRef, ReleaseSpec, Target, TargetGroupRef,
+};
+use kiln_api::rollback_policy::{AlarmSelector, MissingData, RollbackPolicySpec};
+use kiln_core::freeze::CompiledWindow;
+use kiln_core::gates::{QueuedAhead, UpstreamObservation};
+use kiln_core::machine::{self, Action, Context, Decision, Outcome, PolicyState, PromotionInput};
+use kiln_core::signals::{AlarmObservation, AlarmState, SignalObservations};
+
+pub const DIGEST: &str = "111111111111.dkr.ecr.ca-central-1.amazonaws.com/ingest-worker@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+pub fn ts(s: &str) -> Timestamp {
+    s.parse().expect("test timestamp")
+}
+
+pub fn ecs_release() -> ReleaseSpec {
+    let tg = |n: &str| TargetGroupRef { name: Some(n.into()), arn: None, tags: None };
+    ReleaseSpec {
+        service: "ingest-worker".into(),
+        version: "v1.4.2".into(),
+        release_type: ReleaseType::Standard,
+        change_ref: Some("CHG-20251028-001".into()),
+        commit: Some("3f2a9c1d".into()),
+        author: Some("dev@example.com".into()),
+        artifacts: vec![Artifact { name: "api".into(), image: Some(DIGEST.into()), zip: None }],
+        target: Target {
+            ecs: Some(EcsTarget {
+                cluster: "nc-core".into(),
+                service: "ingest-worker".into(),
+                container: "api".into(),
+                artifact: None,
+                strategy: EcsStrategy::Canary,
+                steps: Some(vec![10, 100]),
+                step_bake: Some("5m".into()),
+                traffic: Some(EcsTraffic {
+                    listener: ListenerRef { arn: None, load_balancer_name: Some("ingest".into()), port: Some(443) },
+                    rule: None,
+                    blue_target_group: tg("ingest-blue"),
+                    green_target_group: tg("ingest-green"),
+                }),
+                code_deploy: None,
+                hooks: None,
+                environment_overrides: Default::default(),
+            }),
+            lambda: None,
+        },
+        environments: vec!["dev".into(), "stg".into(), "prod".into()],
+    }
+}
+
+pub fn environment(name: &str) -> EnvironmentSpec {
+    let (account, upstream, rules, bake) = match name {
+        "dev" => (
+            "111111111111",
+            vec![],
+            PromotionRules {
+                auto: true,
+                forbid_self_approval: true,
+                require_upstream_green: true,
+                ..Default::default()
+            },
+            "5m",
+        ),
+        "stg" => (
+            "222222222222",
+            vec!["dev".to_string()],
+            PromotionRules {
+                auto: true,
+                approvals: vec![ApprovalRequirement { role: "release-engineering".into(), count: 1 }],
+                forbid_self_approval: true,
+                require_upstream_green: true,
+                ..Default::default()
+            },
+            "30m",
+        ),
+        _ => (
+            "333333333333",
+            vec!["stg".to_string()],
+            PromotionRules {
+                auto: false,
+                require_change_ref: true,
+                approvals: vec![
+                    ApprovalRequirement { role: "security".into(), count: 1 },
+                    ApprovalRequirement { role: "product".into(), count: 1 },
+                ],
+                forbid_self_approval: true,
+                min_upstream_bake: Some("30m".into()),
+                require_upstream_green: true,
+            },
+            "10m",
+        ),
+    };
+    EnvironmentSpec {
+        upstream,
+        aws: AwsTarget {
+            account_id: account.into(),
+            region: "ca-central-1".into(),
+            role_arn: format!("arn:aws:iam::{account}:role/kiln-deploy"),
+            external_id: None,
+        },
+        promotion: rules,
+        bake: BakeSettings { duration: bake.into() },
+        rollback_policy_ref: Some("slo-default".into()),
+    }
+}
+
+pub fn policy() -> RollbackPolicySpec {
+    RollbackPolicySpec {
+        alarms: vec![AlarmSelector { name: Some("ingest-5xx".into()), prefix: None }],
+        metrics: vec![],
+        error_budget: None,
+        missing_data: MissingData::Ignore,
+        interval: "2s".into(),
+    }
+}
+
+pub fn weekend_freeze() -> CompiledWindow {
+    let spec = FreezeWindowSpec {
+        environments: vec!["prod".into()],
+        services: vec![],
+        time_zone: "America/New_York".into(),
+        recurring: vec![RecurringSpan {
+            from: WeeklyTime { day: Weekday::Friday, time: "17:00".into() },
+            to: WeeklyTime { day: Weekday::Monday, time: "09:00".into() },
+        }],
+        absolute: vec![],
+        exceptions: Some(FreezeExceptions {
+            release_types: vec![ReleaseType::Emergency, ReleaseType::Hotfix],
+            approvals: vec![
+                ApprovalRequirement { role: "security".into(), count: 1 },
+                ApprovalRequirement { role: "sre".into(), count: 1 },
+            ],
+        }),
+        reason: Some("weekend freeze".into()),
+    };
+    CompiledWindow::compile("kiln-system", "weekend", &spec).expect("valid window")
+}
+
+/// One Promotion and everything around it.
+#[derive(Debug, Clone)]
+pub struct World {
+    pub now: Timestamp,
+    pub env_name: String,
+    pub spec: PromotionSpec,
+    pub status: PromotionStatus,
+    pub release: Option<ReleaseSpec>,
+    pub env: Option<EnvironmentSpec>,
+    pub policy: Option<RollbackPolicySpec>,
+    pub spec_errors: Vec<String>,
+    pub upstream: Vec<UpstreamObservation>,
+    pub ahead: Vec<QueuedAhead>,
+    pub preempted_by: Option<String>,
+    pub freezes: Vec<CompiledWindow>,
+    pub alarm: Option<(AlarmState, Timestamp)>,
+    pub signals_fresh: bool,
+    pub events: Vec<machine::EventNote>,
+    pub executed: Vec<Action>,
+}
+
+impl World {
+    /// A Promotion of the ingest-worker canary release into `env`, on Wednesday
+    /// 2026-11-18 10:00 New York time (no freeze), with every upstream succeeded long ago and
+    /// green.
+    pub fn new(env: &str) -> World {
+        let now = ts("2026-11-18T15:00:00Z");
+        let upstream = environment(env)
+            .upstream
+            .iter()
+            .map(|u| UpstreamObservation {
+                environment: u.clone(),
+                phase: Some(PromotionPhase::Succeeded),
+                full_traffic_at: Some(ts("2026-11-18T10:00:00Z")),
+                health: Some(Ok(())),
+            })
+            .collect();
+        World {
+            now,
+            env_name: env.into(),
+            spec: PromotionSpec {
+                release: "ingest-worker-v1-4-2".into(),
+                environment: env.into(),
+                requested_by: Some("kiln".into()),
+                approvals: vec![],
+                abort: false,
+                retry: 0,
+                rollback: None,
+            },
+            status: PromotionStatus::default(),
+            release: Some(ecs_release()),
+            env: Some(environment(env)),
+            policy: Some(policy()),
+            spec_errors: vec![],
+            upstream,
+            ahead: vec![],
+            preempted_by: None,
+            freezes: vec![weekend_freeze()],
+            alarm: Some((AlarmState::Ok, ts("2026-11-01T00:00:00Z"))),
+            signals_fresh: true,
+            events: vec![],
+            executed: vec![],
+        }
+    }
+
+    pub fn at(mut self, t: &str) -> Self {
+        self.now = ts(t);
+        self
+    }
+
+    pub fn approved_by(mut self, user: &str, role: &str) -> Self {
+        self.approve(user, role);
+        self
+    }
+
+    pub fn approve(&mut self, user: &str, role: &str) {
+        self.spec.approvals.push(Approval { user: user.into(), role: role.into(), at: Time(self.now), comment: None });
+    }
+
+    pub fn hotfix(mut self) -> Self {
+        if let Some(r) = self.release.as_mut() {
+            r.release_type = ReleaseType::Hotfix;
+        }
+        self
+    }
+
+    pub fn rollback_promotion(mut self) -> Self {
+        self.spec.rollback = Some(RollbackRequest {
+            reason: "v1.4.3 breaks ingest".into(),
+            from_release: Some("ingest-worker-v1-4-3".into()),
+        });
+        self
+    }
+
+    pub fn advance(&mut self, secs: i64) {
+        self.now = self.now.checked_add(SignedDuration::from_secs(secs)).expect("time");
+    }
+
+    pub fn advance_to(&mut self, t: Timestamp) {
+        if t > self.now {
+            self.now = t;
+        }
+    }
+
+    /// Puts the watched alarm in ALARM now.
+    pub fn breach(&mut self) {
+        self.alarm = Some((AlarmState::Alarm, self.now));
+    }
+
+    pub fn signals(&self) -> Option<SignalObservations> {
+        if !self.signals_fresh {
+            return None;
+        }
+        let alarms = self
+            .alarm
+            .map(|(state, at)| {
+                vec![AlarmObservation { name: "ingest-5xx".into(), state, state_updated_at: at, history: None }]
+            })
+            .unwrap_or_default();
+        Some(SignalObservations { observed_at: self.now, alarms, metrics: vec![], error_budget: None })
+    }
+
+    pub fn with_input<R>(&self, f: impl FnOnce(&PromotionInput<'_>) -> R) -> R {
+        let signals = self.signals();
+        let policy = match (&self.policy, self.env.as_ref().and_then(|e| e.rollback_policy_ref.as_deref())) {
+            (_, None) => PolicyState::NotRequired,
+            (Some(p), Some(_)) => PolicyState::Found(p),
+            (None, Some(name)) => PolicyState::Missing(name),
+        };
+        let input = PromotionInput {
+            now: self.now,
+            generation: Some(1),
+            spec: &self.spec,
+            status: &self.status,
+            release: self.release.as_ref(),
+            environment: self.env.as_ref(),
+            policy,
+            spec_errors: &self.spec_errors,
+            upstream: &self.upstream,
+            ahead: &self.ahead,
+            preempted_by: self.preempted_by.as_deref(),
+            freezes: &self.freezes,
+            signals: signals.as_ref(),
+            context: Context { promotion: "p", release_name: &self.spec.release, controller_version: "0.1.0-test" },
+        };
+        f(&input)
+    }
+
+    pub fn decide(&self) -> Decision {
+        self.with_input(machine::decide)
+    }
+
+    /// Decides and applies the new status; returns the action to perform.
+    pub fn step(&mut self) -> Option<Action> {
+        let d = self.decide();
+        self.status = d.status;
+        self.events.extend(d.events);
+        d.action
+    }
+
+    pub fn complete(&mut self, action: &Action, outcome: Outcome) {
+        let d = self.with_input(|i| machine::complete(i, action, outcome));
+        self.status = d.status;
+        self.events.extend(d.events);
+    }
+
+    /// Runs decide/execute/complete until no action is returned, executing every action
+    /// successfully. Returns the actions executed.
+    pub fn run(&mut self) -> Vec<Action> {
+        self.run_with(|_| None)
+    }
+
+    /// Like [`World::run`], with `fail` choosing a non-Done outcome for some actions.
+    pub fn run_with(&mut self, mut fail: impl FnMut(&Action) -> Option<Outcome>) -> Vec<Action> {
+        let mut done = Vec::new();
+        for _ in 0..50 {
+            let Some(action) = self.step() else { break };
+            let outcome = fail(&action).unwrap_or_else(|| success(&action));
+            self.executed.push(action.clone());
+            done.push(action.clone());
+            self.complete(&action, outcome);
+        }
+        done
+    }
+
+    pub fn phase(&self) -> PromotionPhase {
+        self.status.phase
+    }
+
+    pub fn gate(&self, name: &str) -> (bool, String) {
+        self.status
+            .gates
+            .iter()
+            .find(|g| g.name == name)
+            .map(|g| (g.ok, g.message.clone()))
+            .unwrap_or_else(|| panic!("no gate {name} in {:?}", self.status.gates))
+    }
+
+    pub fn weight(&self) -> Option<i32> {
+        self.status.step.as_ref().map(|s| s.weight)
+    }
+
+    pub fn reasons(&self) -> Vec<String> {
+        self.status.timeline.iter().map(|t| t.reason.clone()).collect()
+    }
+}
+
+/// The outcome a healthy AWS gives each action.
+pub fn success(action: &Action) -> Outcome {
+    match action {
+        Action::CaptureSnapshot => Outcome::Snapshot(Snapshot {
+            captured_at: None,
+            ecs: Some(EcsSnapshot {
+                task_definition: Some("arn:aws:ecs:ca-central-1:333333333333:task-definition/ingest-worker:41".into()),
+                primary_task_set: Some("ecs-svc/blue".into()),
+                listener_weights: vec![
+                    TargetGroupWeight { target_group_arn: "tg/ingest-blue".into(), weight: 100 },
+                    TargetGroupWeight { target_group_arn: "tg/ingest-green".into(), weight: 0 },
+                ],
+                listener_or_rule_arn: Some("listener/ingest/443".into()),
+            }),
+            lambda: None::<LambdaSnapshot>,
+        }),
+        Action::Prepare => Outcome::Prepared(DeployedResources {
+            task_definition: Some("arn:aws:ecs:ca-central-1:333333333333:task-definition/ingest-worker:42".into()),
+            task_set: Some("ecs-svc/green".into()),
+            lambda_version: None,
+            code_deploy_deployment: None,
+        }),
+        _ => Outcome::Done,
+    }
+}
