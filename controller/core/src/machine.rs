@@ -182,13 +182,15 @@ struct Draft<'i, 'a> {
     status: PromotionStatus,
     events: Vec<EventNote>,
     requeue: Option<SignedDuration>,
+    /// Signals that had no data at the last read (ignored by the policy), for the record.
+    inconclusive: Option<String>,
 }
 
 impl<'i, 'a> Draft<'i, 'a> {
     fn new(input: &'i PromotionInput<'a>) -> Self {
         let mut status = input.status.clone();
         status.observed_generation = input.generation;
-        Draft { input, status, events: Vec::new(), requeue: None }
+        Draft { input, status, events: Vec::new(), requeue: None, inconclusive: None }
     }
 
     fn now(&self) -> Timestamp {
@@ -551,10 +553,11 @@ fn in_flight(d: &mut Draft<'_, '_>) -> Option<Action> {
     if !plan.bake.is_zero() && !bake_done(d, ends, full, "all traffic") {
         return None;
     }
+    let caveat = d.inconclusive.as_ref().map(|w| format!(" (inconclusive signals: {w})")).unwrap_or_default();
     d.enter(
         PromotionPhase::Deploying,
         "Finalizing",
-        "bake passed; making the new version primary and retiring the old one".into(),
+        format!("bake passed{caveat}; making the new version primary and retiring the old one"),
     );
     Some(Action::Finalize)
 }
@@ -641,6 +644,9 @@ fn watch_signals(d: &mut Draft<'_, '_>) -> Option<Action> {
             let ev = signals::evaluate(policy, obs, since, &previous);
             let bake = d.status.bake.get_or_insert_with(BakeStatus::default);
             bake.signals = ev.signals.clone();
+            if let signals::Verdict::Inconclusive(why) = ev.verdict() {
+                d.inconclusive = Some(why);
+            }
             if let Some(b) = ev.first_breach() {
                 let latency = b.started_at.map(|s| human_duration(input.now.duration_since(s)));
                 let message = match latency {

@@ -128,10 +128,41 @@ pub struct Evaluation {
     pub signals: Vec<SignalStatus>,
 }
 
+/// The overall answer for a policy.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict<'a> {
+    /// Every signal has data and none breaches.
+    Healthy,
+    /// A signal breaches: roll back.
+    Breach(&'a Breach),
+    /// Nothing breaches, but some signals have no data (INSUFFICIENT_DATA alarms, metrics
+    /// without datapoints, an error budget without traffic) and `missingData: ignore` says not to
+    /// count them. The reason names them, so a bake that passed on silence is visible.
+    Inconclusive(String),
+}
+
 impl Evaluation {
     /// True when nothing breached.
     pub fn healthy(&self) -> bool {
         self.breaches.is_empty()
+    }
+
+    /// Breach, healthy, or inconclusive (no breach, but some signals had no data).
+    pub fn verdict(&self) -> Verdict<'_> {
+        if let Some(b) = self.breaches.first() {
+            return Verdict::Breach(b);
+        }
+        let silent: Vec<&str> = self
+            .signals
+            .iter()
+            .filter(|s| s.state == "NO_DATA" || s.state == AlarmState::InsufficientData.as_str())
+            .map(|s| s.name.as_str())
+            .collect();
+        if silent.is_empty() {
+            Verdict::Healthy
+        } else {
+            Verdict::Inconclusive(format!("no data from {} (missingData: ignore)", silent.join(", ")))
+        }
     }
 
     /// The breach that is reported as the cause (the first one).
@@ -447,6 +478,7 @@ mod tests {
     fn all_ok_is_healthy() {
         let e = evaluate(&policy(), &obs(ok_alarms()), ts(SINCE), &[]);
         assert!(e.healthy(), "{:?}", e.breaches);
+        assert_eq!(e.verdict(), Verdict::Healthy);
         assert_eq!(e.signals.len(), 2);
         assert_eq!(e.signals[0].state, "OK");
     }
@@ -504,6 +536,7 @@ mod tests {
         a[0] = alarm("ingest-5xx", AlarmState::InsufficientData, "2026-11-20T11:59:00Z");
         let e = evaluate(&policy(), &obs(a.clone()), ts(SINCE), &[]);
         assert!(e.healthy(), "INSUFFICIENT_DATA is ignored by default");
+        assert_eq!(e.verdict(), Verdict::Inconclusive("no data from ingest-5xx (missingData: ignore)".into()));
         a[0] = alarm("ingest-5xx", AlarmState::Ok, "2026-11-20T12:03:00Z");
         assert!(evaluate(&policy(), &obs(a), ts(SINCE), &e.signals).healthy());
     }
@@ -575,9 +608,11 @@ mod tests {
             for_duration: None,
         });
         let o = obs(vec![]);
-        assert!(evaluate(&p, &o, ts(SINCE), &[]).healthy());
+        let e = evaluate(&p, &o, ts(SINCE), &[]);
+        assert!(matches!(e.verdict(), Verdict::Inconclusive(r) if r.contains("error-rate")));
         p.missing_data = MissingData::Breach;
-        assert!(!evaluate(&p, &o, ts(SINCE), &[]).healthy());
+        let e = evaluate(&p, &o, ts(SINCE), &[]);
+        assert!(matches!(e.verdict(), Verdict::Breach(b) if b.signal == "error-rate"));
     }
 
     fn budget_policy() -> RollbackPolicySpec {

@@ -572,3 +572,18 @@ fn step_status_is_reported_for_dashboards() {
         })
     );
 }
+
+#[test]
+fn a_bake_that_passes_on_silence_says_so() {
+    let mut w = World::new("dev");
+    if let Some(ecs) = w.release.as_mut().and_then(|r| r.target.ecs.as_mut()) {
+        ecs.steps = Some(vec![100]);
+    }
+    w.alarm = Some((AlarmState::InsufficientData, ts("2026-11-01T00:00:00Z")));
+    w.run();
+    w.advance(300);
+    assert_eq!(w.run(), vec![Action::Finalize]);
+    let finalizing = w.status.timeline.iter().find(|t| t.reason == "Finalizing").unwrap();
+    assert!(finalizing.message.contains("inconclusive signals: no data from ingest-5xx"), "{}", finalizing.message);
+    assert_eq!(w.phase(), PromotionPhase::Succeeded);
+}
