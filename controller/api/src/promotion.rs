@@ -10,7 +10,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::common::{Approval, DNS_LABEL_MESSAGE, DNS_LABEL_RULE};
 
-/// Most entries kept in `status.timeline`; older entries are summarised in the evidence.
+/// Most entries kept in `status.timeline`: the first entry and the most recent ones. Every entry
+/// is also emitted as a Kubernetes Event when it happens.
 pub const MAX_TIMELINE: usize = 64;
 
 /// Most approvals a Promotion holds (`spec.approvals` maxItems).
@@ -57,7 +58,7 @@ pub const APPEND_ONLY_APPROVALS: &str =
 #[x_kube(validation = Rule::new("has(self.rollback) == has(oldSelf.rollback) && (!has(self.rollback) || self.rollback == oldSelf.rollback)").message("rollback is immutable: create a new Promotion").field_path(".rollback"))]
 #[x_kube(validation = Rule::new("!has(oldSelf.requestedBy) || (has(self.requestedBy) && self.requestedBy == oldSelf.requestedBy)").message("requestedBy is immutable").field_path(".requestedBy"))]
 #[x_kube(validation = Rule::new(APPEND_ONLY_APPROVALS).message("approvals are append-only: existing entries cannot be changed, reordered or removed").field_path(".approvals"))]
-#[x_kube(validation = Rule::new("!oldSelf.abort || self.abort").message("abort cannot be undone; use retry after the rollback completes").field_path(".abort"))]
+#[x_kube(validation = Rule::new("!oldSelf.abort || self.abort").message("abort cannot be undone; to try again, create a new Promotion").field_path(".abort"))]
 #[x_kube(validation = Rule::new("self.retry >= oldSelf.retry").message("retry only counts up").field_path(".retry"))]
 #[serde(rename_all = "camelCase")]
 pub struct PromotionSpec {
@@ -80,12 +81,15 @@ pub struct PromotionSpec {
     /// Set to true to roll back now (a human rollback decision). Cannot be undone.
     #[serde(default)]
     pub abort: bool,
-    /// Increment to retry a Failed, RolledBack or Aborted Promotion from its gates.
+    /// Increment to retry a Failed or RolledBack Promotion from its gates (an aborted one cannot
+    /// be retried: create a new Promotion).
     #[serde(default)]
     #[schemars(range(min = 0, max = 1000))]
     pub retry: i32,
-    /// Marks this Promotion as a rollback to a last known good Release: it skips freeze,
-    /// approval and queue gates and the bake wait, and is recorded as a rollback. Immutable.
+    /// Marks this Promotion as a rollback to a last known good Release: a Release whose forward
+    /// Promotion into this environment succeeded before. It skips the freeze, approval, queue
+    /// and upstream gates and the bake wait, never rolls itself back on signals, and is recorded
+    /// as a rollback. Immutable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollback: Option<RollbackRequest>,
 }
@@ -230,12 +234,35 @@ pub struct PromotionStatus {
     /// SHA-256 (hex) of the canonical JSON of `evidence`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub evidence_sha256: Option<String>,
+    /// Earlier attempts of this Promotion (before each retry), most recent last.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 10))]
+    pub attempts: Vec<Attempt>,
     /// A one-line explanation of the current phase.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
     /// Ready, Reconciling and Stalled (kstatus).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+}
+
+/// How an earlier attempt ended, kept across a retry.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Attempt {
+    /// The value of spec.retry during the attempt.
+    pub retry: i32,
+    /// How it ended: Failed or RolledBack.
+    pub outcome: PromotionPhase,
+    /// When it ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completed_at: Option<Time>,
+    /// Its rollback, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback: Option<RollbackStatus>,
+    /// SHA-256 of its evidence record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evidence_sha256: Option<String>,
 }
 
 /// The result of one gate.
@@ -250,13 +277,23 @@ pub struct GateResult {
     pub message: String,
 }
 
-/// The exact state a rollback returns AWS to.
+/// The exact state a rollback returns AWS to, self-contained: a restore needs neither the
+/// Release nor the Environment, so deleting either mid-deployment cannot strand traffic.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct Snapshot {
     /// When the snapshot was taken.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub captured_at: Option<Time>,
+    /// The AWS account the state lives in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_id: Option<String>,
+    /// The region.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// The role kiln assumed to act there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role_arn: Option<String>,
     /// ECS state.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ecs: Option<EcsSnapshot>,
@@ -269,6 +306,12 @@ pub struct Snapshot {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct EcsSnapshot {
+    /// The ECS cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
+    /// The ECS service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
     /// The service's task definition ARN.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub task_definition: Option<String>,
@@ -297,6 +340,12 @@ pub struct TargetGroupWeight {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct LambdaSnapshot {
+    /// The function name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub function_name: Option<String>,
+    /// The alias.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alias: Option<String>,
     /// The version the alias pointed to.
     pub version: String,
     /// Additional version weights of the alias routing config (version → weight 0-1).

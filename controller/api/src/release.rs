@@ -38,6 +38,10 @@ pub const DIGEST_RULE: &str =
 #[x_kube(validation = Rule::new("self.version == oldSelf.version").message("version is immutable: create a new Release").field_path(".version"))]
 #[x_kube(validation = Rule::new("self.target == oldSelf.target").message("target is immutable: create a new Release").field_path(".target"))]
 #[x_kube(validation = Rule::new("self.service == oldSelf.service").message("service is immutable: create a new Release").field_path(".service"))]
+#[x_kube(validation = Rule::new("self.type == oldSelf.type").message("type is immutable (it decides freeze exceptions): create a new Release").field_path(".type"))]
+#[x_kube(validation = Rule::new("!has(oldSelf.author) || (has(self.author) && self.author == oldSelf.author)").message("author cannot be changed or removed once set (it decides who may not approve)").field_path(".author"))]
+#[x_kube(validation = Rule::new("!has(oldSelf.changeRef) || (has(self.changeRef) && self.changeRef == oldSelf.changeRef)").message("changeRef cannot be changed or removed once set (approvals and evidence refer to it)").field_path(".changeRef"))]
+#[x_kube(validation = Rule::new("!has(oldSelf.commit) || (has(self.commit) && self.commit == oldSelf.commit)").message("commit cannot be changed or removed once set").field_path(".commit"))]
 #[x_kube(validation = Rule::new("!has(self.target.ecs) || !has(self.target.ecs.artifact) || self.artifacts.exists(a, a.name == self.target.ecs.artifact)").message("target.ecs.artifact must name one of spec.artifacts").field_path(".target.ecs.artifact"))]
 #[x_kube(validation = Rule::new("!has(self.target.lambda) || !has(self.target.lambda.artifact) || self.artifacts.exists(a, a.name == self.target.lambda.artifact)").message("target.lambda.artifact must name one of spec.artifacts").field_path(".target.lambda.artifact"))]
 #[serde(rename_all = "camelCase")]
@@ -52,21 +56,21 @@ pub struct ReleaseSpec {
     #[schemars(length(max = 128))]
     pub version: String,
     /// The kind of change: standard | normal | emergency | hotfix. Emergency and hotfix releases
-    /// may pass a freeze when the window's exception approvals are given.
+    /// may pass a freeze when the window's exception approvals are given. Immutable.
     #[serde(default, rename = "type")]
     pub release_type: ReleaseType,
     /// The change ticket (e.g. CHG-20251028-001). Required by environments with
-    /// `promotion.requireChangeRef`.
+    /// `promotion.requireChangeRef`. May be added later; cannot change once set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 128))]
     pub change_ref: Option<String>,
-    /// The source commit the artifacts were built from (hex SHA).
+    /// The source commit the artifacts were built from (hex SHA). Cannot change once set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("self.matches('^[0-9a-f]{7,64}$')").message("commit must be a lowercase hex commit SHA (7 to 64 characters)"))]
     #[schemars(length(max = 64))]
     pub commit: Option<String>,
     /// Who authored the change (typically set by CI). With `forbidSelfApproval` this person may
-    /// not approve its promotions.
+    /// not approve its promotions. Cannot change or be removed once set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 253))]
     pub author: Option<String>,

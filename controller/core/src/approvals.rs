@@ -5,7 +5,7 @@
 //! - a person counts toward one requirement only (two-person rule: a security lead who is also
 //!   the product owner cannot satisfy both), found by a maximum bipartite matching so the order
 //!   of approvals never matters;
-//! - duplicate approvals by one person count once;
+//! - duplicate approvals by one person count once (usernames are compared ignoring ASCII case);
 //! - with `forbid_self_approval`, approvals by the release author or the promotion requester are
 //!   ignored and reported.
 
@@ -139,7 +139,8 @@ pub fn evaluate(
             }
             continue;
         }
-        match users.iter_mut().find(|(u, _)| *u == a.user) {
+        // Usernames differing only in ASCII case are one person (as for self-approval).
+        match users.iter_mut().find(|(u, _)| u.eq_ignore_ascii_case(&a.user)) {
             Some((_, roles)) if !roles.contains(&a.role) => roles.push(a.role.clone()),
             Some(_) => {}
             None => users.push((a.user.clone(), vec![a.role.clone()])),
@@ -250,6 +251,8 @@ mod tests {
         assert_eq!(r.message(), "needs 1 security approval (have security: a)");
         let r = evaluate(&reqs, &[ap("a", "security"), ap("b", "security")], &NOBODY);
         assert!(r.met());
+        let r = evaluate(&reqs, &[ap("Alice", "security"), ap("alice", "security")], &NOBODY);
+        assert!(!r.met(), "case variants of one username are one person");
     }
 
     #[test]

@@ -13,16 +13,19 @@ use sha2::{Digest, Sha256};
 
 use crate::machine::Context;
 
-/// Builds the evidence record from the Promotion's final status.
+/// Builds the evidence record from the Promotion's final status. The Release or Environment
+/// may have been deleted mid-deployment; what is known is still recorded.
 pub fn build(
     ctx: &Context<'_>,
     spec: &PromotionSpec,
-    release: &ReleaseSpec,
-    env: &EnvironmentSpec,
+    release: Option<&ReleaseSpec>,
+    env: Option<&EnvironmentSpec>,
     status: &PromotionStatus,
 ) -> Evidence {
+    const DELETED: &str = "unknown (deleted)";
     let artifacts = release
-        .artifacts
+        .map(|r| r.artifacts.as_slice())
+        .unwrap_or_default()
         .iter()
         .map(|a| match (&a.image, &a.zip) {
             (Some(image), _) => EvidenceArtifact {
@@ -38,20 +41,27 @@ pub fn build(
             (None, None) => EvidenceArtifact { name: a.name.clone(), reference: String::new(), digest: String::new() },
         })
         .collect();
+    let snapshot = status.previous.as_ref();
+    let from_env_or_snapshot = |e: Option<&str>, s: Option<&String>| {
+        e.map(str::to_string).or_else(|| s.cloned()).unwrap_or_else(|| DELETED.to_string())
+    };
     Evidence {
         kind: if spec.rollback.is_some() { "rollback" } else { "promotion" }.to_string(),
         release: ctx.release_name.to_string(),
-        service: release.service.clone(),
-        version: release.version.clone(),
-        release_type: release.release_type.as_str().to_string(),
-        commit: release.commit.clone(),
+        service: release.map(|r| r.service.clone()).unwrap_or_else(|| DELETED.into()),
+        version: release.map(|r| r.version.clone()).unwrap_or_else(|| DELETED.into()),
+        release_type: release.map(|r| r.release_type.as_str().to_string()).unwrap_or_else(|| DELETED.into()),
+        commit: release.and_then(|r| r.commit.clone()),
         artifacts,
         environment: spec.environment.clone(),
-        account_id: env.aws.account_id.clone(),
-        region: env.aws.region.clone(),
-        change_ref: release.change_ref.clone(),
+        account_id: from_env_or_snapshot(
+            env.map(|e| e.aws.account_id.as_str()),
+            snapshot.and_then(|s| s.account_id.as_ref()),
+        ),
+        region: from_env_or_snapshot(env.map(|e| e.aws.region.as_str()), snapshot.and_then(|s| s.region.as_ref())),
+        change_ref: release.and_then(|r| r.change_ref.clone()),
         requested_by: spec.requested_by.clone(),
-        author: release.author.clone(),
+        author: release.and_then(|r| r.author.clone()),
         approvals: spec.approvals.clone(),
         gates: status.gates.clone(),
         freeze_exception: status.freeze_exception.clone(),

@@ -25,6 +25,8 @@ pub mod name {
     pub const UPSTREAM: &str = "upstream";
     /// Upstream rollback alarms are green now.
     pub const UPSTREAM_HEALTH: &str = "upstreamHealth";
+    /// The target environment's own rollback signals are green now.
+    pub const HEALTH: &str = "health";
     /// A change reference is present where required.
     pub const CHANGE_REF: &str = "changeRef";
     /// No freeze window blocks the deployment (or an exception is satisfied).
@@ -45,6 +47,22 @@ pub struct UpstreamObservation {
     /// Whether the upstream's rollback signals are green now: `None` if not read,
     /// `Some(Err(why))` if something is firing.
     pub health: Option<Result<(), String>>,
+    /// A rollback Promotion that replaced this Release in the upstream environment after it
+    /// succeeded there: the Release is no longer what runs upstream.
+    pub superseded_by: Option<String>,
+}
+
+/// The target environment's own signals, read before deploying.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TargetHealth {
+    /// The environment has no RollbackPolicy.
+    NoPolicy,
+    /// The signals have not been read yet.
+    NotRead,
+    /// Nothing is firing.
+    Green,
+    /// Something is firing (or missing): why.
+    Red(String),
 }
 
 /// Another Promotion of the same service and environment that is ahead in the queue.
@@ -77,6 +95,8 @@ pub struct GateInput<'a> {
     pub ahead: &'a [QueuedAhead],
     /// Freeze windows in scope for this Promotion's namespace.
     pub freezes: &'a [CompiledWindow],
+    /// The target environment's signals now.
+    pub health: TargetHealth,
 }
 
 /// The result of all gates.
@@ -101,8 +121,8 @@ impl GateReport {
         self.results.iter().any(|g| g.name == gate && !g.ok)
     }
 
-    /// The waiting phase these results put a Promotion in, by precedence: an invalid spec or
-    /// unmet upstream first, then the queue, the freeze, and finally approvals.
+    /// The waiting phase these results put a Promotion in, by precedence: an invalid spec first,
+    /// then the queue, the freeze, any other gate, and finally approvals.
     pub fn waiting_phase(&self) -> PromotionPhase {
         if self.failed(name::VALIDATION) {
             PromotionPhase::WaitingForGates
@@ -185,6 +205,11 @@ pub fn evaluate(input: &GateInput<'_>) -> GateReport {
     let mut upstream_ok = true;
     for up in &input.environment.upstream {
         let obs = input.upstream.iter().find(|u| &u.environment == up);
+        if let Some(by) = obs.and_then(|o| o.superseded_by.as_ref()) {
+            upstream_ok = false;
+            upstream_msgs.push(format!("{up} was rolled back by {by} after this release succeeded there"));
+            continue;
+        }
         match obs.and_then(|o| o.phase.map(|p| (p, o.full_traffic_at))) {
             Some((PromotionPhase::Succeeded, Some(full))) => {
                 let ready = full.checked_add(min_bake).unwrap_or(full);
@@ -234,6 +259,18 @@ pub fn evaluate(input: &GateInput<'_>) -> GateReport {
         }
         results.push(gate(name::UPSTREAM_HEALTH, ok, msgs.join("; ")));
     }
+
+    let env_name = &input.promotion.environment;
+    results.push(match &input.health {
+        TargetHealth::NoPolicy => gate(name::HEALTH, true, format!("{env_name} has no RollbackPolicy to check")),
+        TargetHealth::Green => gate(name::HEALTH, true, format!("{env_name} alarms green")),
+        TargetHealth::NotRead => gate(name::HEALTH, false, format!("{env_name} alarms not read yet")),
+        TargetHealth::Red(why) => gate(
+            name::HEALTH,
+            false,
+            format!("{env_name}: {why}; kiln does not deploy into an environment whose alarms are firing"),
+        ),
+    });
 
     if rules.require_change_ref {
         results.push(match input.release.change_ref.as_deref().filter(|c| !c.trim().is_empty()) {

@@ -28,7 +28,7 @@ use kiln_api::rollback_policy::RollbackPolicySpec;
 
 use crate::evidence;
 use crate::freeze::CompiledWindow;
-use crate::gates::{self, GateInput, QueuedAhead, UpstreamObservation};
+use crate::gates::{self, GateInput, QueuedAhead, TargetHealth, UpstreamObservation};
 use crate::plan::{self, HookPoint, Plan};
 use crate::signals::{self, SignalObservations};
 use crate::time::{human_duration, to_time};
@@ -36,6 +36,9 @@ use crate::time::{human_duration, to_time};
 /// How soon to look again while an action is in progress elsewhere (CodeDeploy, a hook) or a
 /// restore failed.
 pub const RETRY_SOON: SignedDuration = SignedDuration::from_secs(5);
+/// How long a rollback Promotion waits for an in-flight forward Promotion to restore before it
+/// takes over anyway.
+pub const PREEMPTION_WAIT: SignedDuration = SignedDuration::from_secs(60);
 /// How often to re-read upstream health while it blocks a Promotion.
 pub const UPSTREAM_HEALTH_RECHECK: SignedDuration = SignedDuration::from_secs(30);
 
@@ -86,6 +89,12 @@ pub struct PromotionInput<'a> {
     pub ahead: &'a [QueuedAhead],
     /// A rollback Promotion that takes this environment over, if any.
     pub preempted_by: Option<&'a str>,
+    /// The Promotion is being deleted (it has a deletionTimestamp): traffic must be restored
+    /// before the finalizer is removed.
+    pub deleting: bool,
+    /// For a rollback Promotion: whether this Release's forward Promotion into this environment
+    /// succeeded before (only a known-good Release may take the rollback fast path).
+    pub release_was_good_here: bool,
     /// Freeze windows in scope.
     pub freezes: &'a [CompiledWindow],
     /// The latest signal reads for the policy in this environment's account.
@@ -142,7 +151,7 @@ impl Action {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
     /// The snapshot was captured.
-    Snapshot(Snapshot),
+    Snapshot(Box<Snapshot>),
     /// The new version exists.
     Prepared(DeployedResources),
     /// The action finished.
@@ -245,16 +254,21 @@ impl<'i, 'a> Draft<'i, 'a> {
     fn terminate(&mut self, phase: PromotionPhase, reason: &str, message: String, warning: bool) {
         self.note(phase, reason, message, warning);
         self.status.completed_at = Some(to_time(self.now()));
-        if let (Some(release), Some(env)) = (self.input.release, self.input.environment) {
-            let ev = evidence::build(&self.input.context, self.input.spec, release, env, &self.status);
-            self.status.evidence_sha256 = Some(evidence::digest(&ev));
-            self.events.push(EventNote {
-                warning: false,
-                reason: "Evidence".into(),
-                message: evidence::summary(&ev, self.status.evidence_sha256.as_deref().unwrap_or("")),
-            });
-            self.status.evidence = Some(ev);
-        }
+        let ev = evidence::build(
+            &self.input.context,
+            self.input.spec,
+            self.input.release,
+            self.input.environment,
+            &self.status,
+        );
+        let sha = evidence::digest(&ev);
+        self.events.push(EventNote {
+            warning: false,
+            reason: "Evidence".into(),
+            message: evidence::summary(&ev, &sha),
+        });
+        self.status.evidence_sha256 = Some(sha);
+        self.status.evidence = Some(ev);
     }
 }
 
@@ -277,14 +291,29 @@ pub fn decide(input: &PromotionInput<'_>) -> Decision {
     // any other time is acknowledged and has no effect.
     if input.spec.retry > d.status.observed_retry {
         d.status.observed_retry = input.spec.retry;
-        let retryable =
-            matches!(d.status.phase, PromotionPhase::Failed | PromotionPhase::RolledBack | PromotionPhase::Aborted);
-        if retryable && !input.spec.abort {
+        let retryable = matches!(d.status.phase, PromotionPhase::Failed | PromotionPhase::RolledBack);
+        if input.spec.abort || d.status.phase == PromotionPhase::Aborted {
+            d.status.message =
+                Some("retry ignored: this Promotion was aborted; to try again, create a new Promotion".into());
+        } else if retryable && !input.deleting {
+            // Keep what the earlier attempt ended with; its full evidence went out as an Event.
+            let mut attempts = std::mem::take(&mut d.status.attempts);
+            attempts.push(kiln_api::promotion::Attempt {
+                retry: input.status.observed_retry,
+                outcome: d.status.phase,
+                completed_at: d.status.completed_at.clone(),
+                rollback: d.status.rollback.clone(),
+                evidence_sha256: d.status.evidence_sha256.clone(),
+            });
+            if attempts.len() > 10 {
+                attempts.remove(0);
+            }
             let timeline = std::mem::take(&mut d.status.timeline);
             d.status = PromotionStatus {
                 observed_generation: input.generation,
                 observed_retry: input.spec.retry,
                 timeline,
+                attempts,
                 ..PromotionStatus::default()
             };
             d.note(
@@ -326,8 +355,26 @@ pub fn decide(input: &PromotionInput<'_>) -> Decision {
     }
 }
 
+/// The target environment's signals right now (for the `health` gate).
+fn target_health(input: &PromotionInput<'_>) -> TargetHealth {
+    match (input.policy, input.signals) {
+        (PolicyState::NotRequired, _) => TargetHealth::NoPolicy,
+        // A missing policy is reported by the validation gate.
+        (PolicyState::Missing(_), _) => TargetHealth::NoPolicy,
+        (PolicyState::Found(_), None) => TargetHealth::NotRead,
+        (PolicyState::Found(policy), Some(obs)) => {
+            let ev = signals::evaluate(policy, obs, obs.observed_at, &[]);
+            match ev.first_breach() {
+                Some(b) => TargetHealth::Red(b.message.clone()),
+                None => TargetHealth::Green,
+            }
+        }
+    }
+}
+
 fn gate_input<'x>(input: &'x PromotionInput<'x>, release: &'x ReleaseSpec, env: &'x EnvironmentSpec) -> GateInput<'x> {
     GateInput {
+        health: target_health(input),
         now: input.now,
         promotion: input.spec,
         release,
@@ -341,13 +388,14 @@ fn gate_input<'x>(input: &'x PromotionInput<'x>, release: &'x ReleaseSpec, env: 
 
 fn waiting(d: &mut Draft<'_, '_>) -> Option<Action> {
     let input = d.input;
-    if input.spec.abort {
-        d.terminate(PromotionPhase::Aborted, "Aborted", "aborted before any change was made".into(), true);
+    if input.spec.abort || input.deleting {
+        let why = if input.deleting { "deleted" } else { "aborted" };
+        d.terminate(PromotionPhase::Aborted, "Aborted", format!("{why} before any change was made"), true);
         return None;
     }
     if let Some(by) = input.preempted_by {
         d.terminate(
-            PromotionPhase::Failed,
+            PromotionPhase::Aborted,
             "Superseded",
             format!("superseded by rollback Promotion {by} before any change was made"),
             true,
@@ -375,7 +423,15 @@ fn waiting(d: &mut Draft<'_, '_>) -> Option<Action> {
         return None;
     };
     let mut spec_errors: Vec<String> = input.spec_errors.to_vec();
-    if let PolicyState::Missing(name) = input.policy {
+    if input.spec.rollback.is_some() && !input.release_was_good_here {
+        spec_errors.push(format!(
+            "a rollback must return {} to a Release that succeeded there before, and {} never did; promote it normally instead",
+            input.spec.environment, input.spec.release
+        ));
+    }
+    // A rollback restores a known-good Release and never rolls itself back on signals, so it
+    // does not need the policy; a forward Promotion without its policy would bake unguarded.
+    if let (PolicyState::Missing(name), None) = (input.policy, &input.spec.rollback) {
         spec_errors.push(format!(
             "RollbackPolicy {name} (required by Environment {}) not found in this namespace; create it so the bake is guarded",
             input.spec.environment
@@ -396,7 +452,7 @@ fn waiting(d: &mut Draft<'_, '_>) -> Option<Action> {
     if let Some(at) = report.recheck_at {
         d.requeue_at(at);
     }
-    if report.failed(gates::name::UPSTREAM_HEALTH) {
+    if report.failed(gates::name::UPSTREAM_HEALTH) || report.failed(gates::name::HEALTH) {
         d.requeue_in(UPSTREAM_HEALTH_RECHECK);
     }
     match (report.all_ok(), plan) {
@@ -472,43 +528,69 @@ fn rolling_back(d: &mut Draft<'_, '_>) -> Option<Action> {
 
 fn in_flight(d: &mut Draft<'_, '_>) -> Option<Action> {
     let input = d.input;
-    let (Some(release), Some(env)) = (input.release, input.environment) else {
-        d.status.message = Some(format!(
-            "cannot drive the in-flight deployment: Release {} or Environment {} is missing; restore it (traffic is unchanged until then)",
-            input.spec.release, input.spec.environment
-        ));
-        d.requeue_in(RETRY_SOON);
-        return None;
-    };
-    let plan = match plan::resolve(release, env, input.spec.rollback.is_some()) {
-        Ok(p) => p,
-        Err(e) => return begin_rollback(d, "deploymentFailed", None, format!("invalid plan: {e}"), None),
-    };
+    let rollback_promotion = input.spec.rollback.is_some();
 
-    // Human and takeover triggers first: they never wait.
-    if input.spec.abort {
-        return begin_rollback(d, "abort", None, "aborted by a person".into(), None);
+    // Human and takeover triggers first: they never wait, and restoring needs only the
+    // self-contained snapshot (neither the Release nor the Environment).
+    if input.spec.abort || input.deleting {
+        let why = if input.deleting { "the Promotion is being deleted" } else { "aborted by a person" };
+        return begin_rollback(d, "abort", None, why.into(), None);
     }
     if let Some(by) = input.preempted_by {
         return begin_rollback(d, "superseded", None, format!("superseded by rollback Promotion {by}"), None);
     }
 
-    // Watch the signals once the new version may have affected anything.
-    if let Some(action) = watch_signals(d) {
+    // Watch the signals once the new version may have affected anything. A rollback Promotion
+    // records them but never undoes itself: the alarm that caused it is usually still red.
+    if let Some(action) = watch_signals(d, !rollback_promotion) {
         return Some(action);
     }
     if d.status.phase == PromotionPhase::RollingBack || d.status.phase.is_terminal() {
         return None;
     }
 
-    // A rollback Promotion takes over from forward Promotions in flight: wait for their restore.
-    if input.spec.rollback.is_some()
+    let (Some(release), Some(env)) = (input.release, input.environment) else {
+        let missing = if input.release.is_none() {
+            format!("Release {}", input.spec.release)
+        } else {
+            format!("Environment {}", input.spec.environment)
+        };
+        return begin_rollback(
+            d,
+            "deploymentFailed",
+            None,
+            format!("{missing} was deleted during the deployment; it cannot be driven forward"),
+            None,
+        );
+    };
+    let plan = match plan::resolve(release, env, rollback_promotion) {
+        Ok(p) => p,
+        Err(e) => return begin_rollback(d, "deploymentFailed", None, format!("invalid plan: {e}"), None),
+    };
+
+    // A rollback Promotion takes over from forward Promotions in flight: they restore their own
+    // snapshot within seconds. If one cannot (its restore keeps failing), take over anyway.
+    if rollback_promotion
         && d.status.previous.is_none()
         && let Some(a) = input.ahead.iter().find(|a| a.phase.is_in_flight() && !a.rollback)
     {
-        d.status.message = Some(format!("waiting for {} to restore its previous state before rolling back", a.name));
-        d.requeue_in(SignedDuration::from_secs(1));
-        return None;
+        let started = d.status.started_at.as_ref().map(|t| t.0).unwrap_or(d.now());
+        let deadline = started.checked_add(PREEMPTION_WAIT).unwrap_or(started);
+        if d.now() < deadline {
+            d.status.message =
+                Some(format!("waiting for {} to restore its previous state before rolling back", a.name));
+            d.requeue_at(deadline.min(d.now().checked_add(SignedDuration::from_secs(1)).unwrap_or(deadline)));
+            return None;
+        }
+        let last = d.status.timeline.last().map(|t| t.reason.as_str());
+        if last != Some("TakingOver") {
+            d.note(
+                PromotionPhase::Deploying,
+                "TakingOver",
+                format!("{} did not restore within {}; rolling back over it", a.name, human_duration(PREEMPTION_WAIT)),
+                true,
+            );
+        }
     }
 
     if d.status.previous.is_none() {
@@ -516,18 +598,13 @@ fn in_flight(d: &mut Draft<'_, '_>) -> Option<Action> {
         return Some(Action::CaptureSnapshot);
     }
     if d.status.deployed.is_none() {
-        d.enter(
-            PromotionPhase::Deploying,
-            "Deploying",
-            format!("preparing {} {} without traffic", release.service, release.version),
-        );
-        return Some(Action::Prepare);
+        let what = format!("preparing {} {} without traffic", release.service, release.version);
+        return forward(d, Action::Prepare, what);
     }
     if plan.hooks.contains(&HookPoint::PreTraffic)
         && !d.status.hooks_passed.iter().any(|h| h == HookPoint::PreTraffic.as_str())
     {
-        d.enter(PromotionPhase::Deploying, "Deploying", "running the preTraffic hook".into());
-        return Some(Action::RunHook(HookPoint::PreTraffic));
+        return forward(d, Action::RunHook(HookPoint::PreTraffic), "running the preTraffic hook".into());
     }
     let last = plan.steps.len().saturating_sub(1);
     let Some(step) = d.status.step.clone() else {
@@ -545,8 +622,7 @@ fn in_flight(d: &mut Draft<'_, '_>) -> Option<Action> {
     if plan.hooks.contains(&HookPoint::PostTraffic)
         && !d.status.hooks_passed.iter().any(|h| h == HookPoint::PostTraffic.as_str())
     {
-        d.enter(PromotionPhase::Deploying, "Deploying", "running the postTraffic hook".into());
-        return Some(Action::RunHook(HookPoint::PostTraffic));
+        return forward(d, Action::RunHook(HookPoint::PostTraffic), "running the postTraffic hook".into());
     }
     let full = d.status.full_traffic_at.as_ref().map(|t| t.0).unwrap_or(d.now());
     let ends = full.checked_add(plan.bake).unwrap_or(full);
@@ -554,30 +630,40 @@ fn in_flight(d: &mut Draft<'_, '_>) -> Option<Action> {
         return None;
     }
     let caveat = d.inconclusive.as_ref().map(|w| format!(" (inconclusive signals: {w})")).unwrap_or_default();
-    d.enter(
-        PromotionPhase::Deploying,
-        "Finalizing",
-        format!("bake passed{caveat}; making the new version primary and retiring the old one"),
-    );
-    Some(Action::Finalize)
+    let what = format!("bake passed{caveat}; making the new version primary and retiring the old one");
+    forward(d, Action::Finalize, what)
 }
 
-/// Moves to step `index` unless a freeze began since the gates passed.
+/// Moves to step `index` (see [`forward`]).
 fn shift(d: &mut Draft<'_, '_>, plan: &Plan, index: usize) -> Option<Action> {
+    let weight = plan.steps.get(index).copied().unwrap_or(100);
+    let version = d.input.release.map(|r| r.version.clone()).unwrap_or_default();
+    forward(d, Action::ShiftTraffic { step: index, weight }, format!("shifting {weight}% of traffic to {version}"))
+}
+
+/// Returns a forward action (one that changes AWS toward the new version) unless a freeze
+/// began since the gates passed: freezes are re-checked before every such step. While held, the
+/// signals are still watched and a breach still rolls back.
+fn forward(d: &mut Draft<'_, '_>, action: Action, what: String) -> Option<Action> {
     let input = d.input;
     let (Some(release), Some(env)) = (input.release, input.environment) else { return None };
     let gi = gate_input(input, release, env);
     if let Some((why, until)) = gates::traffic_hold(&gi) {
-        d.enter(PromotionPhase::Baking, "Holding", why);
+        let phase = d.status.phase;
+        if d.status.timeline.last().map(|t| t.reason.as_str()) != Some("Holding") {
+            d.note(phase, "Holding", why, true);
+        } else {
+            d.status.message = Some(why);
+        }
         if let Some(at) = until {
             d.requeue_at(at);
         }
         watch_requeue(d);
         return None;
     }
-    let weight = plan.steps.get(index).copied().unwrap_or(100);
-    d.enter(PromotionPhase::Deploying, "Deploying", format!("shifting {weight}% of traffic to {}", release.version));
-    Some(Action::ShiftTraffic { step: index, weight })
+    let reason = if action == Action::Finalize { "Finalizing" } else { "Deploying" };
+    d.enter(PromotionPhase::Deploying, reason, what);
+    Some(action)
 }
 
 fn watch_requeue(d: &mut Draft<'_, '_>) {
@@ -624,13 +710,15 @@ fn bake_done(d: &mut Draft<'_, '_>, ends: Timestamp, started: Timestamp, what: &
 }
 
 /// Evaluates the signals; starts a rollback on a breach.
-fn watch_signals(d: &mut Draft<'_, '_>) -> Option<Action> {
+/// Evaluates the signals and records them; with `act`, starts a rollback on a breach.
+fn watch_signals(d: &mut Draft<'_, '_>, act: bool) -> Option<Action> {
     let input = d.input;
     // Nothing the new version did can show before the deployment started.
     let since = d.status.started_at.as_ref().map(|t| t.0)?;
     d.status.previous.as_ref()?;
     match input.policy {
         PolicyState::NotRequired => None,
+        PolicyState::Missing(_) if !act => None,
         PolicyState::Missing(name) => begin_rollback(
             d,
             "alarm",
@@ -647,7 +735,7 @@ fn watch_signals(d: &mut Draft<'_, '_>) -> Option<Action> {
             if let signals::Verdict::Inconclusive(why) = ev.verdict() {
                 d.inconclusive = Some(why);
             }
-            if let Some(b) = ev.first_breach() {
+            if let Some(b) = ev.first_breach().filter(|_| act) {
                 let latency = b.started_at.map(|s| human_duration(input.now.duration_since(s)));
                 let message = match latency {
                     Some(l) => format!("{} (detected {l} after it began)", b.message),
@@ -660,7 +748,9 @@ fn watch_signals(d: &mut Draft<'_, '_>) -> Option<Action> {
     }
 }
 
-/// Folds the result of an action into the status.
+/// Folds the result of an action into the status. `input.status` must be the status the
+/// [`decide`] that returned `action` produced (not the one before it), so that what `decide`
+/// recorded (e.g. the rollback cause) is kept.
 pub fn complete(input: &PromotionInput<'_>, action: &Action, outcome: Outcome) -> Decision {
     let mut d = Draft::new(input);
     match (action, outcome) {
@@ -701,7 +791,7 @@ pub fn complete(input: &PromotionInput<'_>, action: &Action, outcome: Outcome) -
             s.captured_at.get_or_insert_with(|| to_time(input.now));
             let phase = d.status.phase;
             d.note(phase, "SnapshotCaptured", describe_snapshot(&s), false);
-            d.status.previous = Some(s);
+            d.status.previous = Some(*s);
         }
         (Action::Prepare, Outcome::Prepared(r)) => {
             let phase = d.status.phase;

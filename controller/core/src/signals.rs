@@ -46,8 +46,9 @@ pub struct AlarmObservation {
     pub name: String,
     /// Its current state.
     pub state: AlarmState,
-    /// When it entered that state (`StateUpdatedTimestamp`).
-    pub state_updated_at: Timestamp,
+    /// When it entered that state: `StateTransitionedTimestamp` (not `StateUpdatedTimestamp`,
+    /// which also moves when only the evaluation state or reason changes).
+    pub state_changed_at: Timestamp,
     /// State changes from alarm history, oldest first; `None` when history is unavailable
     /// (e.g. not permitted, or an emulator without DescribeAlarmHistory).
     pub history: Option<Vec<(Timestamp, AlarmState)>>,
@@ -245,7 +246,7 @@ pub fn evaluate(
             name: alarm.name.clone(),
             kind: "alarm".into(),
             state: alarm.state.as_str().into(),
-            since: Some(to_time(alarm.state_updated_at)),
+            since: Some(to_time(alarm.state_changed_at)),
             value: None,
         });
         if let Some(b) = alarm_breach(alarm, since, previous, missing_breaches) {
@@ -258,55 +259,67 @@ pub fn evaluate(
         let hold = trigger.for_duration.as_deref().and_then(|f| duration::parse("for", f).ok()).unwrap_or(period);
         let points =
             obs.metrics.iter().find(|m| m.name == trigger.name).map(|m| m.datapoints.as_slice()).unwrap_or(&[]);
-        let window_start = obs.observed_at.checked_sub(hold).unwrap_or(since).max(since);
-        let mut recent: Vec<(Timestamp, f64)> = points.iter().copied().filter(|(t, _)| *t >= window_start).collect();
-        recent.sort_by_key(|(t, _)| *t);
+        // CloudWatch stamps a datapoint with the start of its period and publishes it late, so the
+        // window is measured back from the newest datapoint, not from the time of the read. A
+        // datapoint counts if its period ends after traffic moved; data older than the hold time
+        // plus three periods is stale and counts as missing.
+        let stale_before = obs.observed_at.checked_sub(hold + period * 3).unwrap_or(since);
+        let mut usable: Vec<(Timestamp, f64)> = points
+            .iter()
+            .copied()
+            .filter(|(t, _)| t.checked_add(period).is_ok_and(|end| end > since) && *t >= stale_before)
+            .collect();
+        usable.sort_by_key(|(t, _)| *t);
         let out_of_bounds = |v: f64| trigger.max.is_some_and(|m| v > m) || trigger.min.is_some_and(|m| v < m);
-        let latest = recent.last().copied();
-        let state = match latest {
-            None => "NO_DATA",
-            Some(_) if recent.iter().all(|(_, v)| out_of_bounds(*v)) => "BREACH",
-            Some(_) => "OK",
+        let Some(&(newest, value)) = usable.last() else {
+            signals.push(SignalStatus {
+                name: trigger.name.clone(),
+                kind: "metric".into(),
+                state: "NO_DATA".into(),
+                since: None,
+                value: None,
+            });
+            if missing_breaches {
+                breaches.push(Breach {
+                    kind: BreachKind::Metric,
+                    signal: trigger.name.clone(),
+                    message: format!("metric {} has no recent datapoints and missingData is breach", trigger.name),
+                    started_at: None,
+                });
+            }
+            continue;
         };
+        // The datapoints covering the hold time, newest first, while they are out of bounds.
+        let window_start = newest.checked_sub(hold - period).unwrap_or(newest);
+        let in_window: Vec<(Timestamp, f64)> = usable.iter().copied().filter(|(t, _)| *t >= window_start).collect();
+        let first_bad = in_window.first().map(|(t, _)| *t).unwrap_or(newest);
+        let covered = newest.duration_since(first_bad) + period;
+        let breached = in_window.iter().all(|(_, v)| out_of_bounds(*v)) && covered >= hold;
+        // Only the state goes to status while healthy, so a bake at rest writes nothing; the value
+        // and start are recorded when it breaches.
         signals.push(SignalStatus {
             name: trigger.name.clone(),
             kind: "metric".into(),
-            state: state.into(),
-            since: recent.first().map(|(t, _)| to_time(*t)),
-            value: latest.map(|(_, v)| v),
+            state: if breached { "BREACH" } else { "OK" }.into(),
+            since: breached.then(|| to_time(first_bad)),
+            value: breached.then_some(value),
         });
-        match (state, recent.first(), latest) {
-            ("NO_DATA", _, _) if missing_breaches => breaches.push(Breach {
+        if breached {
+            let bound = match (trigger.max, trigger.min) {
+                (Some(m), _) if value > m => format!("above max {m}"),
+                (_, Some(m)) => format!("below min {m}"),
+                _ => "out of bounds".into(),
+            };
+            breaches.push(Breach {
                 kind: BreachKind::Metric,
                 signal: trigger.name.clone(),
                 message: format!(
-                    "metric {} has no datapoints since {window_start} and missingData is breach",
-                    trigger.name
+                    "metric {} = {value} is {bound} for {}",
+                    trigger.name,
+                    crate::time::human_duration(covered)
                 ),
-                started_at: None,
-            }),
-            ("BREACH", Some((first, _)), Some((last, value))) => {
-                // Out of bounds for the whole hold time (one period covers one datapoint).
-                let covered = last.duration_since(*first) + period;
-                if covered >= hold {
-                    let bound = match (trigger.max, trigger.min) {
-                        (Some(m), _) if value > m => format!("above max {m}"),
-                        (_, Some(m)) => format!("below min {m}"),
-                        _ => "out of bounds".into(),
-                    };
-                    breaches.push(Breach {
-                        kind: BreachKind::Metric,
-                        signal: trigger.name.clone(),
-                        message: format!(
-                            "metric {} = {value} is {bound} for {}",
-                            trigger.name,
-                            crate::time::human_duration(covered)
-                        ),
-                        started_at: Some(*first),
-                    });
-                }
-            }
-            _ => {}
+                started_at: Some(first_bad),
+            });
         }
     }
 
@@ -324,7 +337,8 @@ pub fn evaluate(
                     kind: "errorBudget".into(),
                     state: if breached { "BREACH" } else { "OK" }.into(),
                     since: None,
-                    value: Some((burned * 1000.0).round() / 1000.0),
+                    // Recorded only on a breach: a changing value would rewrite status every poll.
+                    value: breached.then_some((burned * 1000.0).round() / 1000.0),
                 });
                 if breached {
                     breaches.push(Breach {
@@ -358,7 +372,29 @@ pub fn evaluate(
         }
     }
 
-    Evaluation { breaches, signals }
+    Evaluation { breaches, signals: bounded(signals) }
+}
+
+/// Most signals kept in status (the CRD's `bake.signals` maxItems).
+pub const MAX_SIGNALS: usize = 100;
+
+/// Orders signals deterministically (not-OK first, then by kind and name) and keeps at most
+/// [`MAX_SIGNALS`], summarising the rest in one entry, so a prefix matching hundreds of alarms
+/// cannot make the status too big to write.
+fn bounded(mut signals: Vec<SignalStatus>) -> Vec<SignalStatus> {
+    signals.sort_by(|a, b| (a.state == "OK", &a.kind, &a.name).cmp(&(b.state == "OK", &b.kind, &b.name)));
+    if signals.len() > MAX_SIGNALS {
+        let rest = signals.split_off(MAX_SIGNALS - 1);
+        let not_ok = rest.iter().filter(|s| s.state != "OK").count();
+        signals.push(SignalStatus {
+            name: format!("{} more signals", rest.len()),
+            kind: "summary".into(),
+            state: if not_ok == 0 { "OK".into() } else { format!("{not_ok} not OK") },
+            since: None,
+            value: None,
+        });
+    }
+    signals
 }
 
 fn alarm_breach(
@@ -376,17 +412,17 @@ fn alarm_breach(
     match alarm.state {
         AlarmState::Alarm => {
             return Some(breach(
-                format!("alarm {} is in ALARM since {}", alarm.name, alarm.state_updated_at),
-                Some(alarm.state_updated_at),
+                format!("alarm {} is in ALARM since {}", alarm.name, alarm.state_changed_at),
+                Some(alarm.state_changed_at),
             ));
         }
         AlarmState::InsufficientData if missing_breaches => {
             return Some(breach(
                 format!(
                     "alarm {} has INSUFFICIENT_DATA since {} and missingData is breach",
-                    alarm.name, alarm.state_updated_at
+                    alarm.name, alarm.state_changed_at
                 ),
-                Some(alarm.state_updated_at),
+                Some(alarm.state_changed_at),
             ));
         }
         _ => {}
@@ -406,20 +442,20 @@ fn alarm_breach(
         }
         return None;
     }
-    if alarm.state_updated_at <= since {
+    if alarm.state_changed_at <= since {
         return None;
     }
     // Changed state during the bake, history unavailable: decide from what was recorded.
     let recorded = previous.iter().find(|s| s.kind == "alarm" && s.name == alarm.name);
     match recorded {
         // Recorded in this same state at this same time: nothing happened since.
-        Some(r) if r.state == alarm.state.as_str() && r.since.as_ref().map(|t| t.0) == Some(alarm.state_updated_at) => {
+        Some(r) if r.state == alarm.state.as_str() && r.since.as_ref().map(|t| t.0) == Some(alarm.state_changed_at) => {
             None
         }
         // INSUFFICIENT_DATA → OK is a normal recovery when missing data is ignored.
         Some(r)
             if r.state == AlarmState::InsufficientData.as_str()
-                && r.since.as_ref().is_some_and(|t| t.0 < alarm.state_updated_at)
+                && r.since.as_ref().is_some_and(|t| t.0 < alarm.state_changed_at)
                 && !missing_breaches =>
         {
             None
@@ -427,9 +463,9 @@ fn alarm_breach(
         _ => Some(breach(
             format!(
                 "alarm {} changed state at {} between polls and alarm history is unavailable; treated as a breach (fail closed)",
-                alarm.name, alarm.state_updated_at
+                alarm.name, alarm.state_changed_at
             ),
-            Some(alarm.state_updated_at),
+            Some(alarm.state_changed_at),
         )),
     }
 }
@@ -458,7 +494,7 @@ mod tests {
     }
 
     fn alarm(name: &str, state: AlarmState, at: &str) -> AlarmObservation {
-        AlarmObservation { name: name.into(), state, state_updated_at: ts(at), history: None }
+        AlarmObservation { name: name.into(), state, state_changed_at: ts(at), history: None }
     }
 
     fn obs(alarms: Vec<AlarmObservation>) -> SignalObservations {
@@ -506,7 +542,7 @@ mod tests {
     #[test]
     fn flap_between_polls_is_seen_in_history() {
         let mut a = ok_alarms();
-        a[0].state_updated_at = ts("2026-11-20T12:06:02Z");
+        a[0].state_changed_at = ts("2026-11-20T12:06:02Z");
         a[0].history = Some(vec![
             (ts("2026-11-01T00:00:00Z"), AlarmState::Ok),
             (ts("2026-11-20T12:06:01Z"), AlarmState::Alarm),
@@ -522,7 +558,7 @@ mod tests {
     fn flap_between_polls_without_history_fails_closed() {
         let recorded = evaluate(&policy(), &obs(ok_alarms()), ts(SINCE), &[]).signals;
         let mut a = ok_alarms();
-        a[0].state_updated_at = ts("2026-11-20T12:06:02Z"); // OK again, but a newer OK
+        a[0].state_changed_at = ts("2026-11-20T12:06:02Z"); // OK again, but a newer OK
         let e = evaluate(&policy(), &obs(a.clone()), ts(SINCE), &recorded);
         assert!(e.first_breach().unwrap().message.contains("between polls"));
         // Seen and recorded at that state: the next poll does not re-trigger on its own record.
@@ -555,7 +591,7 @@ mod tests {
         let mut a = ok_alarms();
         a[0].history =
             Some(vec![(ts("2026-11-20T11:59:00Z"), AlarmState::Alarm), (ts("2026-11-20T12:00:30Z"), AlarmState::Ok)]);
-        a[0].state_updated_at = ts("2026-11-20T12:00:30Z");
+        a[0].state_changed_at = ts("2026-11-20T12:00:30Z");
         assert!(!evaluate(&policy(), &obs(a), ts(SINCE), &[]).healthy());
     }
 
@@ -580,11 +616,12 @@ mod tests {
             min: None,
             for_duration: Some("3m".into()),
         });
-        let at = |m: i64| ts("2026-11-20T12:10:00Z").checked_sub(SignedDuration::from_mins(m)).unwrap();
+        // Read at 12:10; CloudWatch has published minutes up to the one starting at 12:07.
+        let at = |m: i64| ts("2026-11-20T12:07:00Z").checked_sub(SignedDuration::from_mins(m)).unwrap();
         let mut o = obs(vec![]);
         o.metrics.push(MetricObservation {
             name: "error-rate".into(),
-            datapoints: vec![(at(2), 0.05), (at(1), 0.04), (at(0), 0.03)],
+            datapoints: vec![(at(3), 0.001), (at(2), 0.05), (at(1), 0.04), (at(0), 0.03)],
         });
         let e = evaluate(&p, &o, ts(SINCE), &[]);
         assert!(e.first_breach().unwrap().message.contains("above max 0.01"), "{:?}", e.breaches);
@@ -592,8 +629,16 @@ mod tests {
         o.metrics[0].datapoints[1].1 = 0.001;
         assert!(evaluate(&p, &o, ts(SINCE), &[]).healthy());
         // Only one bad minute of a 3 minute hold: not yet.
-        o.metrics[0].datapoints = vec![(at(0), 0.5)];
+        o.metrics[0].datapoints = vec![(at(1), 0.001), (at(0), 0.5)];
         assert!(evaluate(&p, &o, ts(SINCE), &[]).healthy());
+        // Without `for`, one late datapoint out of bounds is enough.
+        p.metrics[0].for_duration = None;
+        let e = evaluate(&p, &o, ts(SINCE), &[]);
+        assert_eq!(e.first_breach().unwrap().started_at, Some(at(0)));
+        assert_eq!(e.signals[0].value, Some(0.5));
+        // Datapoints from before traffic moved, or stale ones, are not the new version's.
+        o.metrics[0].datapoints = vec![(ts("2026-11-20T11:58:00Z"), 0.5)];
+        assert_eq!(evaluate(&p, &o, ts(SINCE), &[]).signals[0].state, "NO_DATA");
     }
 
     #[test]
@@ -665,6 +710,22 @@ mod tests {
         assert!(validate_policy(&p).unwrap_err().to_string().contains("spec.interval"));
     }
 
+    #[test]
+    fn signals_are_ordered_and_bounded() {
+        let mut p = policy();
+        p.alarms = vec![AlarmSelector { name: None, prefix: Some("ingest-".into()) }];
+        let mut alarms: Vec<AlarmObservation> =
+            (0..150).map(|i| alarm(&format!("ingest-{i:03}"), AlarmState::Ok, "2026-11-01T00:00:00Z")).collect();
+        alarms[120].state = AlarmState::Alarm;
+        alarms.reverse();
+        let e = evaluate(&p, &obs(alarms), ts(SINCE), &[]);
+        assert_eq!(e.signals.len(), MAX_SIGNALS);
+        assert_eq!(e.signals[0].name, "ingest-120", "not-OK signals come first");
+        assert_eq!(e.signals[1].name, "ingest-000");
+        assert_eq!(e.signals[99].name, "51 more signals");
+        assert_eq!(e.first_breach().unwrap().signal, "ingest-120");
+    }
+
     proptest! {
         /// Whatever happened between two polls, an alarm that was in ALARM at any point after
         /// traffic moved is a breach when history is available.
@@ -680,7 +741,7 @@ mod tests {
             }
             let (last_t, last_s) = *history.last().unwrap();
             let mut a = alarm("ingest-5xx", last_s, "2026-11-01T00:00:00Z");
-            a.state_updated_at = last_t;
+            a.state_changed_at = last_t;
             a.history = Some(history.clone());
             let mut p = policy();
             p.alarms.truncate(1);

@@ -117,6 +117,7 @@ fn decide_prod_at(ex: &Examples, now: &str) -> machine::Decision {
         phase: Some(PromotionPhase::Succeeded),
         full_traffic_at: Some(now.checked_sub(jiff::SignedDuration::from_hours(2)).expect("time")),
         health: Some(Ok(())),
+        superseded_by: None,
     }];
     let freezes = windows(ex);
     let status = Default::default();
@@ -124,13 +125,13 @@ fn decide_prod_at(ex: &Examples, now: &str) -> machine::Decision {
         AlarmObservation {
             name: "ingest-5xx".into(),
             state: AlarmState::Ok,
-            state_updated_at: "2026-01-01T00:00:00Z".parse().expect("t"),
+            state_changed_at: "2026-01-01T00:00:00Z".parse().expect("t"),
             history: None,
         },
         AlarmObservation {
             name: "ingest-p95-api".into(),
             state: AlarmState::Ok,
-            state_updated_at: "2026-01-01T00:00:00Z".parse().expect("t"),
+            state_changed_at: "2026-01-01T00:00:00Z".parse().expect("t"),
             history: None,
         },
     ];
@@ -147,6 +148,8 @@ fn decide_prod_at(ex: &Examples, now: &str) -> machine::Decision {
         upstream: &upstream,
         ahead: &[],
         preempted_by: None,
+        deleting: false,
+        release_was_good_here: false,
         freezes: &freezes,
         signals: Some(&obs),
         context: Context {

@@ -25,6 +25,10 @@ enum Event {
     CrashNext,
     Retry,
     SignalsStale(bool),
+    Preempt,
+    DeleteRelease,
+    DeletePromotion,
+    AheadInFlight(bool),
 }
 
 fn event() -> impl Strategy<Value = Event> {
@@ -38,6 +42,10 @@ fn event() -> impl Strategy<Value = Event> {
         1 => Just(Event::CrashNext),
         1 => Just(Event::Retry),
         1 => any::<bool>().prop_map(Event::SignalsStale),
+        1 => Just(Event::Preempt),
+        1 => Just(Event::DeleteRelease),
+        1 => Just(Event::DeletePromotion),
+        1 => any::<bool>().prop_map(Event::AheadInFlight),
     ]
 }
 
@@ -45,22 +53,24 @@ const USERS: [&str; 5] = ["dev@example.com", "sec", "pm", "oncall", "kiln"];
 const ROLES: [&str; 4] = ["security", "product", "sre", "release-engineering"];
 
 fn check(w: &World, d: &Decision) -> Result<(), TestCaseError> {
-    let release = w.release.as_ref().expect("release");
     let env = w.env.as_ref().expect("env");
-    let rule = SelfApprovalRule {
-        forbid: env.promotion.forbid_self_approval,
-        author: release.author.as_deref(),
-        requester: w.spec.requested_by.as_deref(),
-    };
-
-    if let Some(Action::ShiftTraffic { .. }) = &d.action {
-        prop_assert!(!w.spec.abort, "traffic moved forward after an abort");
-        prop_assert!(w.preempted_by.is_none(), "traffic moved forward after being superseded");
-        if w.spec.rollback.is_none() {
+    let forward_action =
+        matches!(d.action, Some(Action::Prepare | Action::RunHook(_) | Action::ShiftTraffic { .. } | Action::Finalize));
+    if forward_action {
+        prop_assert!(!w.spec.abort, "moved forward after an abort: {:?}", d.action);
+        prop_assert!(!w.deleting, "moved forward while the Promotion is being deleted");
+        prop_assert!(w.preempted_by.is_none(), "moved forward after being superseded");
+        prop_assert!(w.release.is_some(), "moved forward without a Release");
+        if let (Some(release), None) = (w.release.as_ref(), &w.spec.rollback) {
+            let rule = SelfApprovalRule {
+                forbid: env.promotion.forbid_self_approval,
+                author: release.author.as_deref(),
+                requester: w.spec.requested_by.as_deref(),
+            };
             let verdict = freeze::evaluate(&w.freezes, &w.env_name, &release.service, w.now);
             if verdict.is_frozen() {
                 let needed = freeze::exception_eligible(&verdict.active, release.release_type);
-                prop_assert!(needed.is_ok(), "traffic moved during a freeze with no exception: {:?}", verdict.active);
+                prop_assert!(needed.is_ok(), "{:?} during a freeze with no exception: {:?}", d.action, verdict.active);
                 let needed = needed.unwrap_or_default();
                 prop_assert!(
                     approvals::evaluate(&needed, &w.spec.approvals, &rule).met(),
@@ -69,23 +79,29 @@ fn check(w: &World, d: &Decision) -> Result<(), TestCaseError> {
             }
             prop_assert!(
                 approvals::evaluate(&env.promotion.approvals, &w.spec.approvals, &rule).met(),
-                "traffic moved without the environment's approvals"
+                "moved forward without the environment's approvals"
             );
         }
     }
 
-    // A breach while the new version is live always leads to a restore.
+    // A breach while the new version is live always leads to a restore (a rollback Promotion
+    // restores a known-good release and never undoes itself on the alarm that caused it).
     let live =
         matches!(w.status.phase, PromotionPhase::Deploying | PromotionPhase::Baking) && w.status.previous.is_some();
     let alarming = w.signals_fresh && matches!(w.alarm, Some((AlarmState::Alarm, _)));
-    if live && alarming {
+    if live && alarming && w.spec.rollback.is_none() {
         prop_assert_eq!(d.action.clone(), Some(Action::Restore), "breach while live did not restore");
+    }
+    // Nobody is left driving a split: a live Promotion that lost its Release, is being deleted,
+    // was superseded or aborted restores.
+    if live && (w.release.is_none() || w.deleting || w.preempted_by.is_some() || w.spec.abort) {
+        prop_assert_eq!(d.action.clone(), Some(Action::Restore), "live Promotion left without a driver");
     }
     if d.status.phase == PromotionPhase::RollingBack {
         prop_assert_eq!(d.action.clone(), Some(Action::Restore), "RollingBack without a restore action");
     }
 
-    if w.spec.rollback.is_some() {
+    if w.spec.rollback.is_some() && w.release.is_some() {
         prop_assert!(
             !matches!(
                 d.status.phase,
@@ -159,6 +175,19 @@ fn run_history(
             Event::CrashNext => crash_next = true,
             Event::Retry => w.spec.retry += 1,
             Event::SignalsStale(s) => w.signals_fresh = !s,
+            Event::Preempt => w.preempted_by = Some("ingest-worker-v1-4-1-rollback".into()),
+            Event::DeleteRelease => w.release = None,
+            Event::DeletePromotion => w.deleting = true,
+            Event::AheadInFlight(on) => {
+                w.ahead.clear();
+                if on {
+                    w.ahead.push(kiln_core::gates::QueuedAhead {
+                        name: "ingest-worker-v1-4-1-x".into(),
+                        phase: PromotionPhase::Baking,
+                        rollback: false,
+                    });
+                }
+            }
         }
         // Let the controller act until it rests (bounded).
         for _ in 0..12 {

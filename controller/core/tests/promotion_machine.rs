@@ -150,9 +150,22 @@ fn upstream_not_promoted_yet() {
         phase: Some(PromotionPhase::Baking),
         full_traffic_at: None,
         health: Some(Ok(())),
+        superseded_by: None,
     });
     w.step();
     assert_eq!(w.gate("upstream"), (false, "stg is Baking, needs Succeeded".into()));
+}
+
+#[test]
+fn a_release_rolled_back_upstream_cannot_go_further() {
+    let mut w = World::new("prod").approved_by("sec", "security").approved_by("pm", "product");
+    w.upstream[0].superseded_by = Some("ingest-worker-v1-4-1-stg-rollback".into());
+    w.step();
+    assert_eq!(w.phase(), PromotionPhase::WaitingForGates);
+    assert_eq!(
+        w.gate("upstream"),
+        (false, "stg was rolled back by ingest-worker-v1-4-1-stg-rollback after this release succeeded there".into())
+    );
 }
 
 #[test]
@@ -586,4 +599,149 @@ fn a_bake_that_passes_on_silence_says_so() {
     let finalizing = w.status.timeline.iter().find(|t| t.reason == "Finalizing").unwrap();
     assert!(finalizing.message.contains("inconclusive signals: no data from ingest-5xx"), "{}", finalizing.message);
     assert_eq!(w.phase(), PromotionPhase::Succeeded);
+}
+
+#[test]
+fn only_a_release_that_succeeded_here_can_take_the_rollback_fast_path() {
+    let mut w = World::new("prod").at("2026-11-21T17:00:00Z").rollback_promotion();
+    w.release_was_good_here = false;
+    assert_eq!(w.step(), None);
+    assert_eq!(w.phase(), PromotionPhase::WaitingForGates);
+    let (ok, msg) = w.gate("validation");
+    assert!(!ok);
+    assert!(msg.contains("ingest-worker-v1-4-2 never did; promote it normally instead"), "{msg}");
+}
+
+#[test]
+fn a_rollback_promotion_does_not_undo_itself_on_the_alarm_that_caused_it() {
+    let mut w = World::new("prod").rollback_promotion();
+    w.breach(); // the bad release is still firing
+    let actions = w.run();
+    assert_eq!(
+        actions,
+        vec![Action::CaptureSnapshot, Action::Prepare, Action::ShiftTraffic { step: 0, weight: 100 }, Action::Finalize]
+    );
+    assert_eq!(w.phase(), PromotionPhase::Succeeded);
+    let ev = w.status.evidence.unwrap();
+    assert!(ev.signals.iter().any(|s| s.name == "ingest-5xx" && s.state == "ALARM"), "signals are recorded");
+    assert!(ev.rollback.is_none());
+}
+
+#[test]
+fn kiln_does_not_deploy_into_an_environment_whose_alarms_are_firing() {
+    let mut w = World::new("dev");
+    w.breach();
+    let d = w.decide();
+    w.status = d.status.clone();
+    assert_eq!(w.phase(), PromotionPhase::WaitingForGates);
+    let (ok, msg) = w.gate("health");
+    assert!(!ok);
+    assert!(msg.starts_with("dev: alarm ingest-5xx is in ALARM"), "{msg}");
+    assert_eq!(d.requeue_after, Some(SignedDuration::from_secs(30)));
+    w.alarm = Some((AlarmState::Ok, w.now));
+    w.advance(30);
+    assert_eq!(w.step(), Some(Action::CaptureSnapshot));
+
+    let mut unread = World::new("dev");
+    unread.signals_fresh = false;
+    unread.step();
+    assert_eq!(unread.gate("health"), (false, "dev alarms not read yet".into()));
+}
+
+#[test]
+fn a_release_deleted_mid_deployment_is_restored_with_evidence() {
+    let mut w = World::new("dev");
+    w.run();
+    assert_eq!(w.weight(), Some(10));
+    w.release = None;
+    assert_eq!(w.run(), vec![Action::Restore]);
+    assert_eq!(w.phase(), PromotionPhase::RolledBack);
+    let ev = w.status.evidence.clone().unwrap();
+    assert_eq!(ev.version, "unknown (deleted)");
+    assert_eq!(ev.account_id, "111111111111");
+    assert!(ev.rollback.unwrap().message.contains("Release ingest-worker-v1-4-2 was deleted during the deployment"));
+}
+
+#[test]
+fn deleting_a_promotion_restores_traffic_first() {
+    let mut w = World::new("dev");
+    w.run();
+    w.deleting = true;
+    assert_eq!(w.run(), vec![Action::Restore]);
+    assert_eq!(w.status.rollback.unwrap().message, "the Promotion is being deleted");
+
+    let mut waiting = World::new("prod");
+    waiting.step();
+    waiting.deleting = true;
+    waiting.step();
+    assert_eq!(waiting.phase(), PromotionPhase::Aborted);
+}
+
+#[test]
+fn a_freeze_that_starts_before_a_migration_hook_holds_it() {
+    // Gates pass at Friday 16:59:59 New York; the snapshot and Prepare happen, then 17:00 comes.
+    let mut w =
+        World::new("prod").at("2026-11-20T21:59:59Z").approved_by("sec", "security").approved_by("pm", "product");
+    if let Some(ecs) = w.release.as_mut().and_then(|r| r.target.ecs.as_mut()) {
+        let hook = kiln_api::release::Hook {
+            lambda_function: Some("migrate".into()),
+            ecs_task_definition: None,
+            timeout: None,
+        };
+        ecs.hooks = Some(kiln_api::release::Hooks { pre_traffic: Some(hook), post_traffic: None });
+    }
+    let a = w.step().unwrap();
+    assert_eq!(a, Action::CaptureSnapshot);
+    w.complete(&a, success(&a));
+    w.advance(1);
+    assert_eq!(w.step(), None, "Prepare waits for the freeze to end");
+    assert_eq!(w.reasons().last().map(String::as_str), Some("Holding"));
+    w.advance(3600);
+    assert_eq!(w.step(), None);
+    assert_eq!(w.reasons().iter().filter(|r| *r == "Holding").count(), 1, "the hold is noted once");
+    assert!(w.events.iter().any(|e| e.warning && e.reason == "Holding"));
+    // Monday 09:00 New York.
+    w.now = ts("2026-11-23T14:00:00Z");
+    assert_eq!(w.step(), Some(Action::Prepare));
+}
+
+#[test]
+fn a_rollback_takes_over_if_the_preempted_promotion_cannot_restore() {
+    let mut w = World::new("prod").rollback_promotion();
+    w.ahead.push(QueuedAhead {
+        name: "ingest-worker-v1-4-3-prod".into(),
+        phase: PromotionPhase::RollingBack,
+        rollback: false,
+    });
+    assert_eq!(w.step(), None);
+    w.advance(59);
+    assert_eq!(w.step(), None);
+    w.advance(1);
+    assert_eq!(w.step(), Some(Action::CaptureSnapshot));
+    assert!(w.reasons().contains(&"TakingOver".to_string()));
+}
+
+#[test]
+fn retry_keeps_the_earlier_attempt_and_abort_cannot_be_retried() {
+    let mut w = World::new("dev");
+    w.run();
+    w.breach();
+    w.run();
+    let first_sha = w.status.evidence_sha256.clone();
+    w.alarm = Some((AlarmState::Ok, w.now));
+    w.spec.retry = 1;
+    w.step();
+    assert_eq!(w.status.attempts.len(), 1);
+    assert_eq!(w.status.attempts[0].outcome, PromotionPhase::RolledBack);
+    assert_eq!(w.status.attempts[0].evidence_sha256, first_sha);
+    assert_eq!(w.status.attempts[0].rollback.as_ref().unwrap().cause, "alarm");
+
+    let mut aborted = World::new("prod");
+    aborted.step();
+    aborted.spec.abort = true;
+    aborted.step();
+    aborted.spec.retry = 1;
+    aborted.step();
+    assert_eq!(aborted.phase(), PromotionPhase::Aborted);
+    assert!(aborted.status.message.unwrap().contains("create a new Promotion"));
 }

@@ -165,6 +165,8 @@ pub struct World {
     pub upstream: Vec<UpstreamObservation>,
     pub ahead: Vec<QueuedAhead>,
     pub preempted_by: Option<String>,
+    pub deleting: bool,
+    pub release_was_good_here: bool,
     pub freezes: Vec<CompiledWindow>,
     pub alarm: Option<(AlarmState, Timestamp)>,
     pub signals_fresh: bool,
@@ -186,6 +188,7 @@ impl World {
                 phase: Some(PromotionPhase::Succeeded),
                 full_traffic_at: Some(ts("2026-11-18T10:00:00Z")),
                 health: Some(Ok(())),
+                superseded_by: None,
             })
             .collect();
         World {
@@ -208,6 +211,8 @@ impl World {
             upstream,
             ahead: vec![],
             preempted_by: None,
+            deleting: false,
+            release_was_good_here: false,
             freezes: vec![weekend_freeze()],
             alarm: Some((AlarmState::Ok, ts("2026-11-01T00:00:00Z"))),
             signals_fresh: true,
@@ -242,6 +247,8 @@ impl World {
             reason: "v1.4.3 breaks ingest".into(),
             from_release: Some("ingest-worker-v1-4-3".into()),
         });
+        // v1.4.2 succeeded in this environment before v1.4.3 replaced it.
+        self.release_was_good_here = true;
         self
     }
 
@@ -267,7 +274,7 @@ impl World {
         let alarms = self
             .alarm
             .map(|(state, at)| {
-                vec![AlarmObservation { name: "ingest-5xx".into(), state, state_updated_at: at, history: None }]
+                vec![AlarmObservation { name: "ingest-5xx".into(), state, state_changed_at: at, history: None }]
             })
             .unwrap_or_default();
         Some(SignalObservations { observed_at: self.now, alarms, metrics: vec![], error_budget: None })
@@ -292,6 +299,8 @@ impl World {
             upstream: &self.upstream,
             ahead: &self.ahead,
             preempted_by: self.preempted_by.as_deref(),
+            deleting: self.deleting,
+            release_was_good_here: self.release_was_good_here,
             freezes: &self.freezes,
             signals: signals.as_ref(),
             context: Context { promotion: "p", release_name: &self.spec.release, controller_version: "0.1.0-test" },
@@ -361,9 +370,14 @@ impl World {
 /// The outcome a healthy AWS gives each action.
 pub fn success(action: &Action) -> Outcome {
     match action {
-        Action::CaptureSnapshot => Outcome::Snapshot(Snapshot {
+        Action::CaptureSnapshot => Outcome::Snapshot(Box::new(Snapshot {
             captured_at: None,
+            account_id: Some("333333333333".into()),
+            region: Some("ca-central-1".into()),
+            role_arn: Some("arn:aws:iam::333333333333:role/kiln-deploy".into()),
             ecs: Some(EcsSnapshot {
+                cluster: Some("nc-core".into()),
+                service: Some("ingest-worker".into()),
                 task_definition: Some("arn:aws:ecs:ca-central-1:333333333333:task-definition/ingest-worker:41".into()),
                 primary_task_set: Some("ecs-svc/blue".into()),
                 listener_weights: vec![
@@ -373,7 +387,7 @@ pub fn success(action: &Action) -> Outcome {
                 listener_or_rule_arn: Some("listener/ingest/443".into()),
             }),
             lambda: None::<LambdaSnapshot>,
-        }),
+        })),
         Action::Prepare => Outcome::Prepared(DeployedResources {
             task_definition: Some("arn:aws:ecs:ca-central-1:333333333333:task-definition/ingest-worker:42".into()),
             task_set: Some("ecs-svc/green".into()),
