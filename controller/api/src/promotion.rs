@@ -129,9 +129,11 @@ pub enum PromotionPhase {
     RollingBack,
     /// The previous state was restored.
     RolledBack,
-    /// The Promotion failed before any traffic moved, or was superseded.
+    /// The Promotion failed before anything changed in AWS (or a step failed and there was
+    /// nothing to restore).
     Failed,
-    /// Aborted by a person before any traffic moved.
+    /// Ended before anything changed in AWS: aborted by a person, deleted, or superseded by a
+    /// rollback Promotion.
     Aborted,
 }
 

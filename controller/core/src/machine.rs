@@ -362,13 +362,10 @@ fn target_health(input: &PromotionInput<'_>) -> TargetHealth {
         // A missing policy is reported by the validation gate.
         (PolicyState::Missing(_), _) => TargetHealth::NoPolicy,
         (PolicyState::Found(_), None) => TargetHealth::NotRead,
-        (PolicyState::Found(policy), Some(obs)) => {
-            let ev = signals::evaluate(policy, obs, obs.observed_at, &[]);
-            match ev.first_breach() {
-                Some(b) => TargetHealth::Red(b.message.clone()),
-                None => TargetHealth::Green,
-            }
-        }
+        (PolicyState::Found(policy), Some(obs)) => match signals::current_health(policy, obs) {
+            Ok(()) => TargetHealth::Green,
+            Err(why) => TargetHealth::Red(why),
+        },
     }
 }
 

@@ -3,7 +3,7 @@
 //!
 //! Two rules shape this module:
 //! - **A breach between two polls still counts.** An alarm that went OK → ALARM → OK between
-//!   reads shows up as a newer `StateUpdatedTimestamp` (and in alarm history where the account
+//!   reads shows up as a newer `StateTransitionedTimestamp` (and in alarm history where the account
 //!   provides it). Without history, kiln cannot tell what the alarm went through, so a state
 //!   change away from a recorded OK during the bake counts as a breach.
 //! - **Missing signals fail closed.** A named alarm that does not exist, or a prefix that
@@ -209,6 +209,29 @@ pub fn evaluate(
     since: Timestamp,
     previous: &[SignalStatus],
 ) -> Evaluation {
+    evaluate_windows(policy, obs, since, since, previous)
+}
+
+/// Whether the signals are green *now*, independent of any deployment (the `health` and
+/// `upstreamHealth` gates): alarms by their current state, metrics over their most recent
+/// published datapoints, the error budget over its window.
+pub fn current_health(policy: &RollbackPolicySpec, obs: &SignalObservations) -> Result<(), String> {
+    let ev = evaluate_windows(policy, obs, obs.observed_at, Timestamp::MIN, &[]);
+    match ev.first_breach() {
+        Some(b) => Err(b.message.clone()),
+        None => Ok(()),
+    }
+}
+
+/// [`evaluate`] with separate starting points for alarms (state changes after `alarm_since`
+/// count) and metrics (datapoints whose period ends after `metric_since` count).
+fn evaluate_windows(
+    policy: &RollbackPolicySpec,
+    obs: &SignalObservations,
+    since: Timestamp,
+    metric_since: Timestamp,
+    previous: &[SignalStatus],
+) -> Evaluation {
     let mut breaches = Vec::new();
     let mut signals = Vec::new();
     let missing_breaches = policy.missing_data == MissingData::Breach;
@@ -263,11 +286,11 @@ pub fn evaluate(
         // window is measured back from the newest datapoint, not from the time of the read. A
         // datapoint counts if its period ends after traffic moved; data older than the hold time
         // plus three periods is stale and counts as missing.
-        let stale_before = obs.observed_at.checked_sub(hold + period * 3).unwrap_or(since);
+        let stale_before = obs.observed_at.checked_sub(hold + period * 3).unwrap_or(metric_since);
         let mut usable: Vec<(Timestamp, f64)> = points
             .iter()
             .copied()
-            .filter(|(t, _)| t.checked_add(period).is_ok_and(|end| end > since) && *t >= stale_before)
+            .filter(|(t, _)| t.checked_add(period).is_ok_and(|end| end > metric_since) && *t >= stale_before)
             .collect();
         usable.sort_by_key(|(t, _)| *t);
         let out_of_bounds = |v: f64| trigger.max.is_some_and(|m| v > m) || trigger.min.is_some_and(|m| v < m);
@@ -708,6 +731,31 @@ mod tests {
         assert!(err.to_string().contains("longer than the SLO period"), "{err}");
         p.interval = "soon".into();
         assert!(validate_policy(&p).unwrap_err().to_string().contains("spec.interval"));
+    }
+
+    #[test]
+    fn current_health_reads_alarms_now_and_the_latest_published_metrics() {
+        let mut p = policy();
+        p.metrics.push(MetricTrigger {
+            name: "error-rate".into(),
+            query: query(),
+            max: Some(0.01),
+            min: None,
+            for_duration: None,
+        });
+        p.missing_data = MissingData::Breach;
+        let mut o = obs(ok_alarms());
+        // Published two minutes late, as CloudWatch does.
+        o.metrics.push(MetricObservation {
+            name: "error-rate".into(),
+            datapoints: vec![(ts("2026-11-20T12:08:00Z"), 0.001)],
+        });
+        assert_eq!(current_health(&p, &o), Ok(()));
+        o.metrics[0].datapoints[0].1 = 0.5;
+        assert!(current_health(&p, &o).unwrap_err().contains("error-rate"));
+        o.metrics[0].datapoints[0].1 = 0.001;
+        o.alarms[0] = alarm("ingest-5xx", AlarmState::Alarm, "2026-11-20T12:09:00Z");
+        assert_eq!(current_health(&p, &o), Err("alarm ingest-5xx is in ALARM since 2026-11-20T12:09:00Z".into()));
     }
 
     #[test]
