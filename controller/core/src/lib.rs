@@ -12,6 +12,7 @@
 //! - [`gates`]: every gate of a Promotion, with a human message.
 //! - [`plan`]: steps, bakes and hooks resolved from the Release and Environment.
 //! - [`machine`]: the Promotion state machine (status, now) → (next status, action).
+//! - [`observe`]: per-Promotion observations (queue, preemption, upstream, freeze scope) from the caches.
 //! - [`release`]: a Release's aggregate status and the Promotions kiln should create.
 //! - [`validate`]: what the schema cannot check (unknown environments, cycles, time zones).
 //! - [`evidence`]: the evidence record and its digest.
@@ -24,6 +25,7 @@ pub mod evidence;
 pub mod freeze;
 pub mod gates;
 pub mod machine;
+pub mod observe;
 pub mod plan;
 pub mod release;
 pub mod signals;
