@@ -103,21 +103,16 @@ fn self_approval_is_not_counted_in_prod() {
 
 #[test]
 fn prod_requires_a_change_ref() {
-    let mut w = World::new("prod").approved_by("sec", "security").approved_by("pm", "product");
+    let mut w = World::approved_prod();
     if let Some(r) = w.release.as_mut() {
         r.change_ref = None;
     }
-    w.step();
-    assert_eq!(w.phase(), PromotionPhase::WaitingForGates);
-    assert_eq!(
-        w.gate("changeRef"),
-        (false, "prod requires a change reference: set spec.changeRef on the Release".into())
-    );
+    w.assert_waiting_on("changeRef", "prod requires a change reference: set spec.changeRef on the Release");
 }
 
 #[test]
 fn prod_waits_until_stg_has_baked_30_minutes() {
-    let mut w = World::new("prod").approved_by("sec", "security").approved_by("pm", "product");
+    let mut w = World::approved_prod();
     w.upstream[0].full_traffic_at = Some(ts("2026-11-18T14:50:00Z"));
     let d = w.decide();
     w.status = d.status.clone();
@@ -130,7 +125,7 @@ fn prod_waits_until_stg_has_baked_30_minutes() {
 
 #[test]
 fn prod_is_blocked_while_stg_alarms_are_red() {
-    let mut w = World::new("prod").approved_by("sec", "security").approved_by("pm", "product");
+    let mut w = World::approved_prod();
     w.upstream[0].health = Some(Err("alarm ingest-5xx is in ALARM".into()));
     let d = w.decide();
     w.status = d.status.clone();
@@ -141,7 +136,7 @@ fn prod_is_blocked_while_stg_alarms_are_red() {
 
 #[test]
 fn upstream_not_promoted_yet() {
-    let mut w = World::new("prod").approved_by("sec", "security").approved_by("pm", "product");
+    let mut w = World::approved_prod();
     w.upstream.clear();
     w.step();
     assert_eq!(w.gate("upstream"), (false, "not promoted to stg yet".into()));
@@ -158,13 +153,11 @@ fn upstream_not_promoted_yet() {
 
 #[test]
 fn a_release_rolled_back_upstream_cannot_go_further() {
-    let mut w = World::new("prod").approved_by("sec", "security").approved_by("pm", "product");
+    let mut w = World::approved_prod();
     w.upstream[0].superseded_by = Some("ingest-worker-v1-4-1-stg-rollback".into());
-    w.step();
-    assert_eq!(w.phase(), PromotionPhase::WaitingForGates);
-    assert_eq!(
-        w.gate("upstream"),
-        (false, "stg was rolled back by ingest-worker-v1-4-1-stg-rollback after this release succeeded there".into())
+    w.assert_waiting_on(
+        "upstream",
+        "stg was rolled back by ingest-worker-v1-4-1-stg-rollback after this release succeeded there",
     );
 }
 

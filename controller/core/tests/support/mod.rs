@@ -221,6 +221,18 @@ impl World {
         }
     }
 
+    /// A prod Promotion with its Security and Product approvals.
+    pub fn approved_prod() -> World {
+        World::new("prod").approved_by("sec", "security").approved_by("pm", "product")
+    }
+
+    /// Decides once and asserts the Promotion waits on `gate` with exactly `message`.
+    pub fn assert_waiting_on(&mut self, gate: &str, message: &str) {
+        self.step();
+        assert_eq!(self.phase(), PromotionPhase::WaitingForGates);
+        assert_eq!(self.gate(gate), (false, message.to_string()));
+    }
+
     pub fn at(mut self, t: &str) -> Self {
         self.now = ts(t);
         self
