@@ -317,7 +317,7 @@ pub struct EcsSnapshot {
     /// The service's task definition ARN.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub task_definition: Option<String>,
-    /// The primary task set's ID (EXTERNAL deployment controller).
+    /// The primary task set's ARN (EXTERNAL deployment controller).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub primary_task_set: Option<String>,
     /// The weighted forward action's target groups and weights.
@@ -362,7 +362,7 @@ pub struct DeployedResources {
     /// The task definition registered with the release's image.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub task_definition: Option<String>,
-    /// The green task set.
+    /// The green task set's ARN.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub task_set: Option<String>,
     /// The Lambda version published (its CodeSha256 was checked).

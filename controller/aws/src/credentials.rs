@@ -1,0 +1,343 @@
+//! Credentials per environment: the controller's own identity assumes each Environment's role
+//! (STS AssumeRole, with the external ID when set, and a session name that identifies the
+//! Promotion in CloudTrail). Credentials are cached per role and session and refreshed before
+//! they expire. The endpoint override (moto, a sandbox) is a setting, not a code path.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_credential_types::Credentials;
+use aws_credential_types::provider::SharedCredentialsProvider;
+use jiff::{SignedDuration, Timestamp};
+use tokio::sync::Mutex;
+
+use crate::error::{AwsError, Result, Scope, sdk};
+
+/// How kiln talks to AWS: timeouts, retries and an optional endpoint override.
+#[derive(Debug, Clone)]
+pub struct AwsSettings {
+    /// Send every call here instead of the AWS endpoints (moto, a sandbox).
+    pub endpoint_url: Option<String>,
+    /// Total time for one operation including retries.
+    pub operation_timeout: Duration,
+    /// Time for one attempt.
+    pub attempt_timeout: Duration,
+    /// Time to connect.
+    pub connect_timeout: Duration,
+    /// Attempts per operation (throttling, 5xx, timeouts; exponential backoff with jitter).
+    pub max_attempts: u32,
+    /// First backoff.
+    pub initial_backoff: Duration,
+    /// Refresh assumed-role credentials this long before they expire.
+    pub refresh_before_expiry: SignedDuration,
+}
+
+impl Default for AwsSettings {
+    fn default() -> Self {
+        AwsSettings {
+            endpoint_url: None,
+            operation_timeout: Duration::from_secs(60),
+            attempt_timeout: Duration::from_secs(15),
+            connect_timeout: Duration::from_secs(5),
+            max_attempts: 5,
+            initial_backoff: Duration::from_millis(200),
+            refresh_before_expiry: SignedDuration::from_mins(5),
+        }
+    }
+}
+
+impl AwsSettings {
+    /// Settings for an emulator at `endpoint_url`: short timeouts and backoff.
+    pub fn for_endpoint(endpoint_url: impl Into<String>) -> Self {
+        AwsSettings {
+            endpoint_url: Some(endpoint_url.into()),
+            operation_timeout: Duration::from_secs(30),
+            attempt_timeout: Duration::from_secs(10),
+            initial_backoff: Duration::from_millis(50),
+            ..AwsSettings::default()
+        }
+    }
+
+    fn retry(&self) -> RetryConfig {
+        RetryConfig::standard().with_max_attempts(self.max_attempts).with_initial_backoff(self.initial_backoff)
+    }
+
+    fn timeouts(&self) -> TimeoutConfig {
+        TimeoutConfig::builder()
+            .operation_timeout(self.operation_timeout)
+            .operation_attempt_timeout(self.attempt_timeout)
+            .connect_timeout(self.connect_timeout)
+            .build()
+    }
+
+    /// An `SdkConfig` for `region` with these settings and `credentials`.
+    pub async fn sdk_config(&self, region: &str, credentials: SharedCredentialsProvider) -> SdkConfig {
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .region(Region::new(region.to_string()))
+            .credentials_provider(credentials)
+            .http_client(http_client())
+            .retry_config(self.retry())
+            .timeout_config(self.timeouts());
+        if let Some(url) = &self.endpoint_url {
+            loader = loader.endpoint_url(url.clone());
+        }
+        loader.load().await
+    }
+
+    /// The controller's own identity from the default provider chain (IRSA / EKS Pod Identity
+    /// in a cluster; environment variables elsewhere), with these settings.
+    pub async fn load_default(&self, region: &str) -> SdkConfig {
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .region(Region::new(region.to_string()))
+            .http_client(http_client())
+            .retry_config(self.retry())
+            .timeout_config(self.timeouts());
+        if let Some(url) = &self.endpoint_url {
+            loader = loader.endpoint_url(url.clone());
+        }
+        loader.load().await
+    }
+}
+
+/// The HTTPS client (rustls on ring: no aws-lc C build).
+fn http_client() -> aws_sdk_sts::config::SharedHttpClient {
+    use aws_smithy_http_client::tls;
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(tls::rustls_provider::CryptoMode::Ring))
+        .build_https()
+}
+
+/// An environment's AWS identity as its Environment declares it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct EnvironmentAws {
+    /// The 12-digit account ID.
+    pub account_id: String,
+    /// The region.
+    pub region: String,
+    /// The role kiln assumes there.
+    pub role_arn: String,
+    /// The external ID the role's trust policy requires, if any.
+    pub external_id: Option<String>,
+}
+
+impl EnvironmentAws {
+    /// From an Environment's `spec.aws`.
+    pub fn from_spec(aws: &kiln_api::environment::AwsTarget) -> Self {
+        EnvironmentAws {
+            account_id: aws.account_id.clone(),
+            region: aws.region.clone(),
+            role_arn: aws.role_arn.clone(),
+            external_id: aws.external_id.clone(),
+        }
+    }
+
+    /// Where resources are looked up.
+    pub fn scope(&self) -> Scope {
+        Scope { account_id: self.account_id.clone(), region: self.region.clone() }
+    }
+}
+
+/// An STS session name that identifies the Promotion (`[\w+=,.@-]`, 2-64 characters).
+pub fn session_name(promotion: &str, uid: &str) -> String {
+    let clean: String =
+        promotion.chars().map(|c| if c.is_ascii_alphanumeric() || "+=,.@-".contains(c) { c } else { '-' }).collect();
+    let short_uid: String = uid.chars().filter(|c| c.is_ascii_alphanumeric()).take(8).collect();
+    let mut name = format!("kiln.{clean}");
+    name.truncate(64 - short_uid.len() - 1);
+    format!("{name}.{short_uid}")
+}
+
+/// Temporary credentials for a role.
+#[derive(Debug, Clone)]
+pub struct RoleCredentials {
+    /// The credentials.
+    pub credentials: Credentials,
+    /// When they expire.
+    pub expires_at: Timestamp,
+}
+
+/// Assumes an environment's role. The real one calls STS; the fake counts calls.
+#[async_trait]
+pub trait AssumeRole: Send + Sync {
+    /// Assumes `env.role_arn` (with `env.external_id`) as `session`.
+    async fn assume(&self, env: &EnvironmentAws, session: &str) -> Result<RoleCredentials>;
+}
+
+/// STS AssumeRole with the controller's own identity.
+#[derive(Debug, Clone)]
+pub struct StsAssumeRole {
+    sts: aws_sdk_sts::Client,
+}
+
+impl StsAssumeRole {
+    /// From the controller's own `SdkConfig`.
+    pub fn new(base: &SdkConfig) -> Self {
+        StsAssumeRole { sts: aws_sdk_sts::Client::new(base) }
+    }
+}
+
+#[async_trait]
+impl AssumeRole for StsAssumeRole {
+    async fn assume(&self, env: &EnvironmentAws, session: &str) -> Result<RoleCredentials> {
+        let out = self
+            .sts
+            .assume_role()
+            .role_arn(&env.role_arn)
+            .role_session_name(session)
+            .set_external_id(env.external_id.clone())
+            .duration_seconds(3600)
+            .send()
+            .await
+            .map_err(sdk("sts", "AssumeRole"))?;
+        let c = out.credentials().ok_or(AwsError::Incomplete {
+            service: "sts",
+            operation: "AssumeRole",
+            field: "Credentials",
+        })?;
+        let expires_at = Timestamp::new(c.expiration().secs(), 0).unwrap_or(Timestamp::UNIX_EPOCH);
+        let expiry = std::time::SystemTime::try_from(*c.expiration()).ok();
+        Ok(RoleCredentials {
+            credentials: Credentials::new(
+                c.access_key_id(),
+                c.secret_access_key(),
+                Some(c.session_token().to_string()),
+                expiry,
+                "kiln-assume-role",
+            ),
+            expires_at,
+        })
+    }
+}
+
+type CacheKey = (String, Option<String>, String);
+
+/// Per-environment AWS access: assumes each environment's role once per session and reuses the
+/// credentials until `refresh_before_expiry` before they expire.
+pub struct Sessions {
+    settings: AwsSettings,
+    assumer: Arc<dyn AssumeRole>,
+    cache: Mutex<HashMap<CacheKey, RoleCredentials>>,
+}
+
+impl std::fmt::Debug for Sessions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sessions").field("settings", &self.settings).finish_non_exhaustive()
+    }
+}
+
+impl Sessions {
+    /// Sessions that assume roles with `assumer`.
+    pub fn new(settings: AwsSettings, assumer: Arc<dyn AssumeRole>) -> Self {
+        Sessions { settings, assumer, cache: Mutex::new(HashMap::new()) }
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &AwsSettings {
+        &self.settings
+    }
+
+    /// Credentials for `env` as `session`, from the cache unless they expire soon.
+    pub async fn credentials(&self, env: &EnvironmentAws, session: &str) -> Result<RoleCredentials> {
+        let key = (env.role_arn.clone(), env.external_id.clone(), session.to_string());
+        let mut cache = self.cache.lock().await;
+        if let Some(c) = cache.get(&key)
+            && Timestamp::now() + self.settings.refresh_before_expiry < c.expires_at
+        {
+            return Ok(c.clone());
+        }
+        let fresh = self.assumer.assume(env, session).await?;
+        cache.insert(key, fresh.clone());
+        Ok(fresh)
+    }
+
+    /// Clients for `env`, acting as `session`.
+    pub async fn clients(&self, env: &EnvironmentAws, session: &str) -> Result<Clients> {
+        let creds = self.credentials(env, session).await?;
+        let config = self.settings.sdk_config(&env.region, SharedCredentialsProvider::new(creds.credentials)).await;
+        Ok(Clients::new(&config, env.scope()))
+    }
+}
+
+/// The service clients for one environment.
+#[derive(Debug, Clone)]
+pub struct Clients {
+    /// Where they act.
+    pub scope: Scope,
+    /// ECS.
+    pub ecs: aws_sdk_ecs::Client,
+    /// ELBv2.
+    pub elb: aws_sdk_elasticloadbalancingv2::Client,
+    /// Lambda.
+    pub lambda: aws_sdk_lambda::Client,
+    /// CloudWatch.
+    pub cloudwatch: aws_sdk_cloudwatch::Client,
+    /// CodeDeploy.
+    pub codedeploy: aws_sdk_codedeploy::Client,
+    /// S3 (path-style addressing when an endpoint override is set is up to the caller).
+    pub s3: aws_sdk_s3::Client,
+}
+
+impl Clients {
+    /// Clients from an `SdkConfig`.
+    pub fn new(config: &SdkConfig, scope: Scope) -> Self {
+        // Path-style S3 addressing works against endpoint overrides (moto) and AWS alike.
+        let s3 =
+            aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(config).force_path_style(true).build());
+        Clients {
+            scope,
+            ecs: aws_sdk_ecs::Client::new(config),
+            elb: aws_sdk_elasticloadbalancingv2::Client::new(config),
+            lambda: aws_sdk_lambda::Client::new(config),
+            cloudwatch: aws_sdk_cloudwatch::Client::new(config),
+            codedeploy: aws_sdk_codedeploy::Client::new(config),
+            s3,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fake::FakeAssumeRole;
+
+    fn env(role: &str) -> EnvironmentAws {
+        EnvironmentAws {
+            account_id: "111111111111".into(),
+            region: "us-east-1".into(),
+            role_arn: role.into(),
+            external_id: Some("x".into()),
+        }
+    }
+
+    #[tokio::test]
+    async fn cached_per_role_until_near_expiry() {
+        let long = Arc::new(FakeAssumeRole::new(SignedDuration::from_hours(1)));
+        let s = Sessions::new(AwsSettings::default(), long.clone());
+        for _ in 0..3 {
+            s.credentials(&env("arn:aws:iam::111111111111:role/a"), "kiln.p.1").await.map(|_| ()).ok();
+        }
+        s.credentials(&env("arn:aws:iam::111111111111:role/b"), "kiln.p.1").await.map(|_| ()).ok();
+        assert_eq!(long.calls(), 2);
+
+        // Credentials that expire within the refresh margin are assumed again.
+        let short = Arc::new(FakeAssumeRole::new(SignedDuration::from_mins(2)));
+        let s = Sessions::new(AwsSettings::default(), short.clone());
+        for _ in 0..3 {
+            s.credentials(&env("arn:aws:iam::111111111111:role/a"), "kiln.p.1").await.map(|_| ()).ok();
+        }
+        assert_eq!(short.calls(), 3);
+    }
+
+    #[test]
+    fn session_names_are_valid() {
+        let n = session_name("checkout/v1.2.3 to prod", "5f0c1d2e-aaaa-bbbb-cccc-111111111111");
+        assert_eq!(n, "kiln.checkout-v1.2.3-to-prod.5f0c1d2e");
+        let long = session_name(&"x".repeat(200), "5f0c1d2e-aaaa");
+        assert!(long.len() <= 64 && long.ends_with(".5f0c1d2e"), "{long}");
+    }
+}

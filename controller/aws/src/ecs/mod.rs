@@ -1,0 +1,171 @@
+//! ECS: the task definition kiln registers, shared by every ECS strategy.
+
+pub mod blue_green;
+pub mod rolling;
+
+use aws_sdk_ecs::Client;
+use aws_sdk_ecs::types::{Tag, TaskDefinition, TaskDefinitionField};
+
+use crate::error::{AwsError, Result, Scope, sdk};
+use crate::traffic::PROMOTION_UID_TAG;
+
+/// What to deploy into an ECS service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EcsService {
+    /// The cluster name or ARN.
+    pub cluster: String,
+    /// The service name or ARN.
+    pub service: String,
+    /// The container whose image is replaced.
+    pub container: String,
+    /// The image pinned by digest (`repo@sha256:…`).
+    pub image: String,
+}
+
+pub(crate) async fn describe_service(
+    ecs: &Client,
+    scope: &Scope,
+    target: &EcsService,
+) -> Result<aws_sdk_ecs::types::Service> {
+    let out = ecs
+        .describe_services()
+        .cluster(&target.cluster)
+        .services(&target.service)
+        .send()
+        .await
+        .map_err(|e| not_found_or(e, "ECS cluster", &target.cluster, scope))?;
+    out.services().iter().find(|s| s.status() != Some("INACTIVE")).cloned().ok_or_else(|| AwsError::NotFound {
+        kind: "ECS service",
+        name: format!("{} in cluster {}", target.service, target.cluster),
+        scope: scope.clone(),
+    })
+}
+
+fn not_found_or<E>(
+    e: aws_sdk_ecs::error::SdkError<E, aws_sdk_ecs::config::http::HttpResponse>,
+    kind: &'static str,
+    name: &str,
+    scope: &Scope,
+) -> AwsError
+where
+    E: aws_sdk_ecs::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let err = crate::error::from_sdk("ecs", "DescribeServices", e);
+    match err.code() {
+        Some("ClusterNotFoundException") => AwsError::NotFound { kind, name: name.to_string(), scope: scope.clone() },
+        _ => err,
+    }
+}
+
+async fn describe_task_definition(ecs: &Client, td: &str) -> Result<(TaskDefinition, Vec<Tag>)> {
+    let out = ecs
+        .describe_task_definition()
+        .task_definition(td)
+        .include(TaskDefinitionField::Tags)
+        .send()
+        .await
+        .map_err(sdk("ecs", "DescribeTaskDefinition"))?;
+    let def = out.task_definition().cloned().ok_or(AwsError::Incomplete {
+        service: "ecs",
+        operation: "DescribeTaskDefinition",
+        field: "taskDefinition",
+    })?;
+    Ok((def, out.tags().to_vec()))
+}
+
+fn has_uid(tags: &[Tag], uid: &str) -> bool {
+    tags.iter().any(|t| t.key() == Some(PROMOTION_UID_TAG) && t.value() == Some(uid))
+}
+
+/// Registers a revision of `current` (a task definition ARN) with only `target.container`'s image
+/// replaced by `target.image`, tagged with the Promotion UID. If the family's latest revision is
+/// already this Promotion's (a repeat after a crash), returns it instead of registering another.
+pub(crate) async fn register_with_image(
+    ecs: &Client,
+    scope: &Scope,
+    current: &str,
+    target: &EcsService,
+    uid: &str,
+) -> Result<String> {
+    let (def, tags) = describe_task_definition(ecs, current).await?;
+    let family = def.family().unwrap_or_default().to_string();
+    if !has_uid(&tags, uid) {
+        let (latest, latest_tags) = describe_task_definition(ecs, &family).await?;
+        if has_uid(&latest_tags, uid)
+            && latest
+                .container_definitions()
+                .iter()
+                .any(|c| c.name() == Some(&target.container) && c.image() == Some(&target.image))
+            && let Some(arn) = latest.task_definition_arn()
+        {
+            return Ok(arn.to_string());
+        }
+    } else if let Some(arn) = def.task_definition_arn() {
+        // `current` is already this Promotion's revision.
+        return Ok(arn.to_string());
+    }
+    if !def.container_definitions().iter().any(|c| c.name() == Some(target.container.as_str())) {
+        let names: Vec<&str> = def.container_definitions().iter().filter_map(|c| c.name()).collect();
+        return Err(AwsError::Invalid {
+            message: format!(
+                "task definition {current} has no container named {}; its containers are: {}",
+                target.container,
+                names.join(", ")
+            ),
+            scope: scope.clone(),
+        });
+    }
+    let containers = def
+        .container_definitions()
+        .iter()
+        .map(|c| {
+            if c.name() == Some(target.container.as_str()) {
+                let mut c = c.clone();
+                c.image = Some(target.image.clone());
+                c
+            } else {
+                c.clone()
+            }
+        })
+        .collect::<Vec<_>>();
+    let mut new_tags: Vec<Tag> = tags.into_iter().filter(|t| t.key() != Some(PROMOTION_UID_TAG)).collect();
+    new_tags.push(Tag::builder().key(PROMOTION_UID_TAG).value(uid).build());
+    let out = ecs
+        .register_task_definition()
+        .family(family)
+        .set_container_definitions(Some(containers))
+        .set_task_role_arn(def.task_role_arn().map(str::to_string))
+        .set_execution_role_arn(def.execution_role_arn().map(str::to_string))
+        .set_network_mode(def.network_mode().cloned())
+        .set_volumes(Some(def.volumes().to_vec()).filter(|v| !v.is_empty()))
+        .set_placement_constraints(Some(def.placement_constraints().to_vec()).filter(|v| !v.is_empty()))
+        .set_requires_compatibilities(Some(def.requires_compatibilities().to_vec()).filter(|v| !v.is_empty()))
+        .set_cpu(def.cpu().map(str::to_string))
+        .set_memory(def.memory().map(str::to_string))
+        .set_pid_mode(def.pid_mode().cloned())
+        .set_ipc_mode(def.ipc_mode().cloned())
+        .set_proxy_configuration(def.proxy_configuration().cloned())
+        .set_ephemeral_storage(def.ephemeral_storage().cloned())
+        .set_runtime_platform(def.runtime_platform().cloned())
+        .set_enable_fault_injection(def.enable_fault_injection())
+        .set_tags(Some(new_tags))
+        .send()
+        .await
+        .map_err(sdk("ecs", "RegisterTaskDefinition"))?;
+    out.task_definition().and_then(|d| d.task_definition_arn()).map(str::to_string).ok_or(AwsError::Incomplete {
+        service: "ecs",
+        operation: "RegisterTaskDefinition",
+        field: "taskDefinitionArn",
+    })
+}
+
+/// The image of `container` in task definition `td`.
+pub async fn container_image(ecs: &Client, td: &str, container: &str) -> Result<Option<String>> {
+    let (def, _) = describe_task_definition(ecs, td).await?;
+    Ok(def
+        .container_definitions()
+        .iter()
+        .find(|c| c.name() == Some(container))
+        .and_then(|c| c.image())
+        .map(str::to_string))
+}

@@ -1,0 +1,262 @@
+//! One error type for every adapter, classified for the controller's `error_policy`.
+
+use aws_sdk_sts::config::http::HttpResponse;
+use aws_sdk_sts::error::ProvideErrorMetadata;
+use aws_sdk_sts::error::SdkError;
+
+/// Where an AWS resource lives: named in every "not found" message so the user knows which
+/// environment's account to look in.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Scope {
+    /// The 12-digit account ID.
+    pub account_id: String,
+    /// The region.
+    pub region: String,
+}
+
+impl std::fmt::Display for Scope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "account {} region {}", self.account_id, self.region)
+    }
+}
+
+/// What the controller should do about an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// Not a failure: something is still in progress in AWS; look again soon.
+    Wait,
+    /// Transient (throttling, 5xx, timeouts, connection errors): retry later with backoff.
+    RetryLater,
+    /// The spec (or the account) is wrong: a missing resource, a refused permission, a hash that
+    /// does not match. Retrying will not help; wait for a change and say what to fix.
+    SpecWrong,
+}
+
+/// An AWS adapter error.
+#[derive(Debug, thiserror::Error)]
+pub enum AwsError {
+    /// A resource the spec names does not exist.
+    #[error("{kind} {name} not found in {scope}")]
+    NotFound {
+        /// What kind of resource (e.g. "target group").
+        kind: &'static str,
+        /// How it was named in the spec.
+        name: String,
+        /// Where kiln looked.
+        scope: Scope,
+    },
+    /// The spec is inconsistent with what exists (e.g. the container is not in the task
+    /// definition, several target groups match the tags).
+    #[error("{message} (in {scope})")]
+    Invalid {
+        /// What is wrong and how to fix it.
+        message: String,
+        /// Where.
+        scope: Scope,
+    },
+    /// The published artifact's hash is not the one the Release pins.
+    #[error("{what}: expected CodeSha256 {expected}, AWS reports {actual} (in {scope})")]
+    HashMismatch {
+        /// The function and version.
+        what: String,
+        /// The hash the Release pins.
+        expected: String,
+        /// The hash AWS reported.
+        actual: String,
+        /// Where.
+        scope: Scope,
+    },
+    /// Something is still in progress in AWS (a function update, a deployment).
+    #[error("{what} is still in progress (in {scope})")]
+    InProgress {
+        /// What is in progress.
+        what: String,
+        /// Where.
+        scope: Scope,
+    },
+    /// AWS refused the call (credentials, role trust, external ID, permissions).
+    #[error("{service}:{operation} denied: {message}")]
+    AccessDenied {
+        /// The service.
+        service: &'static str,
+        /// The operation.
+        operation: &'static str,
+        /// AWS's message.
+        message: String,
+    },
+    /// Throttled after the SDK's own retries.
+    #[error("{service}:{operation} throttled: {message}")]
+    Throttled {
+        /// The service.
+        service: &'static str,
+        /// The operation.
+        operation: &'static str,
+        /// AWS's message.
+        message: String,
+    },
+    /// A timeout, connection failure or 5xx after the SDK's own retries.
+    #[error("{service}:{operation} failed transiently: {message}")]
+    Transient {
+        /// The service.
+        service: &'static str,
+        /// The operation.
+        operation: &'static str,
+        /// What happened.
+        message: String,
+    },
+    /// Any other error AWS returned (a 4xx kiln does not expect).
+    #[error("{service}:{operation} failed: {code}: {message}")]
+    Api {
+        /// The service.
+        service: &'static str,
+        /// The operation.
+        operation: &'static str,
+        /// The AWS error code.
+        code: String,
+        /// AWS's message.
+        message: String,
+    },
+    /// AWS answered without a field kiln needs.
+    #[error("{service}:{operation}: response lacks {field}")]
+    Incomplete {
+        /// The service.
+        service: &'static str,
+        /// The operation.
+        operation: &'static str,
+        /// The missing field.
+        field: &'static str,
+    },
+}
+
+impl AwsError {
+    /// A bounded label for metrics.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            AwsError::NotFound { .. } => "not_found",
+            AwsError::Invalid { .. } => "invalid",
+            AwsError::HashMismatch { .. } => "hash_mismatch",
+            AwsError::InProgress { .. } => "in_progress",
+            AwsError::AccessDenied { .. } => "access_denied",
+            AwsError::Throttled { .. } => "throttled",
+            AwsError::Transient { .. } => "transient",
+            AwsError::Api { .. } => "api",
+            AwsError::Incomplete { .. } => "incomplete",
+        }
+    }
+
+    /// What the controller should do about it.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            AwsError::InProgress { .. } => ErrorClass::Wait,
+            AwsError::Throttled { .. } | AwsError::Transient { .. } | AwsError::Incomplete { .. } => {
+                ErrorClass::RetryLater
+            }
+            AwsError::NotFound { .. }
+            | AwsError::Invalid { .. }
+            | AwsError::HashMismatch { .. }
+            | AwsError::AccessDenied { .. }
+            | AwsError::Api { .. } => ErrorClass::SpecWrong,
+        }
+    }
+
+    /// The AWS error code, if AWS returned one.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            AwsError::Api { code, .. } => Some(code),
+            _ => None,
+        }
+    }
+}
+
+/// The result type of the adapters.
+pub type Result<T, E = AwsError> = std::result::Result<T, E>;
+
+const THROTTLING: &[&str] = &[
+    "Throttling",
+    "ThrottlingException",
+    "ThrottledException",
+    "TooManyRequestsException",
+    "RequestLimitExceeded",
+    "RequestThrottled",
+    "RequestThrottledException",
+    "SlowDown",
+    "PriorRequestNotComplete",
+    "EC2ThrottledException",
+    "ProvisionedThroughputExceededException",
+    "LimitExceededException",
+];
+
+/// Converts an SDK error into an [`AwsError`], classifying it by AWS error code and HTTP status.
+pub(crate) fn from_sdk<E>(service: &'static str, operation: &'static str, err: SdkError<E, HttpResponse>) -> AwsError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    match err {
+        SdkError::ServiceError(ctx) => {
+            let status = ctx.raw().status().as_u16();
+            let e = ctx.err();
+            let code = e.code().unwrap_or("Unknown").to_string();
+            let message = e.message().unwrap_or("").to_string();
+            classify(service, operation, status, code, message)
+        }
+        SdkError::TimeoutError(_) => AwsError::Transient { service, operation, message: "timed out".into() },
+        SdkError::DispatchFailure(e) => AwsError::Transient { service, operation, message: format!("dispatch: {e:?}") },
+        SdkError::ResponseError(e) => AwsError::Transient { service, operation, message: format!("response: {e:?}") },
+        other => {
+            let message = format!("{}", aws_sdk_sts::error::DisplayErrorContext(&other));
+            match other.raw_response().map(|r| r.status().as_u16()) {
+                Some(s) if s >= 500 => AwsError::Transient { service, operation, message },
+                _ => AwsError::Api { service, operation, code: "Construction".into(), message },
+            }
+        }
+    }
+}
+
+pub(crate) fn classify(
+    service: &'static str,
+    operation: &'static str,
+    status: u16,
+    code: String,
+    message: String,
+) -> AwsError {
+    if THROTTLING.contains(&code.as_str()) || status == 429 {
+        AwsError::Throttled { service, operation, message }
+    } else if status >= 500 {
+        AwsError::Transient { service, operation, message: format!("{code} (HTTP {status}): {message}") }
+    } else if code.contains("AccessDenied") || code == "UnrecognizedClientException" || code == "InvalidClientTokenId" {
+        AwsError::AccessDenied { service, operation, message }
+    } else {
+        AwsError::Api { service, operation, code, message }
+    }
+}
+
+/// `?` on an SDK call: `.await.map_err(sdk("ecs", "DescribeServices"))?`.
+pub(crate) fn sdk<E>(
+    service: &'static str,
+    operation: &'static str,
+) -> impl FnOnce(SdkError<E, HttpResponse>) -> AwsError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    move |e| from_sdk(service, operation, e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classification() {
+        let t = classify("ecs", "DescribeServices", 400, "ThrottlingException".into(), "slow down".into());
+        assert_eq!(t.class(), ErrorClass::RetryLater);
+        assert_eq!(t.metric_label(), "throttled");
+        let t = classify("ecs", "DescribeServices", 503, "ServiceUnavailable".into(), String::new());
+        assert_eq!(t.class(), ErrorClass::RetryLater);
+        let t = classify("sts", "AssumeRole", 403, "AccessDenied".into(), "no".into());
+        assert_eq!(t.class(), ErrorClass::SpecWrong);
+        let scope = Scope { account_id: "111111111111".into(), region: "us-east-1".into() };
+        let e = AwsError::NotFound { kind: "target group", name: "web-green".into(), scope };
+        assert_eq!(e.to_string(), "target group web-green not found in account 111111111111 region us-east-1");
+        assert_eq!(e.class(), ErrorClass::SpecWrong);
+    }
+}

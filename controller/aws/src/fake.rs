@@ -1,0 +1,623 @@
+//! In-memory fakes of every port, for unit tests of the controller (and of kiln-aws's own
+//! caches). They keep the same contracts as the real adapters: idempotent operations, batches
+//! of at most 100 alarm names, NotFound errors naming the resource.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_credential_types::Credentials;
+use jiff::{SignedDuration, Timestamp};
+use kiln_api::promotion::{DeployedResources, EcsSnapshot, Snapshot, TargetGroupWeight};
+use kiln_core::signals::{AlarmObservation, AlarmState};
+
+use crate::codedeploy::{CodeDeploy, CodeDeployRequest, DeploymentState};
+use crate::credentials::{AssumeRole, EnvironmentAws, RoleCredentials};
+use crate::error::{AwsError, Result, Scope};
+use crate::evidence::EvidenceStore;
+use crate::hooks::{HookRunner, HookState, HookTarget};
+use crate::signals::{AlarmSource, MAX_NAMES_PER_CALL, MetricRequest};
+use crate::traffic::{TrafficTarget, now_time};
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A fake scope for errors.
+pub fn scope() -> Scope {
+    Scope { account_id: "111111111111".into(), region: "us-east-1".into() }
+}
+
+/// STS that hands out credentials living `lifetime`, counting calls.
+#[derive(Debug)]
+pub struct FakeAssumeRole {
+    /// How long the credentials live.
+    pub lifetime: SignedDuration,
+    calls: AtomicUsize,
+}
+
+impl FakeAssumeRole {
+    /// Credentials that live `lifetime`.
+    pub fn new(lifetime: SignedDuration) -> Self {
+        FakeAssumeRole { lifetime, calls: AtomicUsize::new(0) }
+    }
+
+    /// AssumeRole calls so far.
+    pub fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+}
+
+#[async_trait]
+impl AssumeRole for FakeAssumeRole {
+    async fn assume(&self, _env: &EnvironmentAws, session: &str) -> Result<RoleCredentials> {
+        let n = self.calls.fetch_add(1, Ordering::SeqCst);
+        Ok(RoleCredentials {
+            credentials: Credentials::new(format!("ASIAFAKE{n}"), "secret", Some(session.to_string()), None, "fake"),
+            expires_at: Timestamp::now() + self.lifetime,
+        })
+    }
+}
+
+/// Datapoints of one metric.
+type Series = Vec<(Timestamp, f64)>;
+
+#[derive(Debug, Clone)]
+struct FakeAlarm {
+    state: AlarmState,
+    changed_at: Timestamp,
+    history: Vec<(Timestamp, AlarmState)>,
+}
+
+/// CloudWatch in memory: alarms with their history, metric series, call counters.
+#[derive(Debug, Default)]
+pub struct FakeCloudWatch {
+    alarms: Mutex<BTreeMap<String, FakeAlarm>>,
+    series: Mutex<HashMap<(String, String), Series>>,
+    /// Whether DescribeAlarmHistory answers (moto's does not).
+    history_unavailable: std::sync::atomic::AtomicBool,
+    describe_calls: AtomicUsize,
+    history_calls: AtomicUsize,
+}
+
+impl FakeCloudWatch {
+    /// An empty account.
+    pub fn new() -> Self {
+        FakeCloudWatch::default()
+    }
+
+    /// Sets (or creates) an alarm's state at `at`, recording the change in its history.
+    pub fn set_state(&self, name: &str, state: AlarmState, at: Timestamp) {
+        let mut alarms = lock(&self.alarms);
+        let a = alarms.entry(name.to_string()).or_insert(FakeAlarm {
+            state: AlarmState::InsufficientData,
+            changed_at: at,
+            history: Vec::new(),
+        });
+        if a.state != state {
+            a.state = state;
+            a.changed_at = at;
+            a.history.push((at, state));
+        }
+    }
+
+    /// Makes DescribeAlarmHistory unavailable, as in moto or without the permission.
+    pub fn without_history(self) -> Self {
+        self.history_unavailable.store(true, Ordering::SeqCst);
+        self
+    }
+
+    /// Adds datapoints to `namespace`/`metric`.
+    pub fn put_metric(&self, namespace: &str, metric: &str, points: &[(Timestamp, f64)]) {
+        lock(&self.series).entry((namespace.to_string(), metric.to_string())).or_default().extend_from_slice(points);
+    }
+
+    /// DescribeAlarms calls so far.
+    pub fn describe_calls(&self) -> usize {
+        self.describe_calls.load(Ordering::SeqCst)
+    }
+
+    /// DescribeAlarmHistory calls so far.
+    pub fn history_calls(&self) -> usize {
+        self.history_calls.load(Ordering::SeqCst)
+    }
+
+    fn observe(name: &str, a: &FakeAlarm) -> AlarmObservation {
+        AlarmObservation { name: name.to_string(), state: a.state, state_changed_at: a.changed_at, history: None }
+    }
+}
+
+#[async_trait]
+impl AlarmSource for FakeCloudWatch {
+    async fn alarms_by_name(&self, names: &[String]) -> Result<Vec<AlarmObservation>> {
+        if names.len() > MAX_NAMES_PER_CALL {
+            return Err(AwsError::Api {
+                service: "monitoring",
+                operation: "DescribeAlarms",
+                code: "ValidationError".into(),
+                message: format!("at most {MAX_NAMES_PER_CALL} alarm names"),
+            });
+        }
+        self.describe_calls.fetch_add(1, Ordering::SeqCst);
+        let alarms = lock(&self.alarms);
+        Ok(names.iter().filter_map(|n| alarms.get(n).map(|a| Self::observe(n, a))).collect())
+    }
+
+    async fn alarms_by_prefix(&self, prefix: &str) -> Result<Vec<AlarmObservation>> {
+        let alarms = lock(&self.alarms);
+        let matching: Vec<_> =
+            alarms.iter().filter(|(n, _)| n.starts_with(prefix)).map(|(n, a)| Self::observe(n, a)).collect();
+        // Pages of 100, like CloudWatch.
+        let pages = matching.len().div_ceil(100).max(1);
+        self.describe_calls.fetch_add(pages, Ordering::SeqCst);
+        Ok(matching)
+    }
+
+    async fn alarm_history(&self, name: &str, since: Timestamp) -> Option<Vec<(Timestamp, AlarmState)>> {
+        self.history_calls.fetch_add(1, Ordering::SeqCst);
+        if self.history_unavailable.load(Ordering::SeqCst) {
+            return None;
+        }
+        let alarms = lock(&self.alarms);
+        Some(
+            alarms
+                .get(name)
+                .map(|a| a.history.iter().filter(|(t, _)| *t >= since).copied().collect())
+                .unwrap_or_default(),
+        )
+    }
+
+    async fn metric_data(
+        &self,
+        requests: &[MetricRequest],
+        start: Timestamp,
+        end: Timestamp,
+    ) -> Result<Vec<Vec<(Timestamp, f64)>>> {
+        let series = lock(&self.series);
+        Ok(requests
+            .iter()
+            .map(|r| {
+                series
+                    .get(&(r.query.namespace.clone(), r.query.metric_name.clone()))
+                    .map(|s| s.iter().filter(|(t, _)| *t >= start && *t <= end).copied().collect())
+                    .unwrap_or_default()
+            })
+            .collect())
+    }
+}
+
+/// The observable state of a [`FakeTraffic`] target.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct FakeTrafficState {
+    /// Listener weights (blue, green).
+    pub weights: Vec<TargetGroupWeight>,
+    /// The primary task set.
+    pub primary: String,
+    /// Task sets: (id, externalId).
+    pub task_sets: Vec<(String, String)>,
+    /// Registered task definitions.
+    pub task_definitions: Vec<String>,
+}
+
+/// An ECS blue/green target in memory, with failure injection.
+#[derive(Debug)]
+pub struct FakeTraffic {
+    uid: String,
+    state: Mutex<FakeTrafficState>,
+    fail: Mutex<HashMap<&'static str, AwsError>>,
+    calls: Mutex<Vec<String>>,
+}
+
+impl FakeTraffic {
+    /// Blue serving 100%, green at 0, for Promotion `uid`.
+    pub fn new(uid: &str) -> Self {
+        FakeTraffic {
+            uid: uid.to_string(),
+            state: Mutex::new(FakeTrafficState {
+                weights: vec![
+                    TargetGroupWeight { target_group_arn: "tg/blue".into(), weight: 100 },
+                    TargetGroupWeight { target_group_arn: "tg/green".into(), weight: 0 },
+                ],
+                primary: "ts/blue".into(),
+                task_sets: vec![("ts/blue".into(), "initial".into())],
+                task_definitions: vec!["td/web:1".into()],
+            }),
+            fail: Mutex::new(HashMap::new()),
+            calls: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The next call of `operation` ("snapshot", "prepare", "shift", "finalize", "restore")
+    /// fails with `error`.
+    pub fn fail_next(&self, operation: &'static str, error: AwsError) {
+        lock(&self.fail).insert(operation, error);
+    }
+
+    /// The current state.
+    pub fn state(&self) -> FakeTrafficState {
+        lock(&self.state).clone()
+    }
+
+    /// Operations called so far.
+    pub fn calls(&self) -> Vec<String> {
+        lock(&self.calls).clone()
+    }
+
+    fn enter(&self, op: &'static str, detail: String) -> Result<()> {
+        lock(&self.calls).push(detail);
+        match lock(&self.fail).remove(op) {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    fn green(&self) -> String {
+        format!("ts/{}", self.uid)
+    }
+}
+
+#[async_trait]
+impl TrafficTarget for FakeTraffic {
+    async fn snapshot(&self) -> Result<Snapshot> {
+        self.enter("snapshot", "snapshot".into())?;
+        let st = lock(&self.state);
+        Ok(Snapshot {
+            captured_at: Some(now_time()),
+            account_id: Some(scope().account_id),
+            region: Some(scope().region),
+            role_arn: None,
+            ecs: Some(EcsSnapshot {
+                cluster: Some("web".into()),
+                service: Some("web".into()),
+                task_definition: st.task_definitions.first().cloned(),
+                primary_task_set: Some(st.primary.clone()),
+                listener_weights: st.weights.clone(),
+                listener_or_rule_arn: Some("listener/web/80".into()),
+            }),
+            lambda: None,
+        })
+    }
+
+    async fn prepare(&self) -> Result<DeployedResources> {
+        self.enter("prepare", "prepare".into())?;
+        let green = self.green();
+        let mut st = lock(&self.state);
+        let td = format!("td/web:{}", self.uid);
+        if !st.task_definitions.contains(&td) {
+            st.task_definitions.push(td.clone());
+        }
+        if !st.task_sets.iter().any(|(id, _)| *id == green) {
+            st.task_sets.push((green.clone(), self.uid.clone()));
+        }
+        Ok(DeployedResources { task_definition: Some(td), task_set: Some(green), ..DeployedResources::default() })
+    }
+
+    async fn shift(&self, _deployed: &DeployedResources, weight: i32) -> Result<()> {
+        self.enter("shift", format!("shift {weight}"))?;
+        let mut st = lock(&self.state);
+        st.weights = vec![
+            TargetGroupWeight { target_group_arn: "tg/blue".into(), weight: 100 - weight },
+            TargetGroupWeight { target_group_arn: "tg/green".into(), weight },
+        ];
+        Ok(())
+    }
+
+    async fn finalize(&self, _deployed: &DeployedResources) -> Result<()> {
+        self.enter("finalize", "finalize".into())?;
+        let green = self.green();
+        let mut st = lock(&self.state);
+        if !st.task_sets.iter().any(|(id, _)| *id == green) {
+            return Err(AwsError::Invalid { message: "the green task set is gone".into(), scope: scope() });
+        }
+        st.primary = green.clone();
+        st.task_sets.retain(|(id, _)| *id == green);
+        Ok(())
+    }
+
+    async fn restore(&self, snapshot: &Snapshot) -> Result<()> {
+        self.enter("restore", "restore".into())?;
+        let Some(ecs) = &snapshot.ecs else {
+            return Err(AwsError::Invalid { message: "no ECS state in the snapshot".into(), scope: scope() });
+        };
+        let mut st = lock(&self.state);
+        st.weights = ecs.listener_weights.clone();
+        if let Some(p) = &ecs.primary_task_set
+            && st.task_sets.iter().any(|(id, _)| id == p)
+        {
+            st.primary = p.clone();
+        }
+        let uid = self.uid.clone();
+        st.task_sets.retain(|(_, ext)| *ext != uid);
+        Ok(())
+    }
+}
+
+/// CodeDeploy in memory, including StopDeployment (which moto lacks).
+#[derive(Debug, Default)]
+pub struct FakeCodeDeploy {
+    deployments: Mutex<BTreeMap<String, (String, DeploymentState)>>,
+}
+
+impl FakeCodeDeploy {
+    /// No deployments.
+    pub fn new() -> Self {
+        FakeCodeDeploy::default()
+    }
+
+    /// Moves a deployment to `state` (CodeDeploy progressing on its own).
+    pub fn set_state(&self, id: &str, state: DeploymentState) {
+        if let Some(d) = lock(&self.deployments).get_mut(id) {
+            d.1 = state;
+        }
+    }
+
+    /// How many deployments exist.
+    pub fn count(&self) -> usize {
+        lock(&self.deployments).len()
+    }
+}
+
+#[async_trait]
+impl CodeDeploy for FakeCodeDeploy {
+    async fn create(&self, uid: &str, request: &CodeDeployRequest) -> Result<String> {
+        let mut d = lock(&self.deployments);
+        if let Some((id, _)) = d.iter().find(|(_, (u, _))| u == uid) {
+            return Ok(id.clone());
+        }
+        let id = format!("d-{:09}", d.len() + 1);
+        d.insert(
+            id.clone(),
+            (
+                uid.to_string(),
+                DeploymentState::InProgress(format!("deployment to {} created", request.deployment_group)),
+            ),
+        );
+        Ok(id)
+    }
+
+    async fn state(&self, deployment_id: &str) -> Result<DeploymentState> {
+        lock(&self.deployments).get(deployment_id).map(|d| d.1.clone()).ok_or_else(|| AwsError::NotFound {
+            kind: "CodeDeploy deployment",
+            name: deployment_id.to_string(),
+            scope: scope(),
+        })
+    }
+
+    async fn stop(&self, deployment_id: &str) -> Result<()> {
+        let mut d = lock(&self.deployments);
+        let Some(dep) = d.get_mut(deployment_id) else {
+            return Err(AwsError::NotFound {
+                kind: "CodeDeploy deployment",
+                name: deployment_id.to_string(),
+                scope: scope(),
+            });
+        };
+        // Stopping a finished deployment is a no-op, as in CodeDeploy.
+        if matches!(dep.1, DeploymentState::InProgress(_)) {
+            dep.1 = DeploymentState::Failed(format!("deployment {deployment_id} was stopped: rolled back by kiln"));
+        }
+        Ok(())
+    }
+}
+
+/// Hooks with scripted results: each start returns the next scripted state.
+#[derive(Debug, Default)]
+pub struct FakeHooks {
+    script: Mutex<Vec<HookState>>,
+    started: Mutex<Vec<(String, String)>>,
+}
+
+impl FakeHooks {
+    /// Hooks that answer `script` in order (then Succeeded).
+    pub fn new(script: Vec<HookState>) -> Self {
+        FakeHooks { script: Mutex::new(script), started: Mutex::new(Vec::new()) }
+    }
+
+    /// (uid, point) of every start.
+    pub fn started(&self) -> Vec<(String, String)> {
+        lock(&self.started).clone()
+    }
+}
+
+#[async_trait]
+impl HookRunner for FakeHooks {
+    async fn start(&self, uid: &str, point: &str, _hook: &HookTarget, _timeout: Duration) -> Result<HookState> {
+        lock(&self.started).push((uid.to_string(), point.to_string()));
+        let mut s = lock(&self.script);
+        Ok(if s.is_empty() { HookState::Succeeded } else { s.remove(0) })
+    }
+
+    async fn poll(&self, _hook: &HookTarget, _handle: &str) -> Result<HookState> {
+        let mut s = lock(&self.script);
+        Ok(if s.is_empty() { HookState::Succeeded } else { s.remove(0) })
+    }
+}
+
+/// Evidence in memory.
+#[derive(Debug, Default)]
+pub struct FakeEvidence {
+    objects: Mutex<BTreeMap<String, (Vec<u8>, String)>>,
+}
+
+impl FakeEvidence {
+    /// An empty store.
+    pub fn new() -> Self {
+        FakeEvidence::default()
+    }
+
+    /// The stored body under `key`.
+    pub fn get(&self, key: &str) -> Option<Vec<u8>> {
+        lock(&self.objects).get(key).map(|o| o.0.clone())
+    }
+}
+
+#[async_trait]
+impl EvidenceStore for FakeEvidence {
+    async fn put(&self, key: &str, body: &[u8], sha256_hex: &str) -> Result<String> {
+        let mut o = lock(&self.objects);
+        if let Some((_, sha)) = o.get(key)
+            && sha != sha256_hex
+        {
+            return Err(AwsError::Invalid {
+                message: format!("s3://fake/{key} already holds a different evidence record; evidence is immutable"),
+                scope: scope(),
+            });
+        }
+        o.insert(key.to_string(), (body.to_vec(), sha256_hex.to_string()));
+        Ok(format!("s3://fake/{key}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::signals::AlarmCache;
+
+    fn t(s: i64) -> Timestamp {
+        Timestamp::from_second(1_800_000_000 + s).unwrap_or(Timestamp::UNIX_EPOCH)
+    }
+
+    #[tokio::test]
+    async fn alarm_reads_batch_by_100_and_share_within_the_interval() {
+        let cw = Arc::new(FakeCloudWatch::new());
+        let names: Vec<String> = (0..250).map(|i| format!("a{i:03}")).collect();
+        for n in &names {
+            cw.set_state(n, AlarmState::Ok, t(0));
+        }
+        let cache = AlarmCache::new(scope(), cw.clone(), Duration::from_secs(3600));
+        assert_eq!(cache.read(&names, &[], None).await.map(|r| r.alarms.len()).ok(), Some(250));
+        assert_eq!(cw.describe_calls(), 3);
+        // A second bake, same account, inside the interval: no call.
+        assert_eq!(cache.read(&names[..10], &[], None).await.map(|r| r.alarms.len()).ok(), Some(10));
+        assert_eq!(cw.describe_calls(), 3);
+        // A new selector is not covered by the last read: read again (all interests together).
+        cw.set_state("b-new", AlarmState::Alarm, t(1));
+        let r = cache.read(&["b-new".to_string()], &[], None).await.ok();
+        assert_eq!(r.map(|r| r.alarms[0].state), Some(AlarmState::Alarm));
+        assert_eq!(cw.describe_calls(), 6);
+    }
+
+    #[tokio::test]
+    async fn a_flap_comes_with_its_history_when_the_account_has_it() {
+        let cw = Arc::new(FakeCloudWatch::new());
+        cw.set_state("5xx", AlarmState::Ok, t(0));
+        let cache = AlarmCache::new(scope(), cw.clone(), Duration::ZERO);
+        let names = ["5xx".to_string()];
+        cw.set_state("5xx", AlarmState::Alarm, t(20));
+        cw.set_state("5xx", AlarmState::Ok, t(25));
+        let r = cache.read(&names, &[], Some(t(10))).await.ok();
+        let a = r.map(|r| r.alarms[0].clone());
+        assert_eq!(
+            a.and_then(|a| a.history),
+            Some(vec![(t(20), AlarmState::Alarm), (t(25), AlarmState::Ok)]),
+            "the ALARM between two reads is in the history"
+        );
+        // No history call for alarms that did not change since.
+        let before = cw.history_calls();
+        let _ = cache.read(&names, &[], Some(t(30))).await;
+        assert_eq!(cw.history_calls(), before);
+
+        // Without DescribeAlarmHistory the observation says so (None): the core falls back to the
+        // state-change timestamp.
+        let cw = Arc::new(FakeCloudWatch::new().without_history());
+        cw.set_state("5xx", AlarmState::Ok, t(0));
+        cw.set_state("5xx", AlarmState::Alarm, t(20));
+        cw.set_state("5xx", AlarmState::Ok, t(25));
+        let cache = AlarmCache::new(scope(), cw.clone(), Duration::ZERO);
+        let r = cache.read(&names, &[], Some(t(10))).await.ok();
+        let a = r.map(|r| r.alarms[0].clone());
+        assert_eq!(a.as_ref().map(|a| (a.state_changed_at, a.history.clone())), Some((t(25), None)));
+    }
+
+    #[tokio::test]
+    async fn signal_reader_assembles_alarms_metrics_and_budget() {
+        use crate::signals::{CloudWatchSignals, SignalReader};
+        let cw = Arc::new(FakeCloudWatch::new());
+        let now = Timestamp::now();
+        cw.set_state("web-5xx", AlarmState::Ok, now - SignedDuration::from_mins(30));
+        cw.put_metric("AWS/ApplicationELB", "TargetResponseTime", &[(now - SignedDuration::from_mins(1), 0.9)]);
+        cw.put_metric(
+            "Kiln/Web",
+            "Errors",
+            &[(now - SignedDuration::from_mins(2), 4.0), (now - SignedDuration::from_mins(1), 6.0)],
+        );
+        cw.put_metric(
+            "Kiln/Web",
+            "Requests",
+            &[(now - SignedDuration::from_mins(2), 500.0), (now - SignedDuration::from_mins(1), 500.0)],
+        );
+        let policy: kiln_api::rollback_policy::RollbackPolicySpec = serde_json::from_value(serde_json::json!({
+            "alarms": [{"name": "web-5xx"}, {"prefix": "web-"}],
+            "metrics": [{"name": "latency", "query": {"namespace": "AWS/ApplicationELB", "metricName": "TargetResponseTime", "stat": "Average"}, "max": 0.5}],
+            "errorBudget": {"objective": 99.9, "window": "10m", "maxBurnPercent": 5.0,
+                "errors": {"namespace": "Kiln/Web", "metricName": "Errors"},
+                "total": {"namespace": "Kiln/Web", "metricName": "Requests"}}
+        }))
+        .unwrap_or_else(|e| panic!("{e}"));
+        let reader = CloudWatchSignals {
+            alarms: Arc::new(AlarmCache::new(scope(), cw.clone(), Duration::from_secs(60))),
+            source: cw.clone(),
+        };
+        let obs = reader.read(&policy, None).await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(obs.alarms.len(), 1);
+        assert_eq!(obs.metrics[0].datapoints.len(), 1);
+        let b = obs.error_budget.unwrap_or_else(|| panic!("budget"));
+        assert_eq!((b.errors, b.total), (10.0, 1000.0));
+        assert!(kiln_core::signals::current_health(&policy, &obs).is_err(), "latency 0.9 > 0.5");
+    }
+
+    #[tokio::test]
+    async fn codedeploy_stop_rolls_back_once() {
+        let cd = FakeCodeDeploy::new();
+        let req = CodeDeployRequest {
+            application: "web".into(),
+            deployment_group: "web-dg".into(),
+            deployment_config: None,
+            task_definition: "td/web:2".into(),
+            container_name: "app".into(),
+            container_port: 8080,
+            hooks: vec![],
+        };
+        let id = cd.create("uid-1", &req).await.ok();
+        assert_eq!(cd.create("uid-1", &req).await.ok(), id);
+        assert_eq!(cd.count(), 1);
+        let id = id.unwrap_or_default();
+        cd.stop(&id).await.ok();
+        cd.stop(&id).await.ok();
+        assert!(matches!(cd.state(&id).await, Ok(DeploymentState::Failed(m)) if m.contains("stopped")));
+        // A finished deployment stays as it was.
+        let done = cd.create("uid-2", &req).await.unwrap_or_default();
+        cd.set_state(&done, DeploymentState::Succeeded);
+        cd.stop(&done).await.ok();
+        assert_eq!(cd.state(&done).await.ok(), Some(DeploymentState::Succeeded));
+    }
+
+    #[tokio::test]
+    async fn fake_traffic_restores_exactly_and_idempotently() {
+        let f = FakeTraffic::new("uid-1");
+        let snap = f.snapshot().await.ok().unwrap_or_default();
+        let start = f.state();
+        let d = f.prepare().await.ok().unwrap_or_default();
+        assert_eq!(f.prepare().await.ok(), Some(d.clone()));
+        f.fail_next(
+            "shift",
+            AwsError::Throttled {
+                service: "elasticloadbalancing",
+                operation: "ModifyListener",
+                message: "slow down".into(),
+            },
+        );
+        assert_eq!(f.shift(&d, 10).await.err().map(|e| e.class()), Some(crate::ErrorClass::RetryLater));
+        f.shift(&d, 10).await.ok();
+        assert_eq!(f.state().weights[1].weight, 10);
+        f.restore(&snap).await.ok();
+        f.restore(&snap).await.ok();
+        let mut end = f.state();
+        end.task_definitions = start.task_definitions.clone();
+        assert_eq!(end, start);
+    }
+}

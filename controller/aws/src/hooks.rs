@@ -1,0 +1,262 @@
+//! Hooks: invoke a Lambda function or run an ECS task before or after traffic moves, and report
+//! success or failure with the reason.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_ecs::types::{LaunchType, NetworkConfiguration};
+use aws_sdk_lambda::types::InvocationType;
+
+use crate::credentials::Clients;
+use crate::error::{AwsError, Result, sdk};
+
+/// What a hook runs.
+#[derive(Debug, Clone, PartialEq)]
+pub enum HookTarget {
+    /// Invoke this function synchronously; a function error fails the hook.
+    Lambda {
+        /// Function name or ARN (optionally qualified).
+        function: String,
+    },
+    /// Run this task definition in `cluster`; a non-zero exit of an essential container fails it.
+    EcsTask {
+        /// The cluster.
+        cluster: String,
+        /// Family or family:revision.
+        task_definition: String,
+        /// The service's network configuration (required for awsvpc task definitions).
+        network: Option<NetworkConfiguration>,
+        /// FARGATE unless the service uses another launch type.
+        launch_type: LaunchType,
+    },
+}
+
+/// Where a hook stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HookState {
+    /// Still running (an ECS task); poll with this handle.
+    Running(String),
+    /// Succeeded.
+    Succeeded,
+    /// Failed, with the reason from the function's error or the task's exit.
+    Failed(String),
+}
+
+/// Runs hooks.
+#[async_trait]
+pub trait HookRunner: Send + Sync {
+    /// Starts the hook for Promotion `uid` at `point` (e.g. "preTraffic"), or finds the run this
+    /// Promotion already started. A Lambda hook finishes within the call.
+    async fn start(&self, uid: &str, point: &str, hook: &HookTarget, timeout: Duration) -> Result<HookState>;
+    /// The state of a running hook (the handle from [`HookState::Running`]).
+    async fn poll(&self, hook: &HookTarget, handle: &str) -> Result<HookState>;
+}
+
+/// Hooks on the SDK.
+#[derive(Debug, Clone)]
+pub struct AwsHooks {
+    clients: Clients,
+}
+
+impl AwsHooks {
+    /// Hooks in the account of `clients`.
+    pub fn new(clients: Clients) -> Self {
+        AwsHooks { clients }
+    }
+}
+
+/// ECS `startedBy` (at most 36 characters): identifies the Promotion and hook point.
+pub fn started_by(uid: &str, point: &str) -> String {
+    let mut s = format!("kiln-{point}-{uid}");
+    s.truncate(36);
+    s
+}
+
+#[async_trait]
+impl HookRunner for AwsHooks {
+    async fn start(&self, uid: &str, point: &str, hook: &HookTarget, timeout: Duration) -> Result<HookState> {
+        match hook {
+            HookTarget::Lambda { function } => {
+                let payload = serde_json::json!({ "kiln": { "promotionUid": uid, "hook": point } }).to_string();
+                let out = self
+                    .clients
+                    .lambda
+                    .invoke()
+                    .function_name(function)
+                    .invocation_type(InvocationType::RequestResponse)
+                    .payload(aws_sdk_lambda::primitives::Blob::new(payload))
+                    // A synchronous invoke lasts as long as the function: the hook's timeout, not
+                    // the default operation timeout.
+                    .customize()
+                    .config_override(
+                        aws_sdk_lambda::config::Builder::default().timeout_config(
+                            aws_config::timeout::TimeoutConfig::builder()
+                                .operation_timeout(timeout)
+                                .operation_attempt_timeout(timeout)
+                                .build(),
+                        ),
+                    )
+                    .send()
+                    .await
+                    .map_err(|e| {
+                        let err = crate::error::from_sdk("lambda", "Invoke", e);
+                        if err.code() == Some("ResourceNotFoundException") {
+                            AwsError::NotFound {
+                                kind: "hook Lambda function",
+                                name: function.clone(),
+                                scope: self.clients.scope.clone(),
+                            }
+                        } else {
+                            err
+                        }
+                    })?;
+                Ok(match out.function_error() {
+                    None => HookState::Succeeded,
+                    Some(kind) => {
+                        let body = out.payload().map(|b| String::from_utf8_lossy(b.as_ref()).to_string());
+                        let message = body
+                            .as_deref()
+                            .and_then(|b| serde_json::from_str::<serde_json::Value>(b).ok())
+                            .and_then(|v| v.get("errorMessage").and_then(|m| m.as_str()).map(str::to_string))
+                            .or(body)
+                            .unwrap_or_default();
+                        let mut reason = format!("hook function {function} failed ({kind}): {message}");
+                        reason.truncate(512);
+                        HookState::Failed(reason)
+                    }
+                })
+            }
+            HookTarget::EcsTask { cluster, task_definition, network, launch_type } => {
+                let by = started_by(uid, point);
+                let existing = self
+                    .clients
+                    .ecs
+                    .list_tasks()
+                    .cluster(cluster)
+                    .started_by(&by)
+                    .send()
+                    .await
+                    .map_err(sdk("ecs", "ListTasks"))?;
+                if let Some(arn) = existing.task_arns().first() {
+                    return self.poll(hook, arn).await;
+                }
+                let out = self
+                    .clients
+                    .ecs
+                    .run_task()
+                    .cluster(cluster)
+                    .task_definition(task_definition)
+                    .started_by(&by)
+                    .launch_type(launch_type.clone())
+                    .set_network_configuration(network.clone())
+                    .count(1)
+                    .send()
+                    .await
+                    .map_err(sdk("ecs", "RunTask"))?;
+                if let Some(f) = out.failures().first() {
+                    return Ok(HookState::Failed(format!(
+                        "hook task {task_definition} could not start: {}",
+                        f.reason().unwrap_or("no reason given")
+                    )));
+                }
+                let arn = out.tasks().first().and_then(|t| t.task_arn()).ok_or(AwsError::Incomplete {
+                    service: "ecs",
+                    operation: "RunTask",
+                    field: "tasks[0].taskArn",
+                })?;
+                Ok(HookState::Running(arn.to_string()))
+            }
+        }
+    }
+
+    async fn poll(&self, hook: &HookTarget, handle: &str) -> Result<HookState> {
+        let HookTarget::EcsTask { cluster, task_definition, .. } = hook else {
+            // Lambda hooks finish within `start`.
+            return Ok(HookState::Succeeded);
+        };
+        let out = self
+            .clients
+            .ecs
+            .describe_tasks()
+            .cluster(cluster)
+            .tasks(handle)
+            .send()
+            .await
+            .map_err(sdk("ecs", "DescribeTasks"))?;
+        let Some(task) = out.tasks().first() else {
+            return Ok(HookState::Failed(format!("hook task {handle} ({task_definition}) is gone")));
+        };
+        Ok(task_verdict(task, task_definition, handle))
+    }
+}
+
+/// The verdict on a hook task: running until STOPPED; then success only if every container
+/// exited 0.
+fn task_verdict(task: &aws_sdk_ecs::types::Task, task_definition: &str, handle: &str) -> HookState {
+    if task.last_status() != Some("STOPPED") {
+        return HookState::Running(handle.to_string());
+    }
+    let failed: Vec<String> = task
+        .containers()
+        .iter()
+        .filter(|c| c.exit_code() != Some(0))
+        .map(|c| match c.exit_code() {
+            Some(code) => format!("container {} exited with code {code}", c.name().unwrap_or("?")),
+            None => format!(
+                "container {} has no exit code ({})",
+                c.name().unwrap_or("?"),
+                c.reason().unwrap_or("no reason given")
+            ),
+        })
+        .collect();
+    if failed.is_empty() && !task.containers().is_empty() {
+        HookState::Succeeded
+    } else {
+        HookState::Failed(format!(
+            "hook task {task_definition} failed: {}; stopped: {}",
+            if failed.is_empty() { "no containers reported".to_string() } else { failed.join(", ") },
+            task.stopped_reason().unwrap_or("no reason given")
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_ecs::types::{Container, Task};
+
+    #[test]
+    fn task_verdicts() {
+        let running = Task::builder().last_status("RUNNING").build();
+        assert_eq!(task_verdict(&running, "migrate", "t1"), HookState::Running("t1".into()));
+        let ok = Task::builder()
+            .last_status("STOPPED")
+            .containers(Container::builder().name("migrate").exit_code(0).build())
+            .build();
+        assert_eq!(task_verdict(&ok, "migrate", "t1"), HookState::Succeeded);
+        let bad = Task::builder()
+            .last_status("STOPPED")
+            .stopped_reason("Essential container in task exited")
+            .containers(Container::builder().name("migrate").exit_code(3).build())
+            .build();
+        assert_eq!(
+            task_verdict(&bad, "migrate", "t1"),
+            HookState::Failed(
+                "hook task migrate failed: container migrate exited with code 3; stopped: Essential container in task exited"
+                    .into()
+            )
+        );
+        let lost = Task::builder()
+            .last_status("STOPPED")
+            .stopped_reason("Task failed to start")
+            .containers(Container::builder().name("migrate").reason("CannotPullContainerError").build())
+            .build();
+        let HookState::Failed(reason) = task_verdict(&lost, "migrate", "t1") else { panic!("lost task fails") };
+        assert!(reason.contains("CannotPullContainerError") && reason.contains("Task failed to start"), "{reason}");
+    }
+
+    #[test]
+    fn started_by_fits_ecs() {
+        assert_eq!(started_by("0b7c6a1e-1111-4222-8333-944445555666", "preTraffic").len(), 36);
+    }
+}

@@ -1,0 +1,297 @@
+//! A Lambda function behind an alias: update the code (image by digest, or an S3 zip pinned by
+//! CodeSha256), wait for the update, publish a version whose hash kiln checks itself, and move
+//! the alias by weighted routing per step.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_lambda::types::{AliasRoutingConfiguration, LastUpdateStatus};
+use kiln_api::promotion::{DeployedResources, LambdaSnapshot, Snapshot};
+
+use crate::credentials::Clients;
+use crate::error::{AwsError, Result, sdk};
+use crate::traffic::{TrafficTarget, now_time};
+
+/// The code to deploy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LambdaCode {
+    /// A container image pinned by digest (`repo@sha256:…`).
+    Image {
+        /// The image reference.
+        uri: String,
+    },
+    /// A zip package in S3 pinned by its CodeSha256 (base64).
+    Zip {
+        /// The bucket.
+        bucket: String,
+        /// The key.
+        key: String,
+        /// The object version, if the bucket is versioned.
+        object_version: Option<String>,
+        /// The expected CodeSha256.
+        code_sha256: String,
+    },
+}
+
+/// A function and its alias.
+#[derive(Debug, Clone)]
+pub struct LambdaAlias {
+    clients: Clients,
+    role_arn: Option<String>,
+    uid: String,
+    function: String,
+    alias: String,
+    code: LambdaCode,
+    /// How long `prepare` waits for a code update before answering "still in progress".
+    pub update_wait: Duration,
+}
+
+impl LambdaAlias {
+    /// `function`'s `alias` in the account of `clients`, for the Promotion `uid`.
+    pub fn new(
+        clients: Clients,
+        role_arn: Option<String>,
+        uid: &str,
+        function: &str,
+        alias: &str,
+        code: LambdaCode,
+    ) -> Self {
+        LambdaAlias {
+            clients,
+            role_arn,
+            uid: uid.to_string(),
+            function: function.to_string(),
+            alias: alias.to_string(),
+            code,
+            update_wait: Duration::from_secs(60),
+        }
+    }
+
+    fn not_found(&self, e: AwsError, kind: &'static str, name: String) -> AwsError {
+        if e.code() == Some("ResourceNotFoundException") {
+            AwsError::NotFound { kind, name, scope: self.clients.scope.clone() }
+        } else {
+            e
+        }
+    }
+
+    async fn alias_state(&self) -> Result<(String, HashMap<String, f64>)> {
+        self.alias_state_of(&self.function, &self.alias).await
+    }
+
+    async fn alias_state_of(&self, function: &str, alias: &str) -> Result<(String, HashMap<String, f64>)> {
+        let out = self.clients.lambda.get_alias().function_name(function).name(alias).send().await.map_err(|e| {
+            self.not_found(
+                crate::error::from_sdk("lambda", "GetAlias", e),
+                "Lambda alias",
+                format!("{function}:{alias}"),
+            )
+        })?;
+        let version = out.function_version().unwrap_or("$LATEST").to_string();
+        let routing = out.routing_config().and_then(|r| r.additional_version_weights().cloned()).unwrap_or_default();
+        Ok((version, routing))
+    }
+
+    async fn set_alias(&self, version: &str, routing: HashMap<String, f64>) -> Result<()> {
+        self.set_alias_of(&self.function, &self.alias, version, routing).await
+    }
+
+    async fn set_alias_of(
+        &self,
+        function: &str,
+        alias: &str,
+        version: &str,
+        routing: HashMap<String, f64>,
+    ) -> Result<()> {
+        let (current_version, current_routing) = self.alias_state_of(function, alias).await?;
+        if current_version == version && current_routing == routing {
+            return Ok(());
+        }
+        self.clients
+            .lambda
+            .update_alias()
+            .function_name(function)
+            .name(alias)
+            .function_version(version)
+            // An empty map clears the routing.
+            .routing_config(AliasRoutingConfiguration::builder().set_additional_version_weights(Some(routing)).build())
+            .send()
+            .await
+            .map_err(sdk("lambda", "UpdateAlias"))?;
+        Ok(())
+    }
+
+    /// Waits until the function's last update is done; returns its $LATEST CodeSha256.
+    async fn wait_updated(&self) -> Result<String> {
+        let deadline = tokio::time::Instant::now() + self.update_wait;
+        let mut delay = Duration::from_millis(250);
+        loop {
+            let cfg = self
+                .clients
+                .lambda
+                .get_function_configuration()
+                .function_name(&self.function)
+                .send()
+                .await
+                .map_err(sdk("lambda", "GetFunctionConfiguration"))?;
+            match cfg.last_update_status() {
+                Some(LastUpdateStatus::Failed) => {
+                    return Err(AwsError::Invalid {
+                        message: format!(
+                            "updating the code of Lambda function {} failed: {}",
+                            self.function,
+                            cfg.last_update_status_reason().unwrap_or("no reason given")
+                        ),
+                        scope: self.clients.scope.clone(),
+                    });
+                }
+                Some(LastUpdateStatus::InProgress) => {}
+                _ => return Ok(cfg.code_sha256().unwrap_or_default().to_string()),
+            }
+            if tokio::time::Instant::now() + delay > deadline {
+                return Err(AwsError::InProgress {
+                    what: format!("the code update of Lambda function {}", self.function),
+                    scope: self.clients.scope.clone(),
+                });
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(5));
+        }
+    }
+}
+
+#[async_trait]
+impl TrafficTarget for LambdaAlias {
+    async fn snapshot(&self) -> Result<Snapshot> {
+        let (version, routing) = self.alias_state().await?;
+        Ok(Snapshot {
+            captured_at: Some(now_time()),
+            account_id: Some(self.clients.scope.account_id.clone()),
+            region: Some(self.clients.scope.region.clone()),
+            role_arn: self.role_arn.clone(),
+            ecs: None,
+            lambda: Some(LambdaSnapshot {
+                function_name: Some(self.function.clone()),
+                alias: Some(self.alias.clone()),
+                version,
+                routing: routing.into_iter().map(|(v, w)| (v, w.to_string())).collect(),
+            }),
+        })
+    }
+
+    async fn prepare(&self) -> Result<DeployedResources> {
+        let f = self.clients.lambda.get_function().function_name(&self.function).send().await.map_err(|e| {
+            self.not_found(crate::error::from_sdk("lambda", "GetFunction", e), "Lambda function", self.function.clone())
+        })?;
+        let cfg = f.configuration();
+        let current_sha = cfg.and_then(|c| c.code_sha256()).unwrap_or_default();
+        let up_to_date = match &self.code {
+            LambdaCode::Image { uri } => f.code().and_then(|c| c.image_uri()) == Some(uri.as_str()),
+            LambdaCode::Zip { code_sha256, .. } => current_sha == code_sha256,
+        };
+        if !up_to_date {
+            let mut req = self.clients.lambda.update_function_code().function_name(&self.function);
+            req = match &self.code {
+                LambdaCode::Image { uri } => req.image_uri(uri),
+                LambdaCode::Zip { bucket, key, object_version, .. } => {
+                    req.s3_bucket(bucket).s3_key(key).set_s3_object_version(object_version.clone())
+                }
+            };
+            req.send().await.map_err(sdk("lambda", "UpdateFunctionCode"))?;
+        }
+        let latest_sha = self.wait_updated().await?;
+        // The hash the published version must have: the Release's for a zip; for an image, the
+        // hash Lambda computed for the digest kiln deployed (checked to be $LATEST's image).
+        let expected = match &self.code {
+            LambdaCode::Zip { code_sha256, .. } => code_sha256.clone(),
+            LambdaCode::Image { .. } => latest_sha.clone(),
+        };
+        if latest_sha != expected {
+            return Err(AwsError::HashMismatch {
+                what: format!("Lambda function {} ($LATEST)", self.function),
+                expected,
+                actual: latest_sha,
+                scope: self.clients.scope.clone(),
+            });
+        }
+        // PublishVersion returns the existing version when nothing changed since the last one,
+        // so a repeat does not publish a duplicate.
+        let published = self
+            .clients
+            .lambda
+            .publish_version()
+            .function_name(&self.function)
+            .code_sha256(&expected)
+            .description(format!("kiln promotion {}", self.uid))
+            .send()
+            .await
+            .map_err(sdk("lambda", "PublishVersion"))?;
+        let version = published.version().map(str::to_string).ok_or(AwsError::Incomplete {
+            service: "lambda",
+            operation: "PublishVersion",
+            field: "Version",
+        })?;
+        // Not every endpoint enforces the CodeSha256 precondition (moto does not): check it.
+        let actual = published.code_sha256().unwrap_or_default();
+        if actual != expected {
+            return Err(AwsError::HashMismatch {
+                what: format!("Lambda function {} version {version}", self.function),
+                expected,
+                actual: actual.to_string(),
+                scope: self.clients.scope.clone(),
+            });
+        }
+        Ok(DeployedResources { lambda_version: Some(version), ..DeployedResources::default() })
+    }
+
+    async fn shift(&self, deployed: &DeployedResources, weight: i32) -> Result<()> {
+        let new = deployed.lambda_version.as_deref().ok_or_else(|| AwsError::Invalid {
+            message: "no published Lambda version to shift to (prepare first)".into(),
+            scope: self.clients.scope.clone(),
+        })?;
+        if weight >= 100 {
+            return self.set_alias(new, HashMap::new()).await;
+        }
+        let (current, _) = self.alias_state().await?;
+        if current == new {
+            return Err(AwsError::Invalid {
+                message: format!(
+                    "alias {} already points at version {new}; a partial shift needs the previous version (restore first)",
+                    self.alias
+                ),
+                scope: self.clients.scope.clone(),
+            });
+        }
+        let mut routing = HashMap::new();
+        if weight > 0 {
+            routing.insert(new.to_string(), f64::from(weight) / 100.0);
+        }
+        self.set_alias(&current, routing).await
+    }
+
+    async fn finalize(&self, deployed: &DeployedResources) -> Result<()> {
+        self.shift(deployed, 100).await
+    }
+
+    async fn restore(&self, snapshot: &Snapshot) -> Result<()> {
+        let Some(l) = &snapshot.lambda else {
+            return Err(AwsError::Invalid {
+                message: "the snapshot has no Lambda state to restore".into(),
+                scope: self.clients.scope.clone(),
+            });
+        };
+        let mut routing = HashMap::new();
+        for (v, w) in &l.routing {
+            let w: f64 = w.parse().map_err(|_| AwsError::Invalid {
+                message: format!("snapshot routing weight {w:?} for version {v} is not a number"),
+                scope: self.clients.scope.clone(),
+            })?;
+            routing.insert(v.clone(), w);
+        }
+        // The snapshot is self-contained: restore the function and alias it names.
+        let function = l.function_name.as_deref().unwrap_or(&self.function);
+        let alias = l.alias.as_deref().unwrap_or(&self.alias);
+        self.set_alias_of(function, alias, &l.version, routing).await
+    }
+}

@@ -1,0 +1,105 @@
+//! What a Release deploys in one environment, with that environment's overrides applied: the
+//! inputs of the adapters.
+
+use kiln_api::release::{Artifact, EcsTarget, EcsTraffic, LambdaTarget, ReleaseSpec};
+
+use crate::ecs::EcsService;
+use crate::lambda::alias::LambdaCode;
+
+fn artifact<'a>(release: &'a ReleaseSpec, named: Option<&str>, fallback: Option<&str>) -> Result<&'a Artifact, String> {
+    let find = |n: &str| release.artifacts.iter().find(|a| a.name == n);
+    match named {
+        Some(n) => find(n).ok_or_else(|| format!("artifact {n} is not in spec.artifacts")),
+        None => fallback
+            .and_then(find)
+            .or(if release.artifacts.len() == 1 { release.artifacts.first() } else { None })
+            .ok_or_else(|| "name the artifact to deploy: the release has several and none matches".to_string()),
+    }
+}
+
+/// The ECS service, container image and traffic for `env`.
+pub fn ecs_service(
+    release: &ReleaseSpec,
+    ecs: &EcsTarget,
+    env: &str,
+) -> Result<(EcsService, Option<EcsTraffic>), String> {
+    let o = ecs.environment_overrides.get(env);
+    let a = artifact(release, ecs.artifact.as_deref(), Some(&ecs.container))?;
+    let image =
+        a.image.clone().ok_or_else(|| format!("artifact {} is not an image; an ECS container needs one", a.name))?;
+    let service = EcsService {
+        cluster: o.and_then(|o| o.cluster.clone()).unwrap_or_else(|| ecs.cluster.clone()),
+        service: o.and_then(|o| o.service.clone()).unwrap_or_else(|| ecs.service.clone()),
+        container: ecs.container.clone(),
+        image,
+    };
+    let traffic = o.and_then(|o| o.traffic.clone()).or_else(|| ecs.traffic.clone());
+    Ok((service, traffic))
+}
+
+/// The function, alias and code for `env`.
+pub fn lambda_target(
+    release: &ReleaseSpec,
+    l: &LambdaTarget,
+    env: &str,
+) -> Result<(String, String, LambdaCode), String> {
+    let o = l.environment_overrides.get(env);
+    let a = artifact(release, l.artifact.as_deref(), None)?;
+    let code = match (&a.image, &a.zip) {
+        (Some(uri), _) => LambdaCode::Image { uri: uri.clone() },
+        (None, Some(z)) => LambdaCode::Zip {
+            bucket: z.s3_bucket.clone(),
+            key: z.s3_key.clone(),
+            object_version: z.s3_object_version.clone(),
+            code_sha256: z.code_sha256.clone(),
+        },
+        (None, None) => return Err(format!("artifact {} has neither image nor zip", a.name)),
+    };
+    Ok((
+        o.and_then(|o| o.function_name.clone()).unwrap_or_else(|| l.function_name.clone()),
+        o.and_then(|o| o.alias.clone()).unwrap_or_else(|| l.alias.clone()),
+        code,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn release(target: serde_json::Value) -> ReleaseSpec {
+        let r = serde_json::json!({
+            "service": "web", "version": "v1.0.0", "environments": ["dev", "prod"],
+            "artifacts": [
+                {"name": "app", "image": format!("registry.example/app@sha256:{}", "a".repeat(64))},
+                {"name": "proxy", "image": format!("registry.example/proxy@sha256:{}", "b".repeat(64))}
+            ],
+            "target": target
+        });
+        serde_json::from_value(r).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn ecs_overrides_apply_per_environment() {
+        let r = release(serde_json::json!({"ecs": {
+            "cluster": "dev-cluster", "service": "web", "container": "app", "strategy": "canary",
+            "environmentOverrides": {"prod": {"cluster": "prod-cluster"}}
+        }}));
+        let ecs = r.target.ecs.clone().unwrap_or_else(|| panic!("ecs"));
+        let (dev, _) = ecs_service(&r, &ecs, "dev").unwrap_or_else(|e| panic!("{e}"));
+        let (prod, _) = ecs_service(&r, &ecs, "prod").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((dev.cluster.as_str(), prod.cluster.as_str()), ("dev-cluster", "prod-cluster"));
+        assert!(prod.image.starts_with("registry.example/app@sha256:"), "the artifact named like the container");
+    }
+
+    #[test]
+    fn lambda_alias_defaults_and_overrides() {
+        let r = release(serde_json::json!({"lambda": {
+            "functionName": "web", "strategy": "canary", "artifact": "app",
+            "environmentOverrides": {"prod": {"functionName": "web-prod"}}
+        }}));
+        let l = r.target.lambda.clone().unwrap_or_else(|| panic!("lambda"));
+        let (f, alias, code) = lambda_target(&r, &l, "prod").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((f.as_str(), alias.as_str()), ("web-prod", "live"));
+        assert!(matches!(code, LambdaCode::Image { .. }));
+    }
+}

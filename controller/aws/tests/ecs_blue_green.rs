@@ -1,0 +1,180 @@
+//! ECS blue/green by target-group weights against moto.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use kiln_api::release::{EcsTraffic, ListenerRef, TargetGroupRef};
+use kiln_aws::ErrorClass;
+use kiln_aws::ecs::EcsService;
+use kiln_aws::ecs::blue_green::EcsBlueGreen;
+use kiln_aws::traffic::TrafficTarget;
+use support::*;
+
+fn by_name(prefix: &str) -> EcsTraffic {
+    EcsTraffic {
+        listener: ListenerRef { arn: None, load_balancer_name: Some(format!("{prefix}-alb")), port: Some(80) },
+        rule: None,
+        blue_target_group: TargetGroupRef { name: Some(format!("{prefix}-blue")), arn: None, tags: None },
+        green_target_group: TargetGroupRef {
+            name: None,
+            arn: None,
+            tags: Some([("kiln.test/color".to_string(), format!("{prefix}-green"))].into()),
+        },
+    }
+}
+
+fn image() -> String {
+    format!("registry.example/app@{DIGEST}")
+}
+
+fn service(f: &EcsFixture) -> EcsService {
+    EcsService { cluster: f.cluster.clone(), service: f.service.clone(), container: "app".into(), image: image() }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn weights_shift_and_restore_exactly() {
+    let moto = Moto::start();
+    let clients = moto.clients().await;
+    let f = ecs_fixture(&moto, &clients, "AKIATESTTESTTEST", "bg1").await;
+    let uid = "0b7c6a1e-1111-4222-8333-944445555666";
+    let bg = EcsBlueGreen::new(clients.clone(), None, uid, service(&f), by_name("bg1"));
+
+    let snap = bg.snapshot().await.unwrap();
+    let ecs = snap.ecs.clone().unwrap();
+    assert_eq!(ecs.primary_task_set.as_deref(), Some(f.blue_task_set.as_str()));
+    assert_eq!(ecs.task_definition.as_deref(), Some(f.task_definition.as_str()));
+    assert_eq!(ecs.listener_or_rule_arn.as_deref(), Some(f.listener_arn.as_str()));
+    let start = vec![(f.blue_tg.clone(), 100), (f.green_tg.clone(), 0)];
+    assert_eq!(listener_weights(&clients, &f.listener_arn).await, start);
+
+    let deployed = bg.prepare().await.unwrap();
+    let td = deployed.task_definition.clone().unwrap();
+    assert_ne!(td, f.task_definition);
+    // Only the named container's image changed, to the digest.
+    let app = kiln_aws::ecs::container_image(&clients.ecs, &td, "app").await.unwrap();
+    assert_eq!(app.as_deref(), Some(image().as_str()));
+    let sidecar = kiln_aws::ecs::container_image(&clients.ecs, &td, "sidecar").await.unwrap();
+    assert_eq!(sidecar.as_deref(), Some("registry.example/proxy:v7"));
+    let green = deployed.task_set.clone().unwrap();
+
+    // A repeat (crash between the call and the status write) finds what exists.
+    let again = bg.prepare().await.unwrap();
+    assert_eq!(again, deployed);
+    let sets = task_sets(&clients, &f).await;
+    assert_eq!(sets.len(), 2, "{sets:?}");
+    assert!(sets.iter().any(|(id, _, ext)| *id == green && ext == uid));
+
+    bg.shift(&deployed, 10).await.unwrap();
+    assert_eq!(
+        listener_weights(&clients, &f.listener_arn).await,
+        vec![(f.blue_tg.clone(), 90), (f.green_tg.clone(), 10)]
+    );
+    bg.shift(&deployed, 10).await.unwrap();
+    assert_eq!(
+        listener_weights(&clients, &f.listener_arn).await,
+        vec![(f.blue_tg.clone(), 90), (f.green_tg.clone(), 10)]
+    );
+    bg.shift(&deployed, 100).await.unwrap();
+    assert_eq!(
+        listener_weights(&clients, &f.listener_arn).await,
+        vec![(f.blue_tg.clone(), 0), (f.green_tg.clone(), 100)]
+    );
+
+    bg.restore(&snap).await.unwrap();
+    assert_eq!(listener_weights(&clients, &f.listener_arn).await, start);
+    let after = task_sets(&clients, &f).await;
+    assert_eq!(after, vec![(f.blue_task_set.clone(), "PRIMARY".to_string(), "initial".to_string())]);
+
+    // Restoring twice changes nothing.
+    bg.restore(&snap).await.unwrap();
+    assert_eq!(listener_weights(&clients, &f.listener_arn).await, start);
+    assert_eq!(task_sets(&clients, &f).await, after);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finalize_makes_green_primary_and_retires_blue() {
+    let moto = Moto::start();
+    let clients = moto.clients().await;
+    let f = ecs_fixture(&moto, &clients, "AKIATESTTESTTEST", "bg2").await;
+    let bg = EcsBlueGreen::new(clients.clone(), None, "uid-bg2", service(&f), by_name("bg2"));
+    let deployed = bg.prepare().await.unwrap();
+    bg.shift(&deployed, 100).await.unwrap();
+    bg.finalize(&deployed).await.unwrap();
+    bg.finalize(&deployed).await.unwrap();
+    let sets = task_sets(&clients, &f).await;
+    assert_eq!(sets, vec![(deployed.task_set.clone().unwrap(), "PRIMARY".to_string(), "uid-bg2".to_string())]);
+    assert_eq!(
+        listener_weights(&clients, &f.listener_arn).await,
+        vec![(f.blue_tg.clone(), 0), (f.green_tg.clone(), 100)]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_resources_are_named_with_account_and_region() {
+    let moto = Moto::start();
+    let clients = moto.clients().await;
+    let f = ecs_fixture(&moto, &clients, "AKIATESTTESTTEST", "bg3").await;
+    let mut traffic = by_name("bg3");
+    traffic.green_target_group = TargetGroupRef { name: Some("nope-green".into()), arn: None, tags: None };
+    let bg = EcsBlueGreen::new(clients.clone(), None, "uid-bg3", service(&f), traffic);
+    let err = bg.snapshot().await.unwrap_err();
+    assert_eq!(err.class(), ErrorClass::SpecWrong);
+    assert_eq!(err.to_string(), "target group nope-green not found in account 123456789012 region us-east-1");
+
+    let mut traffic = by_name("bg3");
+    traffic.listener.port = Some(8443);
+    let bg = EcsBlueGreen::new(clients.clone(), None, "uid-bg3", service(&f), traffic);
+    let err = bg.snapshot().await.unwrap_err();
+    assert_eq!(err.to_string(), "listener bg3-alb port 8443 not found in account 123456789012 region us-east-1");
+
+    let mut svc = service(&f);
+    svc.container = "web".into();
+    let bg = EcsBlueGreen::new(clients.clone(), None, "uid-bg3", svc, by_name("bg3"));
+    let err = bg.prepare().await.unwrap_err();
+    assert_eq!(err.class(), ErrorClass::SpecWrong);
+    assert!(err.to_string().contains("no container named web"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listener_rule_by_priority_is_weighted_instead_of_the_default_action() {
+    use aws_sdk_elasticloadbalancingv2::types as elb;
+    let moto = Moto::start();
+    let clients = moto.clients().await;
+    let f = ecs_fixture(&moto, &clients, "AKIATESTTESTTEST", "bg4").await;
+    let fwd = elb::ForwardActionConfig::builder()
+        .target_groups(elb::TargetGroupTuple::builder().target_group_arn(&f.blue_tg).weight(100).build())
+        .target_groups(elb::TargetGroupTuple::builder().target_group_arn(&f.green_tg).weight(0).build())
+        .build();
+    let rule = clients
+        .elb
+        .create_rule()
+        .listener_arn(&f.listener_arn)
+        .priority(10)
+        .conditions(
+            elb::RuleCondition::builder()
+                .field("path-pattern")
+                .path_pattern_config(elb::PathPatternConditionConfig::builder().values("/api/*").build())
+                .build(),
+        )
+        .actions(elb::Action::builder().r#type(elb::ActionTypeEnum::Forward).forward_config(fwd).build())
+        .send()
+        .await
+        .unwrap();
+    let rule_arn = rule.rules()[0].rule_arn().unwrap().to_string();
+    let mut traffic = by_name("bg4");
+    traffic.rule = Some(kiln_api::release::RuleRef { arn: None, priority: Some(10) });
+    let bg = EcsBlueGreen::new(clients.clone(), None, "uid-bg4", service(&f), traffic);
+
+    let snap = bg.snapshot().await.unwrap();
+    assert_eq!(snap.ecs.as_ref().unwrap().listener_or_rule_arn.as_deref(), Some(rule_arn.as_str()));
+    let deployed = bg.prepare().await.unwrap();
+    bg.shift(&deployed, 25).await.unwrap();
+    assert_eq!(listener_weights(&clients, &rule_arn).await, vec![(f.blue_tg.clone(), 75), (f.green_tg.clone(), 25)]);
+    assert_eq!(
+        listener_weights(&clients, &f.listener_arn).await,
+        vec![(f.blue_tg.clone(), 100), (f.green_tg.clone(), 0)],
+        "the listener's default action is untouched"
+    );
+    bg.restore(&snap).await.unwrap();
+    assert_eq!(listener_weights(&clients, &rule_arn).await, vec![(f.blue_tg.clone(), 100), (f.green_tg.clone(), 0)]);
+}

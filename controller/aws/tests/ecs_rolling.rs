@@ -1,0 +1,66 @@
+//! ECS rolling against moto.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use aws_sdk_ecs::types as ecs;
+use kiln_aws::ecs::EcsService;
+use kiln_aws::ecs::rolling::EcsRolling;
+use kiln_aws::traffic::TrafficTarget;
+use support::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn update_service_and_restore_previous_task_definition() {
+    let moto = Moto::start();
+    let clients = moto.clients().await;
+    clients.ecs.create_cluster().cluster_name("roll").send().await.unwrap();
+    let td = clients
+        .ecs
+        .register_task_definition()
+        .family("roll-web")
+        .container_definitions(
+            ecs::ContainerDefinition::builder().name("app").image("registry.example/app:v1").memory(256).build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let v1 = td.task_definition().unwrap().task_definition_arn().unwrap().to_string();
+    clients
+        .ecs
+        .create_service()
+        .cluster("roll")
+        .service_name("web")
+        .task_definition(&v1)
+        .desired_count(0)
+        .send()
+        .await
+        .unwrap();
+    let service = |c: &kiln_aws::credentials::Clients| {
+        let c = c.clone();
+        async move {
+            let out = c.ecs.describe_services().cluster("roll").services("web").send().await.unwrap();
+            out.services()[0].task_definition().unwrap().to_string()
+        }
+    };
+
+    let image = format!("registry.example/app@{DIGEST}");
+    let r = EcsRolling::new(
+        clients.clone(),
+        None,
+        "uid-roll",
+        EcsService { cluster: "roll".into(), service: "web".into(), container: "app".into(), image: image.clone() },
+    );
+    let snap = r.snapshot().await.unwrap();
+    let deployed = r.prepare().await.unwrap();
+    assert_eq!(r.prepare().await.unwrap(), deployed, "a repeat registers nothing new");
+    let v2 = deployed.task_definition.clone().unwrap();
+    assert!(v2.ends_with("roll-web:2"), "{v2}");
+    assert_eq!(kiln_aws::ecs::container_image(&clients.ecs, &v2, "app").await.unwrap(), Some(image));
+
+    r.shift(&deployed, 100).await.unwrap();
+    assert_eq!(service(&clients).await, v2);
+    r.restore(&snap).await.unwrap();
+    assert_eq!(service(&clients).await, v1);
+    r.restore(&snap).await.unwrap();
+    assert_eq!(service(&clients).await, v1);
+}

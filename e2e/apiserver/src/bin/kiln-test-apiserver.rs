@@ -1,0 +1,64 @@
+//! Runs the kiln Kubernetes API **test** server by hand (never for production): prints the
+//! kubeconfig path and serves until Ctrl-C.
+#![forbid(unsafe_code)]
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+/// The in-repo Kubernetes API test server (test infrastructure, in memory, 127.0.0.1 only).
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Args {
+    /// Port on 127.0.0.1 (0: a free one).
+    #[arg(long, default_value_t = 0)]
+    port: u16,
+    /// Static token file: `token,user,uid,"group1,group2"` per line (default: one admin token).
+    #[arg(long)]
+    token_file: Option<PathBuf>,
+    /// Directory of CRD YAML files to serve (default: the repository's crds/).
+    #[arg(long)]
+    crds: Option<PathBuf>,
+    /// Where to write the kubeconfig (default: a file in the temp directory).
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
+    /// Serve requests without a token as this user (in group system:masters). For kubectl over
+    /// plain HTTP, which does not send tokens over an unencrypted connection. Off by default.
+    #[arg(long)]
+    anonymous_user: Option<String>,
+    /// Watch events retained per resource type (older resourceVersions get 410 Gone).
+    #[arg(long, default_value_t = 10_000)]
+    event_window: usize,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    let mut config = kiln_test_apiserver::Config {
+        port: args.port,
+        token_file: args.token_file,
+        kubeconfig_path: args.kubeconfig,
+        event_window: args.event_window,
+        anonymous_user: args.anonymous_user.map(|u| kiln_test_apiserver::UserInfo::new(&u, &["system:masters"])),
+        ..kiln_test_apiserver::Config::default()
+    };
+    if let Some(dir) = args.crds {
+        config.crd_dir = dir;
+    }
+    let server = match kiln_test_apiserver::start(config).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("kiln-test-apiserver: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    eprintln!("kiln-test-apiserver (test infrastructure) listening on {}", server.url);
+    println!("{}", server.kubeconfig_path.display());
+    if let Err(e) = tokio::signal::ctrl_c().await {
+        eprintln!("kiln-test-apiserver: waiting for Ctrl-C: {e}");
+        return ExitCode::FAILURE;
+    }
+    drop(server);
+    ExitCode::SUCCESS
+}
