@@ -64,3 +64,28 @@ async fn update_service_and_restore_previous_task_definition() {
     r.restore(&snap).await.unwrap();
     assert_eq!(service(&clients).await, v1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_cluster_or_service_is_named_with_account_and_region() {
+    let moto = Moto::start();
+    let clients = moto.clients().await;
+    let target = |cluster: &str, service: &str| {
+        EcsRolling::new(
+            clients.clone(),
+            None,
+            "uid-missing",
+            EcsService {
+                cluster: cluster.into(),
+                service: service.into(),
+                container: "app".into(),
+                image: format!("registry.example/app@{DIGEST}"),
+            },
+        )
+    };
+    let err = target("no-such-cluster", "web").snapshot().await.unwrap_err();
+    assert!(err.to_string().starts_with("ECS cluster no-such-cluster not found in account"), "{err}");
+    clients.ecs.create_cluster().cluster_name("empty").send().await.unwrap();
+    let err = target("empty", "web").snapshot().await.unwrap_err();
+    assert!(err.to_string().starts_with("ECS service web in cluster empty not found in account"), "{err}");
+    assert!(err.to_string().ends_with("region us-east-1"), "{err}");
+}
