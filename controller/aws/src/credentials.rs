@@ -12,7 +12,8 @@ use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::Credentials;
-use aws_credential_types::provider::SharedCredentialsProvider;
+use aws_credential_types::provider::error::CredentialsError;
+use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider, future};
 use jiff::{SignedDuration, Timestamp};
 use tokio::sync::Mutex;
 
@@ -217,11 +218,14 @@ impl AssumeRole for StsAssumeRole {
 type CacheKey = (String, Option<String>, String);
 
 /// Per-environment AWS access: assumes each environment's role once per session and reuses the
-/// credentials until `refresh_before_expiry` before they expire.
+/// credentials until `refresh_before_expiry` before they expire. Cheap to clone (the cache is
+/// shared): the clients it builds hold a [`SessionCredentials`] provider over it, so a client kept
+/// for hours (a shared alarm cache) re-assumes the role instead of failing with ExpiredToken.
+#[derive(Clone)]
 pub struct Sessions {
     settings: AwsSettings,
     assumer: Arc<dyn AssumeRole>,
-    cache: Mutex<HashMap<CacheKey, RoleCredentials>>,
+    cache: Arc<Mutex<HashMap<CacheKey, RoleCredentials>>>,
 }
 
 impl std::fmt::Debug for Sessions {
@@ -233,7 +237,7 @@ impl std::fmt::Debug for Sessions {
 impl Sessions {
     /// Sessions that assume roles with `assumer`.
     pub fn new(settings: AwsSettings, assumer: Arc<dyn AssumeRole>) -> Self {
-        Sessions { settings, assumer, cache: Mutex::new(HashMap::new()) }
+        Sessions { settings, assumer, cache: Arc::new(Mutex::new(HashMap::new())) }
     }
 
     /// The settings.
@@ -255,11 +259,61 @@ impl Sessions {
         Ok(fresh)
     }
 
-    /// Clients for `env`, acting as `session`.
+    /// A credentials provider for `env` as `session`, backed by this cache.
+    pub fn provider(&self, env: &EnvironmentAws, session: &str) -> SessionCredentials {
+        SessionCredentials { sessions: self.clone(), env: env.clone(), session: session.to_string() }
+    }
+
+    /// Clients for `env`, acting as `session`. The role is assumed now (a refused role is an
+    /// error here, not on the first call); the clients ask the cache again before the
+    /// credentials expire.
     pub async fn clients(&self, env: &EnvironmentAws, session: &str) -> Result<Clients> {
-        let creds = self.credentials(env, session).await?;
-        let config = self.settings.sdk_config(&env.region, SharedCredentialsProvider::new(creds.credentials)).await;
+        self.credentials(env, session).await?;
+        let provider = SharedCredentialsProvider::new(self.provider(env, session));
+        let config = self.settings.sdk_config(&env.region, provider).await;
         Ok(Clients::new(&config, env.scope()))
+    }
+}
+
+/// The credentials of one environment's role and session, from [`Sessions`]: the SDK's identity
+/// cache asks again when the credentials it holds near their expiry (which is set from STS's), and
+/// `Sessions` re-assumes the role when they expire within `refresh_before_expiry`.
+#[derive(Clone)]
+pub struct SessionCredentials {
+    sessions: Sessions,
+    env: EnvironmentAws,
+    session: String,
+}
+
+impl std::fmt::Debug for SessionCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionCredentials")
+            .field("role_arn", &self.env.role_arn)
+            .field("session", &self.session)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SessionCredentials {
+    async fn load(&self) -> std::result::Result<Credentials, CredentialsError> {
+        let c = self.sessions.credentials(&self.env, &self.session).await.map_err(CredentialsError::provider_error)?;
+        let expiry = Some(std::time::SystemTime::from(c.expires_at));
+        Ok(Credentials::new(
+            c.credentials.access_key_id(),
+            c.credentials.secret_access_key(),
+            c.credentials.session_token().map(str::to_string),
+            expiry,
+            "kiln-sessions",
+        ))
+    }
+}
+
+impl ProvideCredentials for SessionCredentials {
+    fn provide_credentials<'a>(&'a self) -> future::ProvideCredentials<'a>
+    where
+        Self: 'a,
+    {
+        future::ProvideCredentials::new(self.load())
     }
 }
 
@@ -331,6 +385,32 @@ mod tests {
             s.credentials(&env("arn:aws:iam::111111111111:role/a"), "kiln.p.1").await.map(|_| ()).ok();
         }
         assert_eq!(short.calls(), 3);
+    }
+
+    #[tokio::test]
+    async fn the_clients_provider_reassumes_expired_credentials() {
+        // Credentials that expired a minute ago: every ask re-assumes the role.
+        let expired = Arc::new(FakeAssumeRole::new(SignedDuration::from_mins(-1)));
+        let s = Sessions::new(AwsSettings::default(), expired.clone());
+        let e = env("arn:aws:iam::111111111111:role/a");
+        let p = s.provider(&e, "kiln.p.1");
+        let mut keys = Vec::new();
+        for _ in 0..3 {
+            let c = p.provide_credentials().await.map_err(|e| e.to_string());
+            assert!(c.as_ref().is_ok_and(|c| c.expiry().is_some()), "{c:?}");
+            keys.extend(c.ok().map(|c| c.access_key_id().to_string()));
+        }
+        assert_eq!(keys, vec!["ASIAFAKE0".to_string(), "ASIAFAKE1".to_string(), "ASIAFAKE2".to_string()]);
+        assert_eq!(expired.calls(), 3);
+
+        // Long-lived credentials come from the cache.
+        let long = Arc::new(FakeAssumeRole::new(SignedDuration::from_hours(1)));
+        let s = Sessions::new(AwsSettings::default(), long.clone());
+        let p = s.provider(&e, "kiln.p.1");
+        for _ in 0..3 {
+            assert!(p.provide_credentials().await.is_ok());
+        }
+        assert_eq!(long.calls(), 1);
     }
 
     #[test]

@@ -74,6 +74,30 @@ pub enum AwsError {
         /// Where.
         scope: Scope,
     },
+    /// An account quota is reached (`LimitExceededException`): retrying will not help until the
+    /// quota is raised or resources are freed.
+    #[error("{service}:{operation}: an account quota is reached ({message}); raise the quota or free resources")]
+    Quota {
+        /// The service.
+        service: &'static str,
+        /// The operation.
+        operation: &'static str,
+        /// AWS's message.
+        message: String,
+    },
+    /// The resource is busy with another change (Lambda `ResourceConflictException`, ECS
+    /// `UpdateInProgressException`, CodeDeploy `DeploymentLimitExceededException`): wait for it.
+    #[error("{service}:{operation}: busy ({code}): {message}")]
+    Busy {
+        /// The service.
+        service: &'static str,
+        /// The operation.
+        operation: &'static str,
+        /// The AWS error code.
+        code: String,
+        /// AWS's message.
+        message: String,
+    },
     /// AWS refused the call (credentials, role trust, external ID, permissions).
     #[error("{service}:{operation} denied: {message}")]
     AccessDenied {
@@ -136,6 +160,8 @@ impl AwsError {
             AwsError::Invalid { .. } => "invalid",
             AwsError::HashMismatch { .. } => "hash_mismatch",
             AwsError::InProgress { .. } => "in_progress",
+            AwsError::Quota { .. } => "quota",
+            AwsError::Busy { .. } => "busy",
             AwsError::AccessDenied { .. } => "access_denied",
             AwsError::Throttled { .. } => "throttled",
             AwsError::Transient { .. } => "transient",
@@ -147,7 +173,7 @@ impl AwsError {
     /// What the controller should do about it.
     pub fn class(&self) -> ErrorClass {
         match self {
-            AwsError::InProgress { .. } => ErrorClass::Wait,
+            AwsError::InProgress { .. } | AwsError::Busy { .. } => ErrorClass::Wait,
             AwsError::Throttled { .. } | AwsError::Transient { .. } | AwsError::Incomplete { .. } => {
                 ErrorClass::RetryLater
             }
@@ -155,6 +181,7 @@ impl AwsError {
             | AwsError::Invalid { .. }
             | AwsError::HashMismatch { .. }
             | AwsError::AccessDenied { .. }
+            | AwsError::Quota { .. }
             | AwsError::Api { .. } => ErrorClass::SpecWrong,
         }
     }
@@ -162,7 +189,8 @@ impl AwsError {
     /// The AWS error code, if AWS returned one.
     pub fn code(&self) -> Option<&str> {
         match self {
-            AwsError::Api { code, .. } => Some(code),
+            AwsError::Api { code, .. } | AwsError::Busy { code, .. } => Some(code),
+            AwsError::Quota { .. } => Some("LimitExceededException"),
             _ => None,
         }
     }
@@ -183,8 +211,13 @@ const THROTTLING: &[&str] = &[
     "PriorRequestNotComplete",
     "EC2ThrottledException",
     "ProvisionedThroughputExceededException",
-    "LimitExceededException",
 ];
+
+/// The resource is busy with another change: wait, then try again.
+const BUSY: &[&str] = &["ResourceConflictException", "UpdateInProgressException", "DeploymentLimitExceededException"];
+
+/// Expired credentials: transient, the credentials provider refreshes them.
+const EXPIRED: &[&str] = &["ExpiredToken", "ExpiredTokenException", "RequestExpired"];
 
 /// Converts an SDK error into an [`AwsError`], classifying it by AWS error code and HTTP status.
 pub(crate) fn from_sdk<E>(service: &'static str, operation: &'static str, err: SdkError<E, HttpResponse>) -> AwsError
@@ -223,6 +256,13 @@ pub(crate) fn classify(
         AwsError::Throttled { service, operation, message }
     } else if status >= 500 {
         AwsError::Transient { service, operation, message: format!("{code} (HTTP {status}): {message}") }
+    } else if code == "LimitExceededException" {
+        AwsError::Quota { service, operation, message }
+    } else if BUSY.contains(&code.as_str()) {
+        AwsError::Busy { service, operation, code, message }
+    } else if EXPIRED.contains(&code.as_str()) {
+        // Credentials expired in flight: the provider re-assumes the role on the next call.
+        AwsError::Transient { service, operation, message: format!("{code}: {message}") }
     } else if code.contains("AccessDenied") || code == "UnrecognizedClientException" || code == "InvalidClientTokenId" {
         AwsError::AccessDenied { service, operation, message }
     } else {
@@ -254,6 +294,24 @@ mod tests {
         assert_eq!(t.class(), ErrorClass::RetryLater);
         let t = classify("sts", "AssumeRole", 403, "AccessDenied".into(), "no".into());
         assert_eq!(t.class(), ErrorClass::SpecWrong);
+        for expired in ["ExpiredToken", "ExpiredTokenException"] {
+            let t = classify("cloudwatch", "DescribeAlarms", 400, expired.into(), "expired".into());
+            assert_eq!(t.class(), ErrorClass::RetryLater, "{expired}");
+        }
+        for (service, code) in [
+            ("lambda", "ResourceConflictException"),
+            ("ecs", "UpdateInProgressException"),
+            ("codedeploy", "DeploymentLimitExceededException"),
+        ] {
+            let t = classify(service, "X", 409, code.into(), "busy".into());
+            assert_eq!(t.class(), ErrorClass::Wait, "{code}");
+            assert_eq!(t.metric_label(), "busy");
+            assert_eq!(t.code(), Some(code));
+        }
+        let q = classify("ecs", "CreateTaskSet", 400, "LimitExceededException".into(), "too many".into());
+        assert_eq!(q.class(), ErrorClass::SpecWrong, "a quota is not retried forever");
+        assert_eq!(q.metric_label(), "quota");
+        assert!(q.to_string().contains("raise the quota"), "{q}");
         let scope = Scope { account_id: "111111111111".into(), region: "us-east-1".into() };
         let e = AwsError::NotFound { kind: "target group", name: "web-green".into(), scope };
         assert_eq!(e.to_string(), "target group web-green not found in account 111111111111 region us-east-1");

@@ -80,6 +80,8 @@ pub struct FakeCloudWatch {
     history_unavailable: std::sync::atomic::AtomicBool,
     describe_calls: AtomicUsize,
     history_calls: AtomicUsize,
+    /// Whether DescribeAlarmHistory is throttled.
+    history_throttled: std::sync::atomic::AtomicBool,
 }
 
 impl FakeCloudWatch {
@@ -107,6 +109,11 @@ impl FakeCloudWatch {
     pub fn without_history(self) -> Self {
         self.history_unavailable.store(true, Ordering::SeqCst);
         self
+    }
+
+    /// Makes DescribeAlarmHistory throttled (after the SDK's retries) until called with `false`.
+    pub fn throttle_history(&self, on: bool) {
+        self.history_throttled.store(on, Ordering::SeqCst);
     }
 
     /// Adds datapoints to `namespace`/`metric`.
@@ -155,18 +162,27 @@ impl AlarmSource for FakeCloudWatch {
         Ok(matching)
     }
 
-    async fn alarm_history(&self, name: &str, since: Timestamp) -> Option<Vec<(Timestamp, AlarmState)>> {
+    async fn alarm_history(&self, name: &str, since: Timestamp) -> Result<Option<Vec<(Timestamp, AlarmState)>>> {
         self.history_calls.fetch_add(1, Ordering::SeqCst);
+        if self.history_throttled.load(Ordering::SeqCst) {
+            return Err(crate::error::classify(
+                "cloudwatch",
+                "DescribeAlarmHistory",
+                400,
+                "Throttling".into(),
+                "Rate exceeded".into(),
+            ));
+        }
         if self.history_unavailable.load(Ordering::SeqCst) {
-            return None;
+            return Ok(None);
         }
         let alarms = lock(&self.alarms);
-        Some(
+        Ok(Some(
             alarms
                 .get(name)
                 .map(|a| a.history.iter().filter(|(t, _)| *t >= since).copied().collect())
                 .unwrap_or_default(),
-        )
+        ))
     }
 
     async fn metric_data(
@@ -520,6 +536,15 @@ mod tests {
         let before = cw.history_calls();
         let _ = cache.read(&names, &[], Some(t(30))).await;
         assert_eq!(cw.history_calls(), before);
+
+        // A throttled history read is an error to retry, not "no history".
+        cw.set_state("5xx", AlarmState::Alarm, t(40));
+        cw.throttle_history(true);
+        let err = cache.read(&names, &[], Some(t(30))).await.err();
+        assert_eq!(err.map(|e| e.class()), Some(crate::ErrorClass::RetryLater));
+        cw.throttle_history(false);
+        let r = cache.read(&names, &[], Some(t(30))).await.ok();
+        assert_eq!(r.and_then(|r| r.alarms[0].history.clone()), Some(vec![(t(40), AlarmState::Alarm)]));
 
         // Without DescribeAlarmHistory the observation says so (None): the core falls back to the
         // state-change timestamp.

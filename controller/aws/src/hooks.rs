@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use aws_sdk_ecs::types::{LaunchType, NetworkConfiguration};
+use aws_sdk_ecs::types::{DesiredStatus, LaunchType, NetworkConfiguration};
 use aws_sdk_lambda::types::InvocationType;
 
 use crate::credentials::Clients;
@@ -128,17 +128,22 @@ impl HookRunner for AwsHooks {
             }
             HookTarget::EcsTask { cluster, task_definition, network, launch_type } => {
                 let by = started_by(uid, point);
-                let existing = self
-                    .clients
-                    .ecs
-                    .list_tasks()
-                    .cluster(cluster)
-                    .started_by(&by)
-                    .send()
-                    .await
-                    .map_err(sdk("ecs", "ListTasks"))?;
-                if let Some(arn) = existing.task_arns().first() {
-                    return self.poll(hook, arn).await;
+                // A repeat (after a crash) finds the task whether it still runs or already
+                // stopped (ListTasks lists RUNNING by default; ECS keeps stopped tasks ~1 h).
+                for status in [DesiredStatus::Running, DesiredStatus::Stopped] {
+                    let existing = self
+                        .clients
+                        .ecs
+                        .list_tasks()
+                        .cluster(cluster)
+                        .started_by(&by)
+                        .desired_status(status)
+                        .send()
+                        .await
+                        .map_err(sdk("ecs", "ListTasks"))?;
+                    if let Some(arn) = existing.task_arns().first() {
+                        return self.poll(hook, arn).await;
+                    }
                 }
                 let out = self
                     .clients
@@ -186,18 +191,48 @@ impl HookRunner for AwsHooks {
         let Some(task) = out.tasks().first() else {
             return Ok(HookState::Failed(format!("hook task {handle} ({task_definition}) is gone")));
         };
-        Ok(task_verdict(task, task_definition, handle))
+        if task.last_status() != Some("STOPPED") {
+            return Ok(HookState::Running(handle.to_string()));
+        }
+        // Only essential containers decide (a sidecar may exit non-zero when the task stops).
+        let td = task.task_definition_arn().unwrap_or(task_definition);
+        let def = self
+            .clients
+            .ecs
+            .describe_task_definition()
+            .task_definition(td)
+            .send()
+            .await
+            .map_err(sdk("ecs", "DescribeTaskDefinition"))?;
+        let essential: Vec<String> = def
+            .task_definition()
+            .map(|d| d.container_definitions())
+            .unwrap_or_default()
+            .iter()
+            .filter(|c| c.essential() != Some(false))
+            .filter_map(|c| c.name().map(str::to_string))
+            .collect();
+        Ok(task_verdict(task, task_definition, handle, &essential))
     }
 }
 
-/// The verdict on a hook task: running until STOPPED; then success only if every container
-/// exited 0.
-fn task_verdict(task: &aws_sdk_ecs::types::Task, task_definition: &str, handle: &str) -> HookState {
+/// The verdict on a hook task: running until STOPPED; then success only if every essential
+/// container (`essential`: their names; empty = judge every container) exited 0.
+fn task_verdict(
+    task: &aws_sdk_ecs::types::Task,
+    task_definition: &str,
+    handle: &str,
+    essential: &[String],
+) -> HookState {
     if task.last_status() != Some("STOPPED") {
         return HookState::Running(handle.to_string());
     }
-    let failed: Vec<String> = task
+    let judged: Vec<&aws_sdk_ecs::types::Container> = task
         .containers()
+        .iter()
+        .filter(|c| essential.is_empty() || c.name().is_some_and(|n| essential.iter().any(|e| e == n)))
+        .collect();
+    let failed: Vec<String> = judged
         .iter()
         .filter(|c| c.exit_code() != Some(0))
         .map(|c| match c.exit_code() {
@@ -209,7 +244,7 @@ fn task_verdict(task: &aws_sdk_ecs::types::Task, task_definition: &str, handle: 
             ),
         })
         .collect();
-    if failed.is_empty() && !task.containers().is_empty() {
+    if failed.is_empty() && !judged.is_empty() {
         HookState::Succeeded
     } else {
         HookState::Failed(format!(
@@ -228,19 +263,19 @@ mod tests {
     #[test]
     fn task_verdicts() {
         let running = Task::builder().last_status("RUNNING").build();
-        assert_eq!(task_verdict(&running, "migrate", "t1"), HookState::Running("t1".into()));
+        assert_eq!(task_verdict(&running, "migrate", "t1", &[]), HookState::Running("t1".into()));
         let ok = Task::builder()
             .last_status("STOPPED")
             .containers(Container::builder().name("migrate").exit_code(0).build())
             .build();
-        assert_eq!(task_verdict(&ok, "migrate", "t1"), HookState::Succeeded);
+        assert_eq!(task_verdict(&ok, "migrate", "t1", &[]), HookState::Succeeded);
         let bad = Task::builder()
             .last_status("STOPPED")
             .stopped_reason("Essential container in task exited")
             .containers(Container::builder().name("migrate").exit_code(3).build())
             .build();
         assert_eq!(
-            task_verdict(&bad, "migrate", "t1"),
+            task_verdict(&bad, "migrate", "t1", &[]),
             HookState::Failed(
                 "hook task migrate failed: container migrate exited with code 3; stopped: Essential container in task exited"
                     .into()
@@ -251,8 +286,22 @@ mod tests {
             .stopped_reason("Task failed to start")
             .containers(Container::builder().name("migrate").reason("CannotPullContainerError").build())
             .build();
-        let HookState::Failed(reason) = task_verdict(&lost, "migrate", "t1") else { panic!("lost task fails") };
+        let HookState::Failed(reason) = task_verdict(&lost, "migrate", "t1", &[]) else { panic!("lost task fails") };
         assert!(reason.contains("CannotPullContainerError") && reason.contains("Task failed to start"), "{reason}");
+
+        // A non-essential sidecar's exit code does not fail the hook; an essential one's does.
+        let sidecar = Task::builder()
+            .last_status("STOPPED")
+            .containers(Container::builder().name("migrate").exit_code(0).build())
+            .containers(Container::builder().name("proxy").exit_code(137).build())
+            .build();
+        let essential = ["migrate".to_string()];
+        assert_eq!(task_verdict(&sidecar, "migrate", "t1", &essential), HookState::Succeeded);
+        let HookState::Failed(reason) = task_verdict(&sidecar, "migrate", "t1", &[]) else { panic!("all judged") };
+        assert!(reason.contains("proxy exited with code 137"), "{reason}");
+        let HookState::Failed(_) = task_verdict(&sidecar, "migrate", "t1", &["proxy".to_string()]) else {
+            panic!("an essential container failing fails the hook")
+        };
     }
 
     #[test]

@@ -27,7 +27,47 @@ pub trait TrafficTarget: Send + Sync {
     async fn restore(&self, snapshot: &Snapshot) -> Result<()>;
 }
 
+/// Refuses an image that is not pinned by digest (`repo@sha256:<64 hex>`): kiln deploys exactly
+/// the artifact the Release names, never a tag that can move. The Release types validate this
+/// too; the adapters check again (defense in depth).
+pub(crate) fn require_digest(image: &str, scope: &crate::error::Scope) -> crate::error::Result<()> {
+    let pinned = image.split_once("@sha256:").is_some_and(|(repo, hex)| {
+        !repo.is_empty() && hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    });
+    if pinned {
+        Ok(())
+    } else {
+        Err(crate::error::AwsError::Invalid {
+            message: format!("image {image} is not pinned by digest (expected repo@sha256:<64 lowercase hex>)"),
+            scope: scope.clone(),
+        })
+    }
+}
+
 /// Now, as a status time.
 pub(crate) fn now_time() -> k8s_openapi::apimachinery::pkg::apis::meta::v1::Time {
     kiln_core::time::to_time(jiff::Timestamp::now())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_digest_pinned_images_pass() {
+        let scope = crate::error::Scope { account_id: "111111111111".into(), region: "us-east-1".into() };
+        let hex = "0123456789abcdef".repeat(4);
+        assert!(require_digest(&format!("r.example/app@sha256:{hex}"), &scope).is_ok());
+        for bad in [
+            "r.example/app:latest".to_string(),
+            format!("r.example/app:v1@sha256:{}", &hex[..63]),
+            format!("r.example/app@sha256:{}", hex.to_uppercase()),
+            format!("@sha256:{hex}"),
+            format!("r.example/app@sha256:{hex}0"),
+            format!("r.example/app@sha512:{hex}"),
+        ] {
+            let err = require_digest(&bad, &scope).unwrap_err();
+            assert_eq!(err.class(), crate::ErrorClass::SpecWrong, "{bad}");
+        }
+    }
 }

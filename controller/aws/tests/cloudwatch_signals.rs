@@ -116,11 +116,18 @@ async fn a_flap_between_reads_is_not_missed() {
 
     set_state(&clients, "cw4-5xx", StateValue::Alarm).await;
     set_state(&clients, "cw4-5xx", StateValue::Ok).await;
+    // moto answers DescribeAlarmHistory with a bare 500: like any 5xx, an error to retry, never
+    // silently "no history".
+    let err = cache.read(&names, &[], Some(since)).await.unwrap_err();
+    assert_eq!(err.class(), kiln_aws::ErrorClass::RetryLater, "{err}");
+    // An endpoint declared without history (moto) falls back.
+    let source = Arc::new(CloudWatch::new(clients.cloudwatch.clone(), clients.scope.clone()).without_history());
+    let cache = AlarmCache::new(clients.scope.clone(), source, Duration::ZERO);
     let after = cache.read(&names, &[], Some(since)).await.unwrap();
     let a = &after.alarms[0];
     assert_eq!(a.state, AlarmState::Ok);
-    // The state-change time moved past the last read; moto has no DescribeAlarmHistory (500),
-    // so history is None and the core counts the move as a flap (fails closed).
+    // The state-change time moved past the last read; without history the core counts the
+    // move as a flap (fails closed).
     assert!(a.state_changed_at > since && a.state_changed_at > last_change, "{a:?}");
     assert_eq!(a.history, None);
 

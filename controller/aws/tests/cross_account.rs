@@ -105,3 +105,28 @@ async fn three_environments_three_accounts_isolated() {
         vec![(dev_f.blue_tg.clone(), 100), (dev_f.green_tg.clone(), 0)]
     );
 }
+
+/// Clients kept across a credentials expiry (a shared alarm cache lives for hours) ask
+/// `Sessions` again instead of signing with expired credentials.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_lived_clients_reassume_the_role_when_credentials_expire() {
+    let moto = Moto::start();
+    // Every assumed credential is already expired: each call must fetch new ones.
+    let assumer = Arc::new(kiln_aws::fake::FakeAssumeRole::new(jiff::SignedDuration::from_mins(-1)));
+    let sessions = Sessions::new(moto.settings(), assumer.clone());
+    let clients = sessions.clients(&env("111111111111"), "kiln.expiry").await.unwrap();
+    assert_eq!(assumer.calls(), 1);
+    for _ in 0..3 {
+        clients.ecs.list_clusters().send().await.unwrap();
+    }
+    assert!(assumer.calls() >= 4, "AssumeRole calls: {}", assumer.calls());
+
+    // Fresh credentials are reused by the clients.
+    let assumer = Arc::new(kiln_aws::fake::FakeAssumeRole::new(jiff::SignedDuration::from_hours(1)));
+    let sessions = Sessions::new(moto.settings(), assumer.clone());
+    let clients = sessions.clients(&env("111111111111"), "kiln.expiry").await.unwrap();
+    for _ in 0..3 {
+        clients.ecs.list_clusters().send().await.unwrap();
+    }
+    assert_eq!(assumer.calls(), 1);
+}

@@ -133,6 +133,14 @@ async fn missing_resources_are_named_with_account_and_region() {
     let err = bg.prepare().await.unwrap_err();
     assert_eq!(err.class(), ErrorClass::SpecWrong);
     assert!(err.to_string().contains("no container named web"), "{err}");
+
+    let mut svc = service(&f);
+    svc.image = "registry.example/app:latest".into();
+    let bg = EcsBlueGreen::new(clients.clone(), None, "uid-bg3", svc, by_name("bg3"));
+    let err = bg.prepare().await.unwrap_err();
+    assert_eq!(err.class(), ErrorClass::SpecWrong);
+    assert!(err.to_string().contains("not pinned by digest"), "{err}");
+    assert_eq!(task_sets(&clients, &f).await.len(), 1, "nothing created");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -177,4 +185,118 @@ async fn a_listener_rule_by_priority_is_weighted_instead_of_the_default_action()
     );
     bg.restore(&snap).await.unwrap();
     assert_eq!(listener_weights(&clients, &rule_arn).await, vec![(f.blue_tg.clone(), 100), (f.green_tg.clone(), 0)]);
+}
+
+/// The target group each task set of the service is registered with, by task set ARN.
+async fn task_set_target_groups(clients: &kiln_aws::credentials::Clients, f: &EcsFixture) -> Vec<(String, String)> {
+    let out = clients.ecs.describe_task_sets().cluster(&f.cluster).service(&f.service).send().await.unwrap();
+    let mut v: Vec<_> = out
+        .task_sets()
+        .iter()
+        .map(|t| {
+            (
+                t.task_set_arn().unwrap().to_string(),
+                t.load_balancers().first().and_then(|l| l.target_group_arn()).unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_promotion_shifts_from_the_live_group_to_the_idle_one() {
+    let moto = Moto::start();
+    let clients = moto.clients().await;
+    let f = ecs_fixture(&moto, &clients, "AKIATESTTESTTEST", "bg5").await;
+    let blue_100 = vec![(f.blue_tg.clone(), 100), (f.green_tg.clone(), 0)];
+    let green_100 = vec![(f.blue_tg.clone(), 0), (f.green_tg.clone(), 100)];
+
+    // v1 → v2, finalized: the v2 task set on green serves everything.
+    let first = EcsBlueGreen::new(clients.clone(), None, "uid-bg5-v2", service(&f), by_name("bg5"));
+    let d2 = first.prepare().await.unwrap();
+    first.shift(&d2, 10).await.unwrap();
+    first.finalize(&d2).await.unwrap();
+    assert_eq!(listener_weights(&clients, &f.listener_arn).await, green_100);
+    let v2 = d2.task_set.clone().unwrap();
+    assert_eq!(task_set_target_groups(&clients, &f).await, vec![(v2.clone(), f.green_tg.clone())]);
+
+    // v2 → v3: the new task set goes on the idle blue group and traffic moves from green to blue.
+    let mut svc = service(&f);
+    svc.image = format!("registry.example/app@sha256:{}", "ab".repeat(32));
+    let second = EcsBlueGreen::new(clients.clone(), None, "uid-bg5-v3", svc, by_name("bg5"));
+    let snap = second.snapshot().await.unwrap();
+    assert_eq!(snap.ecs.as_ref().unwrap().primary_task_set.as_deref(), Some(v2.as_str()));
+    let before = task_sets(&clients, &f).await;
+    let d3 = second.prepare().await.unwrap();
+    let v3 = d3.task_set.clone().unwrap();
+    let mut placed = vec![(v2.clone(), f.green_tg.clone()), (v3.clone(), f.blue_tg.clone())];
+    placed.sort();
+    assert_eq!(task_set_target_groups(&clients, &f).await, placed);
+    assert_eq!(second.prepare().await.unwrap(), d3, "a repeat finds the same task set");
+    assert_eq!(listener_weights(&clients, &f.listener_arn).await, green_100, "prepare moves no traffic");
+    second.shift(&d3, 10).await.unwrap();
+    assert_eq!(
+        listener_weights(&clients, &f.listener_arn).await,
+        vec![(f.blue_tg.clone(), 10), (f.green_tg.clone(), 90)]
+    );
+
+    // Restore returns exactly to the state before the second promotion.
+    second.restore(&snap).await.unwrap();
+    assert_eq!(listener_weights(&clients, &f.listener_arn).await, green_100);
+    assert_eq!(task_sets(&clients, &f).await, before);
+    second.restore(&snap).await.unwrap();
+    assert_eq!(task_sets(&clients, &f).await, before);
+
+    // Promoted again and finalized: blue serves, v3 alone.
+    let d3 = second.prepare().await.unwrap();
+    second.shift(&d3, 50).await.unwrap();
+    assert_eq!(
+        listener_weights(&clients, &f.listener_arn).await,
+        vec![(f.blue_tg.clone(), 50), (f.green_tg.clone(), 50)]
+    );
+    second.finalize(&d3).await.unwrap();
+    assert_eq!(listener_weights(&clients, &f.listener_arn).await, blue_100);
+    let sets = task_sets(&clients, &f).await;
+    assert_eq!(sets, vec![(d3.task_set.clone().unwrap(), "PRIMARY".to_string(), "uid-bg5-v3".to_string())]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prepare_refuses_when_the_idle_group_still_carries_traffic() {
+    let moto = Moto::start();
+    let clients = moto.clients().await;
+    let f = ecs_fixture(&moto, &clients, "AKIATESTTESTTEST", "bg6").await;
+    // A shift left half-way by someone else.
+    let half = [
+        kiln_api::promotion::TargetGroupWeight { target_group_arn: f.blue_tg.clone(), weight: 70 },
+        kiln_api::promotion::TargetGroupWeight { target_group_arn: f.green_tg.clone(), weight: 30 },
+    ];
+    kiln_aws::elb::set_weights(&clients.elb, &f.listener_arn, &half).await.unwrap();
+    let bg = EcsBlueGreen::new(clients.clone(), None, "uid-bg6", service(&f), by_name("bg6"));
+    let err = bg.prepare().await.unwrap_err();
+    assert_eq!(err.class(), ErrorClass::SpecWrong);
+    assert!(err.to_string().contains("both target groups carry traffic"), "{err}");
+    assert_eq!(task_sets(&clients, &f).await.len(), 1, "no task set created");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restore_after_finalize_refuses_and_changes_nothing() {
+    let moto = Moto::start();
+    let clients = moto.clients().await;
+    let f = ecs_fixture(&moto, &clients, "AKIATESTTESTTEST", "bg7").await;
+    let bg = EcsBlueGreen::new(clients.clone(), None, "uid-bg7", service(&f), by_name("bg7"));
+    let snap = bg.snapshot().await.unwrap();
+    let deployed = bg.prepare().await.unwrap();
+    bg.finalize(&deployed).await.unwrap();
+    let weights = listener_weights(&clients, &f.listener_arn).await;
+    let sets = task_sets(&clients, &f).await;
+
+    let err = bg.restore(&snap).await.unwrap_err();
+    assert_eq!(err.class(), ErrorClass::SpecWrong);
+    assert!(err.to_string().contains("no longer exists"), "{err}");
+    // The only serving task set is kept and traffic stays on it.
+    assert_eq!(listener_weights(&clients, &f.listener_arn).await, weights);
+    assert_eq!(weights, vec![(f.blue_tg.clone(), 0), (f.green_tg.clone(), 100)]);
+    assert_eq!(task_sets(&clients, &f).await, sets);
+    assert_eq!(sets.len(), 1);
 }

@@ -58,6 +58,18 @@ async fn ecs_task_hook_runs_once_and_reports_the_stop() {
     // moto reports exit code 0 for every stopped container; the failure verdict (non-zero or
     // missing exit codes) is unit-tested on SDK values in hooks.rs.
     assert_eq!(hooks.poll(&hook, &task).await.unwrap(), HookState::Succeeded);
+    // A repeat after a crash, once the task stopped, finds it (no second RunTask) and judges it.
+    assert_eq!(
+        hooks.start("uid-hk", "preTraffic", &hook, Duration::from_secs(60)).await.unwrap(),
+        HookState::Succeeded
+    );
+    // (moto's ListTasks without desiredStatus lists stopped tasks too, unlike ECS, which lists
+    // RUNNING only: this passes in moto without the STOPPED lookup; it proves the filter works.)
+    let all = clients.ecs.list_tasks().cluster("hk").send().await.unwrap();
+    assert_eq!(all.task_arns().to_vec(), vec![task.clone()], "no second RunTask");
+    let stopped =
+        clients.ecs.list_tasks().cluster("hk").desired_status(ecs::DesiredStatus::Stopped).send().await.unwrap();
+    assert_eq!(stopped.task_arns().to_vec(), vec![task.clone()]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -211,3 +211,20 @@ fn crc32(data: &[u8]) -> u32 {
     }
     !crc
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_image_not_pinned_by_digest_is_refused_before_any_change() {
+    let moto = Moto::start();
+    let clients = moto.clients().await;
+    function(&moto, &clients, "fn9").await;
+    let uri = "123456789012.dkr.ecr.us-east-1.amazonaws.com/app:latest".to_string();
+    let target = LambdaAlias::new(clients.clone(), None, "uid-fn9", "fn9", "live", LambdaCode::Image { uri });
+    let err = target.prepare().await.unwrap_err();
+    assert_eq!(err.class(), ErrorClass::SpecWrong);
+    assert!(err.to_string().contains("not pinned by digest"), "{err}");
+    // $LATEST keeps its image and nothing was published.
+    let latest = clients.lambda.get_function().function_name("fn9").send().await.unwrap();
+    assert_eq!(latest.code().unwrap().image_uri(), Some(image(1).as_str()));
+    let versions = clients.lambda.list_versions_by_function().function_name("fn9").send().await.unwrap();
+    assert_eq!(versions.versions().len(), 2, "$LATEST and 1");
+}

@@ -9,7 +9,7 @@ use kiln_api::release::EcsTraffic;
 
 use super::{EcsService, describe_service, register_with_image};
 use crate::credentials::Clients;
-use crate::elb;
+use crate::elb::{self, ResolvedTraffic};
 use crate::error::{AwsError, Result, sdk};
 use crate::traffic::{PROMOTION_UID_TAG, TrafficTarget, now_time};
 
@@ -46,10 +46,93 @@ impl EcsBlueGreen {
     fn green_of<'a>(&self, sets: &'a [TaskSet]) -> Option<&'a TaskSet> {
         sets.iter().find(|t| t.external_id() == Some(self.uid.as_str()))
     }
+
+    /// The target group this Promotion's task set was created on (the one traffic shifts to):
+    /// read from the task set itself, so it holds for every promotion, not only the first.
+    fn new_target_group(
+        &self,
+        sets: &[TaskSet],
+        deployed: &DeployedResources,
+        resolved: &ResolvedTraffic,
+    ) -> Result<String> {
+        let set = self
+            .green_of(sets)
+            .or_else(|| {
+                sets.iter().find(|t| t.task_set_arn().is_some() && t.task_set_arn() == deployed.task_set.as_deref())
+            })
+            .ok_or_else(|| AwsError::Invalid {
+                message: format!("the new task set of Promotion {} is gone; restore and retry", self.uid),
+                scope: self.clients.scope.clone(),
+            })?;
+        target_group_of(set, resolved).map(str::to_string).ok_or_else(|| AwsError::Invalid {
+            message: format!(
+                "task set {} is on neither target group {} nor {}",
+                set.task_set_arn().unwrap_or_default(),
+                resolved.blue,
+                resolved.green
+            ),
+            scope: self.clients.scope.clone(),
+        })
+    }
 }
 
 fn primary(sets: &[TaskSet]) -> Option<&TaskSet> {
     sets.iter().find(|t| t.status() == Some("PRIMARY"))
+}
+
+/// The target group a task set is registered with, if it is one of the pair kiln shifts between.
+fn target_group_of<'a>(set: &'a TaskSet, resolved: &ResolvedTraffic) -> Option<&'a str> {
+    set.load_balancers()
+        .iter()
+        .filter_map(|l| l.target_group_arn())
+        .find(|tg| *tg == resolved.blue || *tg == resolved.green)
+}
+
+fn other<'a>(resolved: &'a ResolvedTraffic, tg: &str) -> &'a str {
+    if tg == resolved.blue { &resolved.green } else { &resolved.blue }
+}
+
+/// Which of the two target groups serves now (the new task set goes to the other one), from the
+/// listener's (or rule's) weights, else from the primary task set's target group. Refuses when
+/// both carry traffic (a shift left half-way) or the weights and the primary task set disagree.
+fn live_target_group<'a>(
+    resolved: &'a ResolvedTraffic,
+    weights: &[TargetGroupWeight],
+    primary_tg: Option<&str>,
+    scope: &crate::error::Scope,
+) -> Result<&'a str> {
+    let weight_of = |tg: &str| weights.iter().filter(|w| w.target_group_arn == tg).map(|w| w.weight).sum::<i32>();
+    let (b, g) = (weight_of(&resolved.blue), weight_of(&resolved.green));
+    let live = match (b > 0, g > 0) {
+        (true, true) => {
+            return Err(AwsError::Invalid {
+                message: format!(
+                    "both target groups carry traffic ({} {b}%, {} {g}%): a shift was left half-way; \
+                     finish or restore it before starting another",
+                    resolved.blue, resolved.green
+                ),
+                scope: scope.clone(),
+            });
+        }
+        (true, false) => resolved.blue.as_str(),
+        (false, true) => resolved.green.as_str(),
+        (false, false) => match primary_tg {
+            Some(tg) if tg == resolved.green => resolved.green.as_str(),
+            _ => resolved.blue.as_str(),
+        },
+    };
+    if let Some(tg) = primary_tg
+        && tg != live
+    {
+        return Err(AwsError::Invalid {
+            message: format!(
+                "the listener sends traffic to {live} but the primary task set is on {tg}; \
+                 make them agree before promoting"
+            ),
+            scope: scope.clone(),
+        });
+    }
+    Ok(live)
 }
 
 #[async_trait]
@@ -97,21 +180,28 @@ impl TrafficTarget for EcsBlueGreen {
         let td = register_with_image(&self.clients.ecs, scope, current, &self.target, &self.uid).await?;
 
         if let Some(green) = self.green_of(&sets) {
+            // A repeat: the new task set exists; shift reads its target group from it.
             return Ok(DeployedResources {
                 task_definition: Some(td),
                 task_set: green.task_set_arn().map(str::to_string),
                 ..DeployedResources::default()
             });
         }
-        // The green task set mirrors blue's placement and networking; only the task definition
-        // and the target group differ.
+        // The new task set goes on the target group that does not serve now: after a finalize
+        // the "green" group is the live one and the "blue" group is idle.
+        let weights = elb::weights(&self.clients.elb, &resolved.listener_or_rule_arn).await?;
+        let primary_tg = primary(&sets).and_then(|p| target_group_of(p, &resolved));
+        let live = live_target_group(&resolved, &weights, primary_tg, scope)?;
+        let new_tg = other(&resolved, live).to_string();
+        // The new task set mirrors the live one's placement and networking; only the task
+        // definition and the target group differ.
         let port = blue
             .and_then(|b| {
                 b.load_balancers().iter().find(|l| l.container_name() == Some(self.target.container.as_str()))
             })
             .and_then(|l| l.container_port());
         let lb = LoadBalancer::builder()
-            .target_group_arn(&resolved.green)
+            .target_group_arn(&new_tg)
             .container_name(&self.target.container)
             .set_container_port(port)
             .build();
@@ -150,12 +240,15 @@ impl TrafficTarget for EcsBlueGreen {
         Ok(DeployedResources { task_definition: Some(td), task_set: Some(id), ..DeployedResources::default() })
     }
 
-    async fn shift(&self, _deployed: &DeployedResources, weight: i32) -> Result<()> {
+    async fn shift(&self, deployed: &DeployedResources, weight: i32) -> Result<()> {
         let weight = weight.clamp(0, 100);
         let resolved = elb::resolve(&self.clients.elb, &self.clients.scope, &self.traffic).await?;
+        let sets = self.task_sets(&self.target.cluster, &self.target.service).await?;
+        let new_tg = self.new_target_group(&sets, deployed, &resolved)?;
+        let w = |tg: &str| if tg == new_tg { weight } else { 100 - weight };
         let weights = [
-            TargetGroupWeight { target_group_arn: resolved.blue, weight: 100 - weight },
-            TargetGroupWeight { target_group_arn: resolved.green, weight },
+            TargetGroupWeight { target_group_arn: resolved.blue.clone(), weight: w(&resolved.blue) },
+            TargetGroupWeight { target_group_arn: resolved.green.clone(), weight: w(&resolved.green) },
         ];
         elb::set_weights(&self.clients.elb, &resolved.listener_or_rule_arn, &weights).await
     }
@@ -198,7 +291,23 @@ impl TrafficTarget for EcsBlueGreen {
         };
         let cluster = ecs.cluster.as_deref().unwrap_or(&self.target.cluster);
         let service = ecs.service.as_deref().unwrap_or(&self.target.service);
-        // Traffic first: blue serves everything again before anything is removed.
+        let sets = self.task_sets(cluster, service).await?;
+        // The task set that served before this Promotion must still exist: after a finalize it
+        // was retired, and restoring the old weights would point traffic at an empty target
+        // group and delete the only task set that serves.
+        if let Some(want) = &ecs.primary_task_set
+            && !sets.iter().any(|t| t.task_set_arn() == Some(want.as_str()))
+        {
+            return Err(AwsError::Invalid {
+                message: format!(
+                    "cannot restore ECS service {service}: the task set that served before Promotion {} ({want}) \
+                     no longer exists (retired by finalize); nothing was changed — roll forward with a new Release",
+                    self.uid
+                ),
+                scope: self.clients.scope.clone(),
+            });
+        }
+        // Traffic first: the captured task set serves everything again before anything is removed.
         if let Some(arn) = &ecs.listener_or_rule_arn
             && !ecs.listener_weights.is_empty()
         {
@@ -207,7 +316,6 @@ impl TrafficTarget for EcsBlueGreen {
                 elb::set_weights(&self.clients.elb, arn, &ecs.listener_weights).await?;
             }
         }
-        let sets = self.task_sets(cluster, service).await?;
         if let Some(want) = &ecs.primary_task_set
             && primary(&sets).and_then(|t| t.task_set_arn()) != Some(want.as_str())
             && sets.iter().any(|t| t.task_set_arn() == Some(want.as_str()))

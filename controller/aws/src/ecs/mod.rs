@@ -87,6 +87,7 @@ pub(crate) async fn register_with_image(
     target: &EcsService,
     uid: &str,
 ) -> Result<String> {
+    crate::traffic::require_digest(&target.image, scope)?;
     let (def, tags) = describe_task_definition(ecs, current).await?;
     let family = def.family().unwrap_or_default().to_string();
     if !has_uid(&tags, uid) {

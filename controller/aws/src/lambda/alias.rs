@@ -11,7 +11,7 @@ use kiln_api::promotion::{DeployedResources, LambdaSnapshot, Snapshot};
 
 use crate::credentials::Clients;
 use crate::error::{AwsError, Result, sdk};
-use crate::traffic::{TrafficTarget, now_time};
+use crate::traffic::{TrafficTarget, now_time, require_digest};
 
 /// The code to deploy.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -122,6 +122,25 @@ impl LambdaAlias {
         Ok(())
     }
 
+    /// Checks that `qualifier` (`None`: $LATEST) of the function runs the image `uri` exactly.
+    async fn check_image(&self, qualifier: Option<&str>, uri: &str) -> Result<()> {
+        let f = self
+            .clients
+            .lambda
+            .get_function()
+            .function_name(&self.function)
+            .set_qualifier(qualifier.map(str::to_string))
+            .send()
+            .await
+            .map_err(sdk("lambda", "GetFunction"))?;
+        let what = format!(
+            "Lambda function {} {}",
+            self.function,
+            qualifier.map_or("$LATEST".into(), |v| format!("version {v}"))
+        );
+        image_is(f.code(), uri, what, &self.clients.scope)
+    }
+
     /// Waits until the function's last update is done; returns its $LATEST CodeSha256.
     async fn wait_updated(&self) -> Result<String> {
         let deadline = tokio::time::Instant::now() + self.update_wait;
@@ -161,6 +180,29 @@ impl LambdaAlias {
     }
 }
 
+/// The code location runs exactly `uri` (its `ImageUri` or `ResolvedImageUri` is the pinned
+/// reference).
+fn image_is(
+    code: Option<&aws_sdk_lambda::types::FunctionCodeLocation>,
+    uri: &str,
+    what: String,
+    scope: &crate::error::Scope,
+) -> Result<()> {
+    let image = code.and_then(|c| c.image_uri());
+    let resolved = code.and_then(|c| c.resolved_image_uri());
+    if image == Some(uri) || resolved == Some(uri) {
+        return Ok(());
+    }
+    Err(AwsError::Invalid {
+        message: format!(
+            "{what} runs image {} (resolved {}), not the pinned {uri}",
+            image.unwrap_or("none"),
+            resolved.unwrap_or("none")
+        ),
+        scope: scope.clone(),
+    })
+}
+
 #[async_trait]
 impl TrafficTarget for LambdaAlias {
     async fn snapshot(&self) -> Result<Snapshot> {
@@ -181,6 +223,9 @@ impl TrafficTarget for LambdaAlias {
     }
 
     async fn prepare(&self) -> Result<DeployedResources> {
+        if let LambdaCode::Image { uri } = &self.code {
+            require_digest(uri, &self.clients.scope)?;
+        }
         let f = self.clients.lambda.get_function().function_name(&self.function).send().await.map_err(|e| {
             self.not_found(crate::error::from_sdk("lambda", "GetFunction", e), "Lambda function", self.function.clone())
         })?;
@@ -201,8 +246,13 @@ impl TrafficTarget for LambdaAlias {
             req.send().await.map_err(sdk("lambda", "UpdateFunctionCode"))?;
         }
         let latest_sha = self.wait_updated().await?;
-        // The hash the published version must have: the Release's for a zip; for an image, the
-        // hash Lambda computed for the digest kiln deployed (checked to be $LATEST's image).
+        // For an image the CodeSha256 is whatever Lambda computed for it (kiln has nothing to
+        // compare it with): what is checked is the image itself, on $LATEST and on the version.
+        if let LambdaCode::Image { uri } = &self.code {
+            self.check_image(None, uri).await?;
+        }
+        // The hash the published version must have: the Release's for a zip; for an image,
+        // $LATEST's (a precondition that nothing changed $LATEST between the check and publish).
         let expected = match &self.code {
             LambdaCode::Zip { code_sha256, .. } => code_sha256.clone(),
             LambdaCode::Image { .. } => latest_sha.clone(),
@@ -241,6 +291,9 @@ impl TrafficTarget for LambdaAlias {
                 actual: actual.to_string(),
                 scope: self.clients.scope.clone(),
             });
+        }
+        if let LambdaCode::Image { uri } = &self.code {
+            self.check_image(Some(&version), uri).await?;
         }
         Ok(DeployedResources { lambda_version: Some(version), ..DeployedResources::default() })
     }
@@ -293,5 +346,28 @@ impl TrafficTarget for LambdaAlias {
         let function = l.function_name.as_deref().unwrap_or(&self.function);
         let alias = l.alias.as_deref().unwrap_or(&self.alias);
         self.set_alias_of(function, alias, &l.version, routing).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_lambda::types::FunctionCodeLocation;
+
+    #[test]
+    fn the_image_must_be_the_pinned_one() {
+        let scope = crate::error::Scope { account_id: "111111111111".into(), region: "us-east-1".into() };
+        let pinned = format!("r.example/app@sha256:{}", "ab".repeat(32));
+        let other = format!("r.example/app@sha256:{}", "cd".repeat(32));
+        let by_uri = FunctionCodeLocation::builder().image_uri(&pinned).build();
+        assert!(image_is(Some(&by_uri), &pinned, "f".into(), &scope).is_ok());
+        let by_resolved =
+            FunctionCodeLocation::builder().image_uri("r.example/app:v2").resolved_image_uri(&pinned).build();
+        assert!(image_is(Some(&by_resolved), &pinned, "f".into(), &scope).is_ok());
+        let wrong = FunctionCodeLocation::builder().image_uri(&other).resolved_image_uri(&other).build();
+        let err = image_is(Some(&wrong), &pinned, "Lambda function f version 3".into(), &scope).unwrap_err();
+        assert_eq!(err.class(), crate::ErrorClass::SpecWrong);
+        assert!(err.to_string().contains("version 3 runs image"), "{err}");
+        assert!(image_is(None, &pinned, "f".into(), &scope).is_err());
     }
 }

@@ -20,12 +20,20 @@ pub struct CloudWatch {
     client: Client,
     scope: Scope,
     describe_alarms_calls: AtomicU64,
+    history: bool,
 }
 
 impl CloudWatch {
     /// From a CloudWatch client acting in `scope`.
     pub fn new(client: Client, scope: Scope) -> Self {
-        CloudWatch { client, scope, describe_alarms_calls: AtomicU64::new(0) }
+        CloudWatch { client, scope, describe_alarms_calls: AtomicU64::new(0), history: true }
+    }
+
+    /// A source for an endpoint without DescribeAlarmHistory (moto answers it with a bare
+    /// 500 that cannot be told from a real one): history is never asked and always `None`.
+    pub fn without_history(mut self) -> Self {
+        self.history = false;
+        self
     }
 
     /// How many DescribeAlarms calls this source made (for metrics and the batching tests).
@@ -139,11 +147,14 @@ impl AlarmSource for CloudWatch {
         self.describe(None, Some(prefix)).await
     }
 
-    async fn alarm_history(&self, name: &str, since: Timestamp) -> Option<Vec<(Timestamp, AlarmState)>> {
+    async fn alarm_history(&self, name: &str, since: Timestamp) -> Result<Option<Vec<(Timestamp, AlarmState)>>> {
+        if !self.history {
+            return Ok(None);
+        }
         let mut items = Vec::new();
         let mut token = None;
         loop {
-            let page = self
+            let page = match self
                 .client
                 .describe_alarm_history()
                 .alarm_name(name)
@@ -153,12 +164,22 @@ impl AlarmSource for CloudWatch {
                 .set_next_token(token)
                 .send()
                 .await
-                // Unavailable (no permission, or moto's 500): the caller falls back to the
-                // state-change timestamp, which fails closed.
-                .ok()?;
+            {
+                Ok(page) => page,
+                Err(e) => {
+                    let err = crate::error::from_sdk("cloudwatch", "DescribeAlarmHistory", e);
+                    // Unavailable (no permission, or an emulator without the API): the caller
+                    // falls back to the state-change timestamp, which fails closed. Anything
+                    // else (throttling, 5xx) is retried.
+                    return if history_unavailable(&err) { Ok(None) } else { Err(err) };
+                }
+            };
             for h in page.alarm_history_items() {
                 let Some(at) = h.timestamp() else { continue };
-                let data: serde_json::Value = serde_json::from_str(h.history_data().unwrap_or("{}")).ok()?;
+                // An unreadable item: treat the history as unavailable (fails closed).
+                let Ok(data) = serde_json::from_str::<serde_json::Value>(h.history_data().unwrap_or("{}")) else {
+                    return Ok(None);
+                };
                 if let Some(s) = data.pointer("/newState/stateValue").and_then(|v| v.as_str()).and_then(parse_state) {
                     items.push((ts(at), s));
                 }
@@ -166,7 +187,7 @@ impl AlarmSource for CloudWatch {
             token = page.next_token().map(str::to_string);
             if token.is_none() {
                 items.sort_by_key(|(t, _)| *t);
-                return Some(items);
+                return Ok(Some(items));
             }
         }
     }
@@ -242,5 +263,36 @@ fn statistic(s: kiln_api::rollback_policy::Statistic) -> &'static str {
         Statistic::Minimum => "Minimum",
         Statistic::Maximum => "Maximum",
         Statistic::SampleCount => "SampleCount",
+    }
+}
+
+/// DescribeAlarmHistory cannot be used in this account or endpoint: access denied, or an
+/// endpoint that says it does not know the action. A 5xx is never "unavailable": moto's bare 500
+/// for its missing DescribeAlarmHistory looks like any other, hence [`CloudWatch::without_history`].
+pub(crate) fn history_unavailable(err: &AwsError) -> bool {
+    matches!(err, AwsError::AccessDenied { .. })
+        || matches!(err.code(), Some("NotImplemented" | "InvalidAction" | "UnknownOperationException"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::classify;
+
+    #[test]
+    fn only_denied_or_unimplemented_history_is_unavailable() {
+        let denied = classify("cloudwatch", "DescribeAlarmHistory", 403, "AccessDenied".into(), "no".into());
+        assert!(history_unavailable(&denied));
+        let unknown = classify("cloudwatch", "DescribeAlarmHistory", 400, "InvalidAction".into(), "no such".into());
+        assert!(history_unavailable(&unknown));
+        let bare_500 = classify("cloudwatch", "DescribeAlarmHistory", 500, "Unknown".into(), String::new());
+        assert!(!history_unavailable(&bare_500));
+        let throttled =
+            classify("cloudwatch", "DescribeAlarmHistory", 400, "Throttling".into(), "Rate exceeded".into());
+        assert!(!history_unavailable(&throttled));
+        let unavailable =
+            classify("cloudwatch", "DescribeAlarmHistory", 503, "ServiceUnavailable".into(), String::new());
+        assert!(!history_unavailable(&unavailable));
+        assert_eq!(unavailable.class(), crate::ErrorClass::RetryLater);
     }
 }

@@ -39,9 +39,10 @@ pub trait AlarmSource: Send + Sync {
     async fn alarms_by_name(&self, names: &[String]) -> Result<Vec<AlarmObservation>>;
     /// Alarms (metric and composite) whose names start with `prefix`, all pages.
     async fn alarms_by_prefix(&self, prefix: &str) -> Result<Vec<AlarmObservation>>;
-    /// State changes of `name` since `since`, oldest first; `None` when history is unavailable
-    /// (not permitted, or an emulator without DescribeAlarmHistory).
-    async fn alarm_history(&self, name: &str, since: Timestamp) -> Option<Vec<(Timestamp, AlarmState)>>;
+    /// State changes of `name` since `since`, oldest first; `Ok(None)` when the account does not
+    /// provide history (not permitted, or an emulator without DescribeAlarmHistory). Throttling
+    /// and 5xx are errors (retry), not "unavailable".
+    async fn alarm_history(&self, name: &str, since: Timestamp) -> Result<Option<Vec<(Timestamp, AlarmState)>>>;
     /// Datapoints of each request between `start` and `end`, in request order.
     async fn metric_data(
         &self,
@@ -128,10 +129,12 @@ impl AlarmCache {
             .cloned()
             .collect();
         out.sort_by(|a, b| a.name.cmp(&b.name));
+        // History calls are per alarm: other bakes need not wait for them.
+        drop(st);
         if let Some(since) = history_since {
             for a in &mut out {
                 if a.state_changed_at > since {
-                    a.history = self.source.alarm_history(&a.name, since).await;
+                    a.history = self.source.alarm_history(&a.name, since).await?;
                 }
             }
         }
