@@ -1,8 +1,9 @@
 //! **Test infrastructure.** An in-memory Kubernetes API server on 127.0.0.1 for kiln's e2e
-//! suite, sandbox and benchmarks: it speaks the real HTTP API (discovery, CRUD, status
-//! subresource, patches incl. server-side apply, watch with bookmarks and 410 Gone, CRD
-//! admission via `kiln-schema`, bearer-token identities) faithfully enough for kube-rs and
-//! kubectl. It is never a way to run kiln in production. What is and is not emulated:
+//! suite, sandbox and benchmarks: it speaks the real HTTP API over HTTPS with a CA generated at
+//! start (discovery, OpenAPI, Table output, CRUD, status subresource, patches incl. server-side
+//! apply, watch with bookmarks and 410 Gone, CRD admission via `kiln-schema`, bearer-token
+//! identities) faithfully enough for kube-rs and kubectl. It is never a way to run kiln in
+//! production. What is and is not emulated:
 //! `e2e/README.md`.
 //!
 //! ```no_run
@@ -17,10 +18,14 @@ mod auth;
 mod error;
 mod faults;
 mod managed;
+mod openapi;
+mod protobuf;
 mod resources;
 mod selector;
 mod server;
 mod store;
+mod table;
+mod tls;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -98,10 +103,16 @@ pub struct Config {
     pub admission_hooks: Vec<AdmissionHook>,
     /// Serve requests that carry no token as this user. Off by default (they get 401). For
     /// kubectl over plain HTTP: client-go does not send bearer tokens over an unencrypted
-    /// connection, and this server has no TLS yet.
+    /// connection, so this is only useful with `tls: false`.
     pub anonymous_user: Option<UserInfo>,
     /// Seed of the fault injector's random numbers.
     pub seed: u64,
+    /// Serve HTTPS with a CA generated at start (in the kubeconfig as
+    /// `certificate-authority-data`). On by default: client-go (kubectl) sends bearer tokens only
+    /// over TLS. Off: plain HTTP.
+    pub tls: bool,
+    /// Log every request (method, URL, Accept, Content-Type, status) to stderr.
+    pub log_requests: bool,
 }
 
 impl std::fmt::Debug for Config {
@@ -138,6 +149,8 @@ impl Default for Config {
             admission_hooks: Vec::new(),
             anonymous_user: None,
             seed: 0x6b69_6c6e,
+            tls: true,
+            log_requests: false,
         }
     }
 }
@@ -186,6 +199,9 @@ pub enum StartError {
         /// What is wrong.
         message: String,
     },
+    /// Generating the CA or the TLS configuration.
+    #[error("TLS: {0}")]
+    Tls(String),
     /// Binding the port.
     #[error("binding 127.0.0.1:{port}: {source}")]
     Bind {
@@ -200,8 +216,10 @@ pub enum StartError {
 /// A running server. Dropping it stops it.
 #[derive(Debug)]
 pub struct TestServer {
-    /// `http://127.0.0.1:PORT`.
+    /// `https://127.0.0.1:PORT` (`http://` with `Config::tls` off).
     pub url: String,
+    /// The CA that signed the serving certificate (PEM); `None` over plain HTTP.
+    pub ca_pem: Option<String>,
     /// A kubeconfig (YAML) for the first configured user.
     pub kubeconfig: String,
     /// Where `kubeconfig` was written.
@@ -215,7 +233,7 @@ pub struct TestServer {
 impl TestServer {
     /// A kubeconfig for another configured user (by token).
     pub fn kubeconfig_for_token(&self, token: &str) -> String {
-        kubeconfig(&self.url, token)
+        kubeconfig(&self.url, token, self.ca_pem.as_deref())
     }
 
     /// Stops the server (also on drop).
@@ -235,9 +253,15 @@ impl Drop for TestServer {
     }
 }
 
-fn kubeconfig(url: &str, token: &str) -> String {
+fn kubeconfig(url: &str, token: &str, ca_pem: Option<&str>) -> String {
+    use base64::Engine;
+    let ca = ca_pem
+        .map(|pem| {
+            format!("    certificate-authority-data: {}\n", base64::engine::general_purpose::STANDARD.encode(pem))
+        })
+        .unwrap_or_default();
     format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: kiln-test\n  cluster:\n    server: {url}\nusers:\n- name: kiln-test-user\n  user:\n    token: {token}\ncontexts:\n- name: kiln-test\n  context:\n    cluster: kiln-test\n    user: kiln-test-user\n    namespace: default\ncurrent-context: kiln-test\n"
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: kiln-test\n  cluster:\n    server: {url}\n{ca}users:\n- name: kiln-test-user\n  user:\n    token: {token}\ncontexts:\n- name: kiln-test\n  context:\n    cluster: kiln-test\n    user: kiln-test-user\n    namespace: default\ncurrent-context: kiln-test\n"
     )
 }
 
@@ -314,9 +338,11 @@ pub async fn start(config: Config) -> Result<TestServer, StartError> {
         .await
         .map_err(|source| StartError::Bind { port: config.port, source })?;
     let port = listener.local_addr().map_err(|source| StartError::Bind { port: config.port, source })?.port();
-    let url = format!("http://127.0.0.1:{port}");
+    let tls = if config.tls { Some(tls::generate().map_err(StartError::Tls)?) } else { None };
+    let url = format!("{}://127.0.0.1:{port}", if tls.is_some() { "https" } else { "http" });
+    let ca_pem = tls.as_ref().map(|t| t.ca_pem.clone());
     let first_token = tokens.first().map(|(t, _)| t.clone()).unwrap_or_default();
-    let kc = kubeconfig(&url, &first_token);
+    let kc = kubeconfig(&url, &first_token, ca_pem.as_deref());
     let (remove_kubeconfig, kubeconfig_path) = match &config.kubeconfig_path {
         Some(p) => (false, p.clone()),
         None => (true, std::env::temp_dir().join(format!("kiln-test-apiserver-{port}.kubeconfig"))),
@@ -324,15 +350,25 @@ pub async fn start(config: Config) -> Result<TestServer, StartError> {
     std::fs::write(&kubeconfig_path, &kc).map_err(|source| StartError::Io { path: kubeconfig_path.clone(), source })?;
     let (tx, rx) = oneshot::channel();
     let app = server::router(shared.clone());
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = rx.await;
-            })
-            .await;
-    });
+    let stopped = async move {
+        let _ = rx.await;
+    };
+    match &tls {
+        Some(tls) => {
+            let listener = tls::TlsListener::new(listener, tls)
+                .map_err(|source| StartError::Bind { port: config.port, source })?;
+            tokio::spawn(async move {
+                let _ = axum::serve(listener, app).with_graceful_shutdown(stopped).await;
+            });
+        }
+        None => {
+            tokio::spawn(async move {
+                let _ = axum::serve(listener, app).with_graceful_shutdown(stopped).await;
+            });
+        }
+    }
     let handle = Handle { shared };
-    Ok(TestServer { url, kubeconfig: kc, kubeconfig_path, handle, remove_kubeconfig, shutdown: Some(tx) })
+    Ok(TestServer { url, ca_pem, kubeconfig: kc, kubeconfig_path, handle, remove_kubeconfig, shutdown: Some(tx) })
 }
 
 /// Reads every `*.yaml` CRD in a directory (sorted by file name).

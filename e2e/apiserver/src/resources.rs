@@ -25,6 +25,10 @@ pub struct ResourceType {
     pub categories: Vec<String>,
     /// Whether this is a custom resource (admission via kiln-schema, `generation` kept).
     pub custom: bool,
+    /// The CRD version's `additionalPrinterColumns` (Table output); empty for built-ins.
+    pub printer_columns: Vec<Value>,
+    /// The CRD version's `schema.openAPIV3Schema` (served under `/openapi/v3`).
+    pub schema: Option<Value>,
 }
 
 impl ResourceType {
@@ -40,6 +44,8 @@ impl ResourceType {
             short_names: short.iter().map(|s| (*s).to_string()).collect(),
             categories: Vec::new(),
             custom: false,
+            printer_columns: Vec::new(),
+            schema: None,
         }
     }
 
@@ -117,6 +123,12 @@ impl ResourceType {
                 short_names: strings("shortNames"),
                 categories: strings("categories"),
                 custom: true,
+                printer_columns: v
+                    .get("additionalPrinterColumns")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default(),
+                schema: v.pointer("/schema/openAPIV3Schema").cloned(),
             });
         }
         Ok(out)

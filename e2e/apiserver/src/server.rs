@@ -37,6 +37,7 @@ pub struct Shared {
     drop_epoch: tokio::sync::watch::Sender<u64>,
     counts: Mutex<HashMap<(String, String), u64>>,
     rng: Mutex<u64>,
+    log_requests: bool,
 }
 
 impl std::fmt::Debug for Shared {
@@ -173,6 +174,7 @@ impl Shared {
             drop_epoch: tokio::sync::watch::channel(0).0,
             counts: Mutex::new(HashMap::new()),
             rng: Mutex::new(config.seed | 1),
+            log_requests: config.log_requests,
         })
     }
 
@@ -403,6 +405,14 @@ impl Shared {
                     meta.insert("name".into(), url_name.into());
                 }
             }
+        }
+        // Secret `type` defaults to Opaque (the real server's defaulting).
+        if rt.kind == "Secret"
+            && rt.group.is_empty()
+            && let Some(map) = obj.as_object_mut()
+            && map.get("type").and_then(Value::as_str).is_none_or(str::is_empty)
+        {
+            map.insert("type".into(), "Opaque".into());
         }
         if rt.kind == "Secret"
             && rt.group.is_empty()
@@ -964,6 +974,27 @@ async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    if !shared.log_requests {
+        return handle_request(shared, method, uri, q, headers, body).await;
+    }
+    let line = format!(
+        "{method} {uri} accept={:?} content-type={:?}",
+        headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or(""),
+        headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("")
+    );
+    let resp = handle_request(shared, method, uri, q, headers, body).await;
+    eprintln!("{line} -> {}", resp.status().as_u16());
+    resp
+}
+
+async fn handle_request(
+    shared: Arc<Shared>,
+    method: Method,
+    uri: Uri,
+    q: HashMap<String, String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let latency = shared.faults.latency();
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
@@ -995,6 +1026,26 @@ async fn handle(
                 "goVersion": "none", "compiler": "rust", "platform": "linux/amd64"}),
                 &[],
             );
+        }
+        (Method::GET, ["openapi", "v2"]) => {
+            let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
+            if accept.contains("protobuf") {
+                return (
+                    StatusCode::OK,
+                    // Like kube-openapi: the Accept type has an `@`, which is no valid media type.
+                    [(header::CONTENT_TYPE, "application/octet-stream")],
+                    crate::openapi::v2_protobuf(),
+                )
+                    .into_response();
+            }
+            return json_response(200, &crate::openapi::v2_json(), &[]);
+        }
+        (Method::GET, ["openapi", "v3"]) => return json_response(200, &crate::openapi::v3_root(&reg.types), &[]),
+        (Method::GET, ["openapi", "v3", gv @ ..]) => {
+            return match crate::openapi::v3_group_version(&reg.types, &gv.join("/")) {
+                Some(doc) => json_response(200, &doc, &[]),
+                None => error_response(&ApiError::no_route(&path)),
+            };
         }
         (Method::GET, ["api"]) => return json_response(200, &reg.api_versions(), &[]),
         (Method::GET, ["apis"]) => return json_response(200, &reg.api_group_list(), &[]),
@@ -1047,11 +1098,12 @@ async fn handle(
         _ => return error_response(&ApiError::method_not_allowed()),
     };
     shared.count(verb, &rt.plural);
+    let table = crate::table::wants_table(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or(""));
     if let Some(code) = shared.faults.error_for(verb, &rt.plural) {
         return error_response(&ApiError::injected(code));
     }
     if verb == "watch" {
-        return watch(shared.clone(), target.id, target.namespace, &p);
+        return watch(shared.clone(), target.id, target.namespace, &p, table);
     }
     let ns = target.namespace.clone().unwrap_or_default();
     if rt.namespaced && target.namespace.is_none() && !matches!(verb, "list") {
@@ -1070,12 +1122,18 @@ async fn handle(
         dry_run: p.dry_run(),
     };
     let key = |name: &str| -> Key { (if rt.namespaced { ns.clone() } else { String::new() }, name.to_string()) };
-    let parse_body = || {
-        serde_json::from_slice::<Value>(&body).map_err(|e| ApiError::bad_request(format!("error decoding body: {e}")))
-    };
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-    // Only JSON (and YAML for apply) bodies: protobuf and CBOR get 415 like a server without them.
+    // Protobuf bodies only for the built-in types kubectl's typed commands create (see protobuf.rs).
+    let protobuf = matches!(verb, "create" | "update") && content_type.starts_with(crate::protobuf::CONTENT_TYPE);
+    let decoded = if protobuf && !rt.custom { crate::protobuf::decode(&body) } else { None };
+    let parse_body = || match &decoded {
+        Some(v) => Ok(v.clone()),
+        None => serde_json::from_slice::<Value>(&body)
+            .map_err(|e| ApiError::bad_request(format!("error decoding body: {e}"))),
+    };
+    // Otherwise only JSON (and YAML for apply) bodies: CBOR and other protobuf get 415.
     if matches!(verb, "create" | "update")
+        && decoded.is_none()
         && !content_type.is_empty()
         && !content_type.starts_with("application/json")
         && !content_type.starts_with("application/yaml")
@@ -1093,6 +1151,9 @@ async fn handle(
         _ => Err(ApiError::method_not_allowed()),
     };
     match result {
+        Ok(Reply(code, body, warnings)) if table && matches!(verb, "get" | "list") => {
+            json_response(code, &crate::table::to_table(rt, &body, p.get("includeObject")), &warnings)
+        }
         Ok(Reply(code, body, warnings)) => json_response(code, &body, &warnings),
         Err(e) => error_response(&e),
     }
@@ -1111,6 +1172,17 @@ fn route(reg: &Registry, group: &str, version: &str, plural: &str, ns: Option<&s
 }
 
 // ---- watch ----
+
+/// Table output of watch events (`kubectl get -w`): the type and `includeObject`.
+type AsTable = Option<(ResourceType, Option<String>)>;
+
+/// An event line for an object, as a one-row `Table` when the watch asked for Tables.
+fn object_event(kind: &str, obj: &Value, as_table: &AsTable) -> Bytes {
+    match as_table {
+        Some((rt, include)) => event_line(kind, &crate::table::to_table(rt, obj, include.as_deref())),
+        None => event_line(kind, obj),
+    }
+}
 
 fn event_line(kind: &str, obj: &Value) -> Bytes {
     let mut s = json!({"type": kind, "object": obj}).to_string();
@@ -1140,8 +1212,9 @@ fn filtered(ev: &Event, ns: Option<&str>, ls: &LabelSelector, fs: &FieldSelector
     }
 }
 
-fn watch(shared: Arc<Shared>, id: usize, ns: Option<String>, p: &Params) -> Response {
+fn watch(shared: Arc<Shared>, id: usize, ns: Option<String>, p: &Params, table: bool) -> Response {
     let Ok(rt) = shared.rt(id).cloned() else { return error_response(&ApiError::internal("type")) };
+    let as_table: AsTable = table.then(|| (rt.clone(), p.get("includeObject").map(str::to_string)));
     let (ls, fs) = match p.selectors(&rt) {
         Ok(s) => s,
         Err(e) => return error_response(&e),
@@ -1166,7 +1239,7 @@ fn watch(shared: Arc<Shared>, id: usize, ns: Option<String>, p: &Params) -> Resp
         if send_initial || rv_param.is_empty() || rv_param == "0" {
             for (_, obj) in s.in_namespace(id, ns.as_deref()) {
                 if ls.matches(obj) && fs.matches(obj) {
-                    initial.push(event_line("ADDED", obj));
+                    initial.push(object_event("ADDED", obj, &as_table));
                 }
             }
             if send_initial && bookmarks {
@@ -1180,7 +1253,7 @@ fn watch(shared: Arc<Shared>, id: usize, ns: Option<String>, p: &Params) -> Resp
             } else {
                 for ev in kind.log.iter().filter(|e| e.rv > from) {
                     if let Some(t) = filtered(ev, ns.as_deref(), &ls, &fs) {
-                        initial.push(event_line(t, &ev.object));
+                        initial.push(object_event(t, &ev.object, &as_table));
                     }
                 }
             }
@@ -1213,7 +1286,7 @@ fn watch(shared: Arc<Shared>, id: usize, ns: Option<String>, p: &Params) -> Resp
                     Ok(ev) => {
                         if ev.rv <= start_rv { continue; }
                         if let Some(t) = filtered(&ev, ns.as_deref(), &ls, &fs)
-                            && tx.send(event_line(t, &ev.object)).await.is_err() {
+                            && tx.send(object_event(t, &ev.object, &as_table)).await.is_err() {
                             return;
                         }
                     }
@@ -1228,7 +1301,7 @@ fn watch(shared: Arc<Shared>, id: usize, ns: Option<String>, p: &Params) -> Resp
                             Ok(ev) => {
                                 if ev.rv <= start_rv { continue; }
                                         if let Some(t) = filtered(&ev, ns.as_deref(), &ls, &fs)
-                                    && tx.send(event_line(t, &ev.object)).await.is_err() {
+                                    && tx.send(object_event(t, &ev.object, &as_table)).await.is_err() {
                                     return;
                                 }
                             }

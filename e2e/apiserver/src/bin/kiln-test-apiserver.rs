@@ -24,12 +24,18 @@ struct Args {
     #[arg(long)]
     kubeconfig: Option<PathBuf>,
     /// Serve requests without a token as this user (in group system:masters). For kubectl over
-    /// plain HTTP, which does not send tokens over an unencrypted connection. Off by default.
+    /// `--plain-http`, which does not send tokens over an unencrypted connection. Off by default.
     #[arg(long)]
     anonymous_user: Option<String>,
     /// Watch events retained per resource type (older resourceVersions get 410 Gone).
     #[arg(long, default_value_t = 10_000)]
     event_window: usize,
+    /// Serve plain HTTP instead of HTTPS with a generated CA.
+    #[arg(long)]
+    plain_http: bool,
+    /// Log every request (method, URL, Accept, Content-Type, status) to stderr.
+    #[arg(long)]
+    log_requests: bool,
 }
 
 #[tokio::main]
@@ -40,6 +46,8 @@ async fn main() -> ExitCode {
         token_file: args.token_file,
         kubeconfig_path: args.kubeconfig,
         event_window: args.event_window,
+        tls: !args.plain_http,
+        log_requests: args.log_requests,
         anonymous_user: args.anonymous_user.map(|u| kiln_test_apiserver::UserInfo::new(&u, &["system:masters"])),
         ..kiln_test_apiserver::Config::default()
     };
