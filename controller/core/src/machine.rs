@@ -452,6 +452,10 @@ fn waiting(d: &mut Draft<'_, '_>) -> Option<Action> {
     if report.failed(gates::name::UPSTREAM_HEALTH) || report.failed(gates::name::HEALTH) {
         d.requeue_in(UPSTREAM_HEALTH_RECHECK);
     }
+    if gi.health == TargetHealth::NotRead {
+        // The controller reads signals right away; look again soon rather than in 30 s.
+        d.requeue_in(RETRY_SOON);
+    }
     match (report.all_ok(), plan) {
         (true, Some(plan)) => {
             d.status.freeze_exception = report.freeze_exception.clone();

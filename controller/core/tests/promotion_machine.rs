@@ -637,8 +637,10 @@ fn kiln_does_not_deploy_into_an_environment_whose_alarms_are_firing() {
 
     let mut unread = World::new("dev");
     unread.signals_fresh = false;
-    unread.step();
+    let d = unread.decide();
+    unread.status = d.status;
     assert_eq!(unread.gate("health"), (false, "dev alarms not read yet".into()));
+    assert_eq!(d.requeue_after, Some(SignedDuration::from_secs(5)));
 }
 
 #[test]
