@@ -280,10 +280,10 @@ pub struct ListenerRef {
     pub port: Option<i32>,
 }
 
-/// Finds a listener rule: by ARN or by priority on the listener.
+/// Finds a listener rule: by ARN, by priority on the listener, or by tags (exactly one).
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("has(self.arn) != has(self.priority)").message("set exactly one of arn or priority"))]
+#[x_kube(validation = Rule::new("(has(self.arn) ? 1 : 0) + (has(self.priority) ? 1 : 0) + (has(self.tags) ? 1 : 0) == 1").message("set exactly one of arn, priority or tags"))]
 pub struct RuleRef {
     /// The rule ARN.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -293,6 +293,11 @@ pub struct RuleRef {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 50000))]
     pub priority: Option<i32>,
+    /// Tags that identify exactly one rule on the listener (resolved in each environment's
+    /// account, like target group tags).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("maxProperties" = 10))]
+    pub tags: Option<BTreeMap<String, String>>,
 }
 
 /// Finds a target group: by name, ARN or tags (exactly one).

@@ -4,6 +4,20 @@
 use async_trait::async_trait;
 use aws_sdk_codedeploy::types::{AppSpecContent, DeploymentStatus, RevisionLocation, RevisionLocationType};
 
+/// The statuses of a deployment that has not finished: the only ones a repeat of `create` looks
+/// among (a finished deployment of this Promotion is not one to resume, and CodeDeploy allows one
+/// active deployment per group, so the list is short).
+pub const ACTIVE_STATUSES: [DeploymentStatus; 5] = [
+    DeploymentStatus::Created,
+    DeploymentStatus::Queued,
+    DeploymentStatus::InProgress,
+    DeploymentStatus::Baking,
+    DeploymentStatus::Ready,
+];
+
+/// BatchGetDeployments takes at most this many IDs per call.
+const BATCH_GET_MAX: usize = 25;
+
 use crate::credentials::Clients;
 use crate::error::{AwsError, Result, sdk};
 
@@ -64,6 +78,23 @@ pub enum DeploymentState {
     Failed(String),
 }
 
+/// What `stop` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StopOutcome {
+    /// StopDeployment was accepted with auto-rollback: CodeDeploy rolls traffic back to the
+    /// previous task set. `status` is CodeDeploy's (`Pending` or `Succeeded`) with its message.
+    RollingBack {
+        /// StopDeployment's status.
+        status: String,
+        /// StopDeployment's status message.
+        message: String,
+    },
+    /// The deployment had already finished (succeeded, failed, or stopped by an earlier call):
+    /// this call stopped nothing and **rolled nothing back**. `state()` tells how it ended; a
+    /// `Succeeded` one left the new task set serving, so the caller must restore by other means.
+    AlreadyCompleted,
+}
+
 /// CodeDeploy as kiln uses it.
 #[async_trait]
 pub trait CodeDeploy: Send + Sync {
@@ -71,8 +102,9 @@ pub trait CodeDeploy: Send + Sync {
     async fn create(&self, uid: &str, request: &CodeDeployRequest) -> Result<String>;
     /// The deployment's state.
     async fn state(&self, deployment_id: &str) -> Result<DeploymentState>;
-    /// Stops the deployment, rolling back to the previous task set.
-    async fn stop(&self, deployment_id: &str) -> Result<()>;
+    /// Stops the deployment, rolling back to the previous task set; tells a stop with rollback
+    /// apart from a deployment that had already completed (nothing rolled back).
+    async fn stop(&self, deployment_id: &str) -> Result<StopOutcome>;
 }
 
 /// CodeDeploy on the SDK.
@@ -114,25 +146,37 @@ fn description(uid: &str) -> String {
 impl CodeDeploy for CodeDeployEcs {
     async fn create(&self, uid: &str, request: &CodeDeployRequest) -> Result<String> {
         let cd = &self.clients.codedeploy;
-        // A repeat finds the deployment by its description (CodeDeploy has no client token).
-        let listed = cd
-            .list_deployments()
-            .application_name(&request.application)
-            .deployment_group_name(&request.deployment_group)
-            .send()
-            .await
-            .map_err(|e| self.missing(request, crate::error::from_sdk("codedeploy", "ListDeployments", e)))?;
-        // The newest 25 are enough: a repeat follows its crash within minutes.
-        let recent: Vec<String> = listed.deployments().iter().rev().take(25).cloned().collect();
-        if !recent.is_empty() {
+        // A repeat finds the deployment by its description (CodeDeploy has no client token),
+        // among the group's active deployments, following every ListDeployments page.
+        let mut active = Vec::new();
+        let mut token = None;
+        loop {
+            let page = cd
+                .list_deployments()
+                .application_name(&request.application)
+                .deployment_group_name(&request.deployment_group)
+                .set_include_only_statuses(Some(ACTIVE_STATUSES.to_vec()))
+                .set_next_token(token)
+                .send()
+                .await
+                .map_err(|e| self.missing(request, crate::error::from_sdk("codedeploy", "ListDeployments", e)))?;
+            active.extend(page.deployments().iter().cloned());
+            token = page.next_token().filter(|t| !t.is_empty()).map(str::to_string);
+            if token.is_none() {
+                break;
+            }
+        }
+        let wanted = description(uid);
+        for chunk in active.chunks(BATCH_GET_MAX) {
             let got = cd
                 .batch_get_deployments()
-                .set_deployment_ids(Some(recent))
+                .set_deployment_ids(Some(chunk.to_vec()))
                 .send()
                 .await
                 .map_err(sdk("codedeploy", "BatchGetDeployments"))?;
-            if let Some(d) = got.deployments_info().iter().find(|d| d.description() == Some(description(uid).as_str()))
-                && let Some(id) = d.deployment_id()
+            if let Some(d) = got.deployments_info().iter().find(|d| {
+                d.description() == Some(wanted.as_str()) && d.status().is_none_or(|st| ACTIVE_STATUSES.contains(st))
+            }) && let Some(id) = d.deployment_id()
             {
                 return Ok(id.to_string());
             }
@@ -184,8 +228,8 @@ impl CodeDeploy for CodeDeployEcs {
         })
     }
 
-    async fn stop(&self, deployment_id: &str) -> Result<()> {
-        // Not emulated by moto (500): tested against the fake only (docs/aws.md).
+    async fn stop(&self, deployment_id: &str) -> Result<StopOutcome> {
+        // Not emulated by moto (500): tested against a canned-response stub (tests/stub.rs).
         match self
             .clients
             .codedeploy
@@ -195,11 +239,18 @@ impl CodeDeploy for CodeDeployEcs {
             .send()
             .await
         {
-            Ok(_) => Ok(()),
+            Ok(out) => Ok(StopOutcome::RollingBack {
+                status: out.status().map(|s| s.as_str().to_string()).unwrap_or_default(),
+                message: out.status_message().unwrap_or_default().to_string(),
+            }),
             Err(e) => {
                 let err = crate::error::from_sdk("codedeploy", "StopDeployment", e);
-                // Already finished: nothing to stop.
-                if err.code() == Some("DeploymentAlreadyCompletedException") { Ok(()) } else { Err(err) }
+                // Already finished: nothing stopped, nothing rolled back.
+                if err.code() == Some("DeploymentAlreadyCompletedException") {
+                    Ok(StopOutcome::AlreadyCompleted)
+                } else {
+                    Err(err)
+                }
             }
         }
     }

@@ -95,6 +95,31 @@ async fn resolve_rule(elb: &Client, scope: &Scope, listener: &str, r: &RuleRef) 
             Err(e) => Err(not_found_or(e, "listener rule", arn, scope, "DescribeRules")),
         };
     }
+    if let Some(wanted) = r.tags.as_ref().filter(|t| !t.is_empty()) {
+        // Every rule on the listener, then the one whose tags match.
+        let mut arns = Vec::new();
+        let mut marker = None;
+        loop {
+            let out = elb
+                .describe_rules()
+                .listener_arn(listener)
+                .set_marker(marker)
+                .send()
+                .await
+                .map_err(sdk("elasticloadbalancing", "DescribeRules"))?;
+            arns.extend(
+                out.rules()
+                    .iter()
+                    .filter(|x| !x.is_default().unwrap_or(false))
+                    .filter_map(|x| x.rule_arn().map(str::to_string)),
+            );
+            marker = out.next_marker().map(str::to_string);
+            if marker.is_none() {
+                break;
+            }
+        }
+        return exactly_one_tagged(elb, scope, "listener rule", &arns, wanted).await;
+    }
     let priority = r.priority.map(|p| p.to_string()).unwrap_or_default();
     let mut marker = None;
     loop {
@@ -144,11 +169,10 @@ pub async fn resolve_target_group(elb: &Client, scope: &Scope, r: &TargetGroupRe
             .ok_or_else(|| AwsError::NotFound { kind: "target group", name: name.clone(), scope: scope.clone() });
     }
     let wanted = r.tags.clone().unwrap_or_default();
-    let label = describe_tags(&wanted);
     if wanted.is_empty() {
         return Err(AwsError::Invalid { message: "target group: set name, arn or tags".into(), scope: scope.clone() });
     }
-    // Every target group in the region, then their tags 20 at a time (the API's limit).
+    // Every target group in the region, then the one whose tags match.
     let mut arns = Vec::new();
     let mut marker = None;
     loop {
@@ -164,6 +188,19 @@ pub async fn resolve_target_group(elb: &Client, scope: &Scope, r: &TargetGroupRe
             break;
         }
     }
+    exactly_one_tagged(elb, scope, "target group", &arns, &wanted).await
+}
+
+/// The one resource among `arns` that carries every tag in `wanted` (tags read 20 ARNs at a
+/// time, the API's limit); none or several is an error naming the tags.
+async fn exactly_one_tagged(
+    elb: &Client,
+    scope: &Scope,
+    kind: &'static str,
+    arns: &[String],
+    wanted: &BTreeMap<String, String>,
+) -> Result<String> {
+    let label = describe_tags(wanted);
     let mut matches = Vec::new();
     for chunk in arns.chunks(20) {
         let out = elb
@@ -183,10 +220,10 @@ pub async fn resolve_target_group(elb: &Client, scope: &Scope, r: &TargetGroupRe
         }
     }
     match matches.len() {
-        0 => Err(AwsError::NotFound { kind: "target group", name: format!("with tags {label}"), scope: scope.clone() }),
+        0 => Err(AwsError::NotFound { kind, name: format!("with tags {label}"), scope: scope.clone() }),
         1 => Ok(matches.remove(0)),
         n => Err(AwsError::Invalid {
-            message: format!("{n} target groups have tags {label}; tags must identify exactly one"),
+            message: format!("{n} {kind}s have tags {label}; tags must identify exactly one"),
             scope: scope.clone(),
         }),
     }

@@ -13,7 +13,7 @@ use jiff::{SignedDuration, Timestamp};
 use kiln_api::promotion::{DeployedResources, EcsSnapshot, Snapshot, TargetGroupWeight};
 use kiln_core::signals::{AlarmObservation, AlarmState};
 
-use crate::codedeploy::{CodeDeploy, CodeDeployRequest, DeploymentState};
+use crate::codedeploy::{CodeDeploy, CodeDeployRequest, DeploymentState, StopOutcome};
 use crate::credentials::{AssumeRole, EnvironmentAws, RoleCredentials};
 use crate::error::{AwsError, Result, Scope};
 use crate::evidence::EvidenceStore;
@@ -379,7 +379,8 @@ impl FakeCodeDeploy {
 impl CodeDeploy for FakeCodeDeploy {
     async fn create(&self, uid: &str, request: &CodeDeployRequest) -> Result<String> {
         let mut d = lock(&self.deployments);
-        if let Some((id, _)) = d.iter().find(|(_, (u, _))| u == uid) {
+        // Like the real one: only an unfinished deployment of this Promotion is found again.
+        if let Some((id, _)) = d.iter().find(|(_, (u, st))| u == uid && matches!(st, DeploymentState::InProgress(_))) {
             return Ok(id.clone());
         }
         let id = format!("d-{:09}", d.len() + 1);
@@ -401,7 +402,7 @@ impl CodeDeploy for FakeCodeDeploy {
         })
     }
 
-    async fn stop(&self, deployment_id: &str) -> Result<()> {
+    async fn stop(&self, deployment_id: &str) -> Result<StopOutcome> {
         let mut d = lock(&self.deployments);
         let Some(dep) = d.get_mut(deployment_id) else {
             return Err(AwsError::NotFound {
@@ -410,11 +411,14 @@ impl CodeDeploy for FakeCodeDeploy {
                 scope: scope(),
             });
         };
-        // Stopping a finished deployment is a no-op, as in CodeDeploy.
+        // Stopping a finished deployment changes nothing, as in CodeDeploy
+        // (DeploymentAlreadyCompletedException).
         if matches!(dep.1, DeploymentState::InProgress(_)) {
             dep.1 = DeploymentState::Failed(format!("deployment {deployment_id} was stopped: rolled back by kiln"));
+            Ok(StopOutcome::RollingBack { status: "Pending".into(), message: "Stopping deployment".into() })
+        } else {
+            Ok(StopOutcome::AlreadyCompleted)
         }
-        Ok(())
     }
 }
 
@@ -611,13 +615,13 @@ mod tests {
         assert_eq!(cd.create("uid-1", &req).await.ok(), id);
         assert_eq!(cd.count(), 1);
         let id = id.unwrap_or_default();
-        cd.stop(&id).await.ok();
-        cd.stop(&id).await.ok();
+        assert!(matches!(cd.stop(&id).await, Ok(StopOutcome::RollingBack { .. })));
+        assert_eq!(cd.stop(&id).await.ok(), Some(StopOutcome::AlreadyCompleted), "a repeat rolls back nothing");
         assert!(matches!(cd.state(&id).await, Ok(DeploymentState::Failed(m)) if m.contains("stopped")));
         // A finished deployment stays as it was.
         let done = cd.create("uid-2", &req).await.unwrap_or_default();
         cd.set_state(&done, DeploymentState::Succeeded);
-        cd.stop(&done).await.ok();
+        assert_eq!(cd.stop(&done).await.ok(), Some(StopOutcome::AlreadyCompleted));
         assert_eq!(cd.state(&done).await.ok(), Some(DeploymentState::Succeeded));
     }
 

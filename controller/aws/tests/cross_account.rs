@@ -130,3 +130,141 @@ async fn long_lived_clients_reassume_the_role_when_credentials_expire() {
     }
     assert_eq!(assumer.calls(), 1);
 }
+
+fn lambda_image(n: u8) -> String {
+    format!("123456789012.dkr.ecr.us-east-1.amazonaws.com/app@sha256:{}", format!("{n:02x}").repeat(32))
+}
+
+/// Lambda aliases and alarms, like ECS, are per environment: the same function, alias and alarm
+/// names in three accounts; moving dev's alias and breaching dev's alarm leave stg and prod alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lambda_aliases_and_alarms_isolated_across_three_accounts() {
+    use aws_sdk_cloudwatch::types::{ComparisonOperator, StateValue, Statistic};
+    use aws_sdk_lambda::types::{FunctionCode, PackageType};
+    use kiln_aws::lambda::alias::{LambdaAlias, LambdaCode};
+    use kiln_aws::signals::AlarmCaches;
+    use kiln_aws::signals::cloudwatch::CloudWatch;
+    use kiln_core::signals::AlarmState;
+
+    let moto = Moto::start();
+    let settings = moto.settings();
+    let controller = settings
+        .sdk_config(
+            REGION,
+            SharedCredentialsProvider::new(Credentials::new("AKIATESTTESTTEST", "test", None, None, "static")),
+        )
+        .await;
+    let sessions = Sessions::new(settings, Arc::new(StsAssumeRole::new(&controller)));
+    let session = session_name("api-v2-dev", "5d1f0c2a-2222");
+
+    let mut envs = Vec::new();
+    for account in ["111111111111", "222222222222", "333333333333"] {
+        let e = env(account);
+        let creds = sessions.credentials(&e, &session).await.unwrap();
+        let clients = sessions.clients(&e, &session).await.unwrap();
+        let role = moto.lambda_role(creds.credentials.access_key_id(), "api-role");
+        assert!(role.contains(account), "{role} is in {account}");
+        let created = clients
+            .lambda
+            .create_function()
+            .function_name("api")
+            .role(role)
+            .package_type(PackageType::Image)
+            .code(FunctionCode::builder().image_uri(lambda_image(1)).build())
+            .send()
+            .await
+            .unwrap();
+        assert!(created.function_arn().unwrap().contains(account));
+        clients.lambda.publish_version().function_name("api").send().await.unwrap();
+        clients.lambda.create_alias().function_name("api").name("live").function_version("1").send().await.unwrap();
+        clients
+            .cloudwatch
+            .put_metric_alarm()
+            .alarm_name("api-errors")
+            .namespace("Kiln/Test")
+            .metric_name("Errors")
+            .statistic(Statistic::Sum)
+            .period(60)
+            .evaluation_periods(1)
+            .threshold(1.0)
+            .comparison_operator(ComparisonOperator::GreaterThanOrEqualToThreshold)
+            .send()
+            .await
+            .unwrap();
+        clients
+            .cloudwatch
+            .set_alarm_state()
+            .alarm_name("api-errors")
+            .state_value(StateValue::Ok)
+            .state_reason("baseline")
+            .send()
+            .await
+            .unwrap();
+        envs.push((e, clients));
+    }
+
+    let alias_of = |clients: &kiln_aws::credentials::Clients| {
+        let lambda = clients.lambda.clone();
+        async move {
+            let a = lambda.get_alias().function_name("api").name("live").send().await.unwrap();
+            let routing: Vec<(String, f64)> = a
+                .routing_config()
+                .and_then(|r| r.additional_version_weights().cloned())
+                .unwrap_or_default()
+                .into_iter()
+                .collect();
+            (a.function_version().unwrap().to_string(), routing)
+        }
+    };
+
+    // dev: new version, alias weighted 10% to it, and its alarm breached.
+    let (dev_env, dev) = &envs[0];
+    let target = LambdaAlias::new(
+        dev.clone(),
+        Some(dev_env.role_arn.clone()),
+        "uid-api-dev",
+        "api",
+        "live",
+        LambdaCode::Image { uri: lambda_image(2) },
+    );
+    let snap = target.snapshot().await.unwrap();
+    assert_eq!(snap.account_id.as_deref(), Some("111111111111"));
+    let deployed = target.prepare().await.unwrap();
+    assert_eq!(deployed.lambda_version.as_deref(), Some("2"));
+    target.shift(&deployed, 10).await.unwrap();
+    dev.cloudwatch
+        .set_alarm_state()
+        .alarm_name("api-errors")
+        .state_value(StateValue::Alarm)
+        .state_reason("breach in dev")
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(alias_of(dev).await, ("1".to_string(), vec![("2".to_string(), 0.1)]));
+    let caches = AlarmCaches::new(std::time::Duration::ZERO);
+    let names = vec!["api-errors".to_string()];
+    for (i, (_, clients)) in envs.iter().enumerate() {
+        let source = Arc::new(CloudWatch::new(clients.cloudwatch.clone(), clients.scope.clone()).without_history());
+        let cache = caches.get(&clients.scope, || source.clone() as Arc<dyn kiln_aws::signals::AlarmSource>).await;
+        assert_eq!(cache.scope().account_id, clients.scope.account_id);
+        let read = cache.read(&names, &[], None).await.unwrap();
+        assert_eq!(read.alarms.len(), 1);
+        let expected = if i == 0 { AlarmState::Alarm } else { AlarmState::Ok };
+        assert_eq!(read.alarms[0].state, expected, "api-errors in {}", clients.scope.account_id);
+        if i > 0 {
+            // No version published, alias untouched outside dev.
+            assert_eq!(alias_of(clients).await, ("1".to_string(), vec![]));
+            let versions = clients.lambda.list_versions_by_function().function_name("api").send().await.unwrap();
+            assert_eq!(versions.versions().len(), 2, "$LATEST and 1 in {}", clients.scope.account_id);
+        }
+    }
+
+    target.shift(&deployed, 100).await.unwrap();
+    assert_eq!(alias_of(dev).await, ("2".to_string(), vec![]));
+    for (_, clients) in &envs[1..] {
+        assert_eq!(alias_of(clients).await, ("1".to_string(), vec![]));
+    }
+    target.restore(&snap).await.unwrap();
+    assert_eq!(alias_of(dev).await, ("1".to_string(), vec![]));
+}

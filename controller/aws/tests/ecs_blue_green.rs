@@ -170,7 +170,7 @@ async fn a_listener_rule_by_priority_is_weighted_instead_of_the_default_action()
         .unwrap();
     let rule_arn = rule.rules()[0].rule_arn().unwrap().to_string();
     let mut traffic = by_name("bg4");
-    traffic.rule = Some(kiln_api::release::RuleRef { arn: None, priority: Some(10) });
+    traffic.rule = Some(kiln_api::release::RuleRef { arn: None, priority: Some(10), tags: None });
     let bg = EcsBlueGreen::new(clients.clone(), None, "uid-bg4", service(&f), traffic);
 
     let snap = bg.snapshot().await.unwrap();
@@ -185,6 +185,34 @@ async fn a_listener_rule_by_priority_is_weighted_instead_of_the_default_action()
     );
     bg.restore(&snap).await.unwrap();
     assert_eq!(listener_weights(&clients, &rule_arn).await, vec![(f.blue_tg.clone(), 100), (f.green_tg.clone(), 0)]);
+
+    // The same rule found by its tags.
+    clients
+        .elb
+        .add_tags()
+        .resource_arns(&rule_arn)
+        .tags(elb::Tag::builder().key("kiln.dev/route").value("api").build())
+        .send()
+        .await
+        .unwrap();
+    let mut by_tags = by_name("bg4");
+    by_tags.rule = Some(kiln_api::release::RuleRef {
+        arn: None,
+        priority: None,
+        tags: Some([("kiln.dev/route".to_string(), "api".to_string())].into_iter().collect()),
+    });
+    let tagged = EcsBlueGreen::new(clients.clone(), None, "uid-bg4-tags", service(&f), by_tags);
+    let snap = tagged.snapshot().await.unwrap();
+    assert_eq!(snap.ecs.as_ref().unwrap().listener_or_rule_arn.as_deref(), Some(rule_arn.as_str()));
+    let mut missing = by_name("bg4");
+    missing.rule = Some(kiln_api::release::RuleRef {
+        arn: None,
+        priority: None,
+        tags: Some([("kiln.dev/route".to_string(), "nope".to_string())].into_iter().collect()),
+    });
+    let err =
+        EcsBlueGreen::new(clients.clone(), None, "uid-bg4-missing", service(&f), missing).snapshot().await.unwrap_err();
+    assert!(err.to_string().starts_with("listener rule with tags kiln.dev/route=nope not found in account"), "{err}");
 }
 
 /// The target group each task set of the service is registered with, by task set ARN.

@@ -7,7 +7,7 @@
 
 pub mod cloudwatch;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -52,13 +52,36 @@ pub trait AlarmSource: Send + Sync {
     ) -> Result<Vec<Vec<(Timestamp, f64)>>>;
 }
 
+/// A selector not asked for by any read within this many intervals is dropped from the cache:
+/// the bake that registered it has finished.
+pub const RETAIN_INTERVALS: u32 = 3;
+
+/// One selector of an alarm read.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum Selector {
+    Name(String),
+    Prefix(String),
+}
+
+impl std::fmt::Display for Selector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Selector::Name(n) => write!(f, "alarm name {n:?}"),
+            Selector::Prefix(p) => write!(f, "alarm prefix {p:?}"),
+        }
+    }
+}
+
 #[derive(Default)]
 struct CacheState {
-    names: BTreeSet<String>,
-    prefixes: BTreeSet<String>,
+    /// Every selector asked for recently, with when it was last asked.
+    selectors: HashMap<Selector, tokio::time::Instant>,
     read_at: Option<tokio::time::Instant>,
     observed_at: Option<Timestamp>,
     alarms: HashMap<String, AlarmObservation>,
+    /// Selectors CloudWatch refused in the last read (e.g. an invalid name), with the reason:
+    /// they fail only the reads that ask for them.
+    refused: HashMap<Selector, String>,
 }
 
 /// The alarm states of one account and region, shared by every bake there.
@@ -97,6 +120,9 @@ impl AlarmCache {
 
     /// The alarms named `names` or starting with `prefixes`. Reads CloudWatch when the last read
     /// is older than the interval or did not cover these selectors; otherwise answers from it.
+    /// A read covers the selectors asked for within the last [`RETAIN_INTERVALS`] intervals (a
+    /// finished bake's are dropped). Fails when CloudWatch refused one of *these* selectors; a
+    /// selector another bake asked for that CloudWatch refused does not fail this read.
     /// Alarms whose state changed since `history_since` come with their history (None when the
     /// account provides none) so a flap between two reads is seen.
     pub async fn read(
@@ -106,20 +132,36 @@ impl AlarmCache {
         history_since: Option<Timestamp>,
     ) -> Result<AlarmRead> {
         let mut st = self.state.lock().await;
+        let now = tokio::time::Instant::now();
+        let asked: Vec<Selector> = names
+            .iter()
+            .map(|n| Selector::Name(n.clone()))
+            .chain(prefixes.iter().map(|p| Selector::Prefix(p.clone())))
+            .collect();
         let mut covered = true;
-        for n in names {
-            covered &= !st.names.insert(n.clone()) || st.alarms.contains_key(n);
-        }
-        for p in prefixes {
-            covered &= !st.prefixes.insert(p.clone());
+        for sel in &asked {
+            let known = st.selectors.insert(sel.clone(), now).is_some();
+            covered &= known;
         }
         let fresh = st.read_at.is_some_and(|t| t.elapsed() < self.interval);
-        if !(fresh && covered)
-            && let Err(e) = self.refresh(&mut st).await
-        {
-            // The next read must not trust a read that did not cover the new selectors.
-            st.read_at = None;
-            return Err(e);
+        if !(fresh && covered) {
+            // Selectors of finished bakes (not asked within RETAIN_INTERVALS) are not read again.
+            let retain = self.interval * RETAIN_INTERVALS;
+            st.selectors.retain(|sel, last| asked.contains(sel) || last.elapsed() <= retain);
+            if let Err(e) = self.refresh(&mut st).await {
+                // The next read must not trust a read that did not cover the new selectors.
+                st.read_at = None;
+                return Err(e);
+            }
+        }
+        // A selector CloudWatch refused fails this read only, not the other bakes'.
+        let refused: Vec<String> =
+            asked.iter().filter_map(|sel| st.refused.get(sel).map(|why| format!("{sel}: {why}"))).collect();
+        if !refused.is_empty() {
+            return Err(AwsError::Invalid {
+                message: format!("CloudWatch refused {}", refused.join("; ")),
+                scope: self.scope.clone(),
+            });
         }
         let observed_at = st.observed_at.unwrap_or_else(Timestamp::now);
         let mut out: Vec<AlarmObservation> = st
@@ -142,23 +184,70 @@ impl AlarmCache {
     }
 
     async fn refresh(&self, st: &mut CacheState) -> Result<()> {
-        let names: Vec<String> = st.names.iter().cloned().collect();
-        let mut alarms = HashMap::new();
-        for chunk in names.chunks(MAX_NAMES_PER_CALL) {
-            for a in self.source.alarms_by_name(chunk).await? {
-                alarms.insert(a.name.clone(), a);
+        let mut names = Vec::new();
+        let mut prefixes = Vec::new();
+        for sel in st.selectors.keys() {
+            match sel {
+                Selector::Name(n) => names.push(n.clone()),
+                Selector::Prefix(p) => prefixes.push(p.clone()),
             }
         }
-        for p in &st.prefixes {
-            for a in self.source.alarms_by_prefix(p).await? {
-                alarms.insert(a.name.clone(), a);
+        names.sort();
+        prefixes.sort();
+        let mut alarms = HashMap::new();
+        let mut refused = HashMap::new();
+        // A batch CloudWatch refuses is split in halves until the refused names are alone.
+        let mut batches: Vec<Vec<String>> = names.chunks(MAX_NAMES_PER_CALL).map(<[String]>::to_vec).collect();
+        while let Some(batch) = batches.pop() {
+            match self.source.alarms_by_name(&batch).await {
+                Ok(found) => {
+                    for a in found {
+                        alarms.insert(a.name.clone(), a);
+                    }
+                }
+                Err(e) if selector_refused(&e) => {
+                    if let [name] = batch.as_slice() {
+                        refused.insert(Selector::Name(name.clone()), e.to_string());
+                    } else {
+                        let (a, b) = batch.split_at(batch.len() / 2);
+                        batches.push(a.to_vec());
+                        batches.push(b.to_vec());
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        for p in prefixes {
+            match self.source.alarms_by_prefix(&p).await {
+                Ok(found) => {
+                    for a in found {
+                        alarms.insert(a.name.clone(), a);
+                    }
+                }
+                Err(e) if selector_refused(&e) => {
+                    refused.insert(Selector::Prefix(p), e.to_string());
+                }
+                Err(e) => return Err(e),
             }
         }
         st.alarms = alarms;
+        st.refused = refused;
         st.read_at = Some(tokio::time::Instant::now());
         st.observed_at = Some(Timestamp::now());
         Ok(())
     }
+
+    /// How many selectors the cache currently reads (for metrics and tests).
+    pub async fn selector_count(&self) -> usize {
+        self.state.lock().await.selectors.len()
+    }
+}
+
+/// An error about the selectors asked (an invalid name or prefix), as opposed to one about the
+/// account (denied, quota) or the moment (throttling, 5xx): only the former is isolated per
+/// selector.
+fn selector_refused(e: &AwsError) -> bool {
+    e.class() == crate::ErrorClass::SpecWrong && !matches!(e, AwsError::AccessDenied { .. } | AwsError::Quota { .. })
 }
 
 /// One [`AlarmCache`] per account and region.
@@ -259,11 +348,13 @@ pub async fn read_policy(
         Some(b) => {
             let window =
                 kiln_core::duration::parse("errorBudget.window", &b.window).map_err(|e| bad("errorBudget", e))?;
-            // One datapoint per minute, summed here (a single period as long as the window
-            // would need the window to be a multiple of 60 s).
+            // Datapoints summed here (a single period as long as the window would need the
+            // window to be a multiple of 60 s), at the finest period CloudWatch still keeps for
+            // the window's oldest point.
+            let period = budget_period(window);
             let requests = [
-                MetricRequest { query: sum_of(&b.errors), period_seconds: 60 },
-                MetricRequest { query: sum_of(&b.total), period_seconds: 60 },
+                MetricRequest { query: sum_of(&b.errors, period), period_seconds: period },
+                MetricRequest { query: sum_of(&b.total, period), period_seconds: period },
             ];
             let series = source.metric_data(&requests, now - window, now).await?;
             let total = |i: usize| series.get(i).map(|s| s.iter().map(|(_, v)| v).sum::<f64>()).unwrap_or(0.0);
@@ -274,6 +365,205 @@ pub async fn read_policy(
     Ok(SignalObservations { observed_at: read.observed_at, alarms: read.alarms, metrics, error_budget })
 }
 
-fn sum_of(q: &MetricQuery) -> MetricQuery {
-    MetricQuery { stat: kiln_api::rollback_policy::Statistic::Sum, period_seconds: 60, ..q.clone() }
+fn sum_of(q: &MetricQuery, period_seconds: i32) -> MetricQuery {
+    MetricQuery { stat: kiln_api::rollback_policy::Statistic::Sum, period_seconds, ..q.clone() }
+}
+
+/// The GetMetricData period for data as old as `age` (the error budget's window reaches that far
+/// back). CloudWatch keeps 1-minute datapoints for 15 days, 5-minute ones for 63 days and
+/// 1-hour ones beyond; asking a finer period for older data returns nothing for it.
+pub fn budget_period(age: SignedDuration) -> i32 {
+    const DAY: i64 = 24 * 3600;
+    match age.as_secs() {
+        s if s <= 15 * DAY => 60,
+        s if s <= 63 * DAY => 300,
+        _ => 3600,
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// Alarms named in `names` exist (OK); a name or prefix containing `!` is refused as
+    /// CloudWatch refuses an invalid selector. Records every DescribeAlarms call's selectors.
+    #[derive(Default)]
+    struct Source {
+        calls: std::sync::Mutex<Vec<Vec<String>>>,
+    }
+
+    impl Source {
+        fn calls(&self) -> Vec<Vec<String>> {
+            self.calls.lock().unwrap().clone()
+        }
+
+        /// The selectors of the last refresh: its name batches and prefixes.
+        fn last_refresh(&self, calls: usize) -> Vec<String> {
+            let all = self.calls();
+            all[all.len() - calls..].concat()
+        }
+    }
+
+    fn refuse(what: &str) -> AwsError {
+        crate::error::classify(
+            "monitoring",
+            "DescribeAlarms",
+            400,
+            "InvalidParameterValue".into(),
+            format!("invalid selector {what}"),
+        )
+    }
+
+    fn ok(name: &str) -> AlarmObservation {
+        AlarmObservation {
+            name: name.to_string(),
+            state: AlarmState::Ok,
+            state_changed_at: Timestamp::UNIX_EPOCH,
+            history: None,
+        }
+    }
+
+    #[async_trait]
+    impl AlarmSource for Source {
+        async fn alarms_by_name(&self, names: &[String]) -> Result<Vec<AlarmObservation>> {
+            self.calls.lock().unwrap().push(names.to_vec());
+            if let Some(bad) = names.iter().find(|n| n.contains('!')) {
+                return Err(refuse(bad));
+            }
+            Ok(names.iter().map(|n| ok(n)).collect())
+        }
+        async fn alarms_by_prefix(&self, prefix: &str) -> Result<Vec<AlarmObservation>> {
+            self.calls.lock().unwrap().push(vec![format!("{prefix}*")]);
+            if prefix.contains('!') {
+                return Err(refuse(prefix));
+            }
+            Ok(vec![ok(&format!("{prefix}1"))])
+        }
+        async fn alarm_history(&self, _: &str, _: Timestamp) -> Result<Option<Vec<(Timestamp, AlarmState)>>> {
+            Ok(None)
+        }
+        async fn metric_data(
+            &self,
+            requests: &[MetricRequest],
+            _: Timestamp,
+            _: Timestamp,
+        ) -> Result<Vec<Vec<(Timestamp, f64)>>> {
+            Ok(vec![Vec::new(); requests.len()])
+        }
+    }
+
+    #[test]
+    fn the_budget_period_follows_the_window_age() {
+        let days = |d: i64| SignedDuration::from_hours(24 * d);
+        assert_eq!(budget_period(SignedDuration::from_mins(30)), 60);
+        assert_eq!(budget_period(days(15)), 60);
+        assert_eq!(budget_period(days(15) + SignedDuration::from_secs(1)), 300);
+        assert_eq!(budget_period(days(28)), 300);
+        assert_eq!(budget_period(days(63)), 300);
+        assert_eq!(budget_period(days(63) + SignedDuration::from_secs(1)), 3600);
+        assert_eq!(budget_period(days(90)), 3600);
+    }
+
+    #[tokio::test]
+    async fn a_long_budget_window_asks_coarser_datapoints() {
+        #[derive(Default)]
+        struct Periods(std::sync::Mutex<Vec<(i32, i64)>>);
+        #[async_trait]
+        impl AlarmSource for Periods {
+            async fn alarms_by_name(&self, _: &[String]) -> Result<Vec<AlarmObservation>> {
+                Ok(Vec::new())
+            }
+            async fn alarms_by_prefix(&self, _: &str) -> Result<Vec<AlarmObservation>> {
+                Ok(Vec::new())
+            }
+            async fn alarm_history(&self, _: &str, _: Timestamp) -> Result<Option<Vec<(Timestamp, AlarmState)>>> {
+                Ok(None)
+            }
+            async fn metric_data(
+                &self,
+                requests: &[MetricRequest],
+                start: Timestamp,
+                end: Timestamp,
+            ) -> Result<Vec<Vec<(Timestamp, f64)>>> {
+                for r in requests {
+                    assert_eq!(r.query.period_seconds, r.period_seconds);
+                    self.0.lock().unwrap().push((r.period_seconds, end.duration_since(start).as_secs()));
+                }
+                Ok(vec![vec![(start, 1.0)]; requests.len()])
+            }
+        }
+        let budget_json = |window: &str| {
+            serde_json::json!({ "errorBudget": {
+                "objective": 99.9,
+                "window": window,
+                "errors": {"namespace": "N", "metricName": "E", "stat": "Sum", "periodSeconds": 60},
+                "total": {"namespace": "N", "metricName": "T", "stat": "Sum", "periodSeconds": 60},
+                "maxBurnPercent": 2.0
+            }})
+        };
+        for (window, period) in [("1h", 60), ("720h", 300), ("2160h", 3600)] {
+            let source = Arc::new(Periods::default());
+            let cache = AlarmCache::new(scope(), source.clone(), Duration::from_secs(60));
+            let policy: RollbackPolicySpec = serde_json::from_value(budget_json(window)).unwrap();
+            let obs = read_policy(&policy, &cache, source.as_ref(), None).await.unwrap();
+            assert_eq!(obs.error_budget.map(|b| (b.errors, b.total)), Some((1.0, 1.0)));
+            let asked = source.0.lock().unwrap().clone();
+            assert_eq!(asked.iter().map(|(p, _)| *p).collect::<Vec<_>>(), vec![period, period], "{window}");
+        }
+    }
+
+    fn scope() -> Scope {
+        Scope { account_id: "111111111111".into(), region: "us-east-1".into() }
+    }
+
+    fn s(v: &[&str]) -> Vec<String> {
+        v.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[tokio::test]
+    async fn selectors_of_finished_bakes_are_dropped() {
+        let source = Arc::new(Source::default());
+        let interval = Duration::from_millis(50);
+        let cache = AlarmCache::new(scope(), source.clone(), interval);
+        // Bakes A and B read together; then A finishes and only B keeps reading.
+        cache.read(&s(&["a-5xx"]), &s(&["a-"]), None).await.unwrap();
+        cache.read(&s(&["b-5xx"]), &[], None).await.unwrap();
+        assert_eq!(source.last_refresh(2), s(&["a-5xx", "b-5xx", "a-*"]), "the union while both bake");
+        assert_eq!(cache.selector_count().await, 3);
+        tokio::time::sleep(interval * (RETAIN_INTERVALS + 2)).await;
+        let read = cache.read(&s(&["b-5xx"]), &[], None).await.unwrap();
+        assert_eq!(read.alarms.iter().map(|a| a.name.as_str()).collect::<Vec<_>>(), vec!["b-5xx"]);
+        assert_eq!(cache.selector_count().await, 1, "A's name and prefix are dropped");
+        assert_eq!(source.last_refresh(1), s(&["b-5xx"]), "and no longer read");
+        // A selector still asked within the retention is kept in the shared read.
+        cache.read(&s(&["c-5xx"]), &[], None).await.unwrap();
+        tokio::time::sleep(interval + Duration::from_millis(5)).await;
+        cache.read(&s(&["b-5xx"]), &[], None).await.unwrap();
+        assert_eq!(source.last_refresh(1), s(&["b-5xx", "c-5xx"]));
+    }
+
+    #[tokio::test]
+    async fn an_invalid_selector_fails_only_the_bake_that_asks_for_it() {
+        let source = Arc::new(Source::default());
+        let cache = AlarmCache::new(scope(), source.clone(), Duration::from_secs(3600));
+        let good: Vec<String> = (0..7).map(|i| format!("ok-{i}")).collect();
+        let mut bad_bake = s(&["bad!name", "ok-bad-bake"]);
+        // Bake 1 (valid names) reads first; bake 2 adds an invalid name and an invalid prefix.
+        assert_eq!(cache.read(&good, &[], None).await.unwrap().alarms.len(), 7);
+        let err = cache.read(&bad_bake, &s(&["pre!"]), None).await.unwrap_err();
+        assert_eq!(err.class(), crate::ErrorClass::SpecWrong);
+        let msg = err.to_string();
+        assert!(msg.contains("alarm name \"bad!name\"") && msg.contains("alarm prefix \"pre!\""), "{msg}");
+        assert!(!msg.contains("ok-"), "{msg}");
+        // Bake 1 still reads (from the same shared read), with all its alarms.
+        let calls = source.calls().len();
+        let read = cache.read(&good, &[], None).await.unwrap();
+        assert_eq!(read.alarms.len(), 7);
+        assert_eq!(source.calls().len(), calls, "answered from the shared read");
+        // The refused name was isolated by halving the batch: its valid neighbours were read.
+        bad_bake.retain(|n| !n.contains('!'));
+        assert_eq!(cache.read(&bad_bake, &[], None).await.unwrap().alarms.len(), 1);
+        assert!(source.calls().iter().any(|c| c == &s(&["bad!name"])), "{:?}", source.calls());
+    }
 }

@@ -354,3 +354,114 @@ pub async fn task_sets(clients: &Clients, f: &EcsFixture) -> Vec<(String, String
     v.sort();
     v
 }
+
+/// A request the [`Stub`] received.
+#[derive(Debug, Clone)]
+pub struct StubRequest {
+    /// Header lines, lower-cased names: (name, value).
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl StubRequest {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+}
+
+/// A canned answer: (status, content type, body).
+pub type StubResponse = (u16, &'static str, String);
+
+type Handler = dyn Fn(&StubRequest, usize) -> StubResponse + Send + Sync;
+
+/// A tiny HTTP/1.1 server on 127.0.0.1 answering canned responses (for AWS paths moto lacks):
+/// `handler(request, n)` answers the `n`th request (0-based). Every answer closes the connection.
+pub struct Stub {
+    pub port: u16,
+    requests: std::sync::Arc<std::sync::Mutex<Vec<StubRequest>>>,
+}
+
+impl Stub {
+    pub fn start(handler: impl Fn(&StubRequest, usize) -> StubResponse + Send + Sync + 'static) -> Stub {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let requests = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = requests.clone();
+        let handler: Box<Handler> = Box::new(handler);
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { return };
+                let Some(req) = read_request(&mut conn) else { continue };
+                let n = {
+                    let mut r = seen.lock().unwrap();
+                    r.push(req.clone());
+                    r.len() - 1
+                };
+                let (status, content_type, body) = handler(&req, n);
+                let reason = match status {
+                    200 => "OK",
+                    400 => "Bad Request",
+                    500 => "Internal Server Error",
+                    503 => "Service Unavailable",
+                    _ => "Status",
+                };
+                let out = format!(
+                    "HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nx-amzn-RequestId: stub-{n}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = conn.write_all(out.as_bytes());
+                let _ = conn.flush();
+            }
+        });
+        Stub { port, requests }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn requests(&self) -> Vec<StubRequest> {
+        self.requests.lock().unwrap().clone()
+    }
+
+    /// Clients in moto's default account pointed at the stub, with kiln's timeouts and retries.
+    pub async fn clients(&self) -> Clients {
+        let creds = Credentials::new("AKIATESTTESTTEST", "test", None, None, "static");
+        let config =
+            AwsSettings::for_endpoint(self.url()).sdk_config(REGION, SharedCredentialsProvider::new(creds)).await;
+        Clients::new(&config, Scope { account_id: DEFAULT_ACCOUNT.into(), region: REGION.into() })
+    }
+}
+
+fn read_request(conn: &mut TcpStream) -> Option<StubRequest> {
+    conn.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let head_end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        let n = conn.read(&mut chunk).ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+    let headers: Vec<(String, String)> = head
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    let len: usize = headers.iter().find(|(k, _)| k == "content-length").and_then(|(_, v)| v.parse().ok()).unwrap_or(0);
+    while buf.len() < head_end + len {
+        let n = conn.read(&mut chunk).ok()?;
+        if n == 0 {
+            break;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    let body = String::from_utf8_lossy(&buf[head_end..]).to_string();
+    Some(StubRequest { headers, body })
+}
