@@ -76,6 +76,20 @@ impl EcsBlueGreen {
     }
 }
 
+/// Why a task set cannot take traffic yet, if it cannot: it is not in steady state, or fewer
+/// tasks run than it wants.
+fn not_ready(set: &TaskSet) -> Option<String> {
+    let name = set.task_set_arn().unwrap_or_default();
+    let (running, wanted) = (set.running_count(), set.computed_desired_count());
+    match set.stability_status() {
+        Some(s) if s.as_str() != "STEADY_STATE" => {
+            Some(format!("task set {name} is stabilizing ({running} of {wanted} tasks running)"))
+        }
+        _ if running < wanted => Some(format!("task set {name} has {running} of {wanted} tasks running")),
+        _ => None,
+    }
+}
+
 fn primary(sets: &[TaskSet]) -> Option<&TaskSet> {
     sets.iter().find(|t| t.status() == Some("PRIMARY"))
 }
@@ -245,6 +259,14 @@ impl TrafficTarget for EcsBlueGreen {
         let resolved = elb::resolve(&self.clients.elb, &self.clients.scope, &self.traffic).await?;
         let sets = self.task_sets(&self.target.cluster, &self.target.service).await?;
         let new_tg = self.new_target_group(&sets, deployed, &resolved)?;
+        // Traffic only goes to a task set that has all its tasks running: until then this is
+        // "still in progress" (class Wait) and the controller asks again.
+        if weight > 0
+            && let Some(set) = self.green_of(&sets)
+            && let Some(why) = not_ready(set)
+        {
+            return Err(AwsError::InProgress { what: why, scope: self.clients.scope.clone() });
+        }
         let w = |tg: &str| if tg == new_tg { weight } else { 100 - weight };
         let weights = [
             TargetGroupWeight { target_group_arn: resolved.blue.clone(), weight: w(&resolved.blue) },
@@ -349,5 +371,32 @@ async fn delete_task_set(ecs: &aws_sdk_ecs::Client, cluster: &str, service: &str
             // Already gone: cleanup treats NotFound as done.
             if err.code() == Some("TaskSetNotFoundException") { Ok(()) } else { Err(err) }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn traffic_waits_for_the_new_task_set_to_be_steady() {
+        use aws_sdk_ecs::types::StabilityStatus;
+        let set = |status: StabilityStatus, running: i32, wanted: i32| {
+            TaskSet::builder()
+                .task_set_arn("arn:ts/green")
+                .stability_status(status)
+                .running_count(running)
+                .computed_desired_count(wanted)
+                .build()
+        };
+        assert_eq!(not_ready(&set(StabilityStatus::SteadyState, 3, 3)), None);
+        assert_eq!(
+            not_ready(&set(StabilityStatus::Stabilizing, 1, 3)).as_deref(),
+            Some("task set arn:ts/green is stabilizing (1 of 3 tasks running)")
+        );
+        assert_eq!(
+            not_ready(&set(StabilityStatus::SteadyState, 2, 3)).as_deref(),
+            Some("task set arn:ts/green has 2 of 3 tasks running")
+        );
     }
 }
