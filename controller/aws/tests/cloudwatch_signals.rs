@@ -110,6 +110,8 @@ async fn a_flap_between_reads_is_not_missed() {
     let names = vec!["cw4-5xx".to_string()];
     let before = cache.read(&names, &[], None).await.unwrap();
     let last_change = before.alarms[0].state_changed_at;
+    // moto stamps state changes with whole seconds: these waits make the flap's timestamps
+    // strictly later than the read before it (what a real flap between polls looks like).
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let since = Timestamp::now();
     tokio::time::sleep(Duration::from_millis(1100)).await;

@@ -400,6 +400,8 @@ async fn runtime_watcher_lists_watches_and_relists_after_410() {
 
     // A dropped connection resumes from the last version: nothing is replayed or lost.
     server.handle.drop_watches();
+    // Let the change land while the watch is down (the outcome does not depend on it: the watcher
+    // resumes from its resourceVersion either way, which is what is asserted).
     tokio::time::sleep(Duration::from_millis(200)).await;
     api.delete("live", &DeleteParams::default()).await.unwrap();
     assert!(
