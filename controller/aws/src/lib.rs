@@ -15,6 +15,7 @@ pub mod ecs;
 pub mod elb;
 pub mod error;
 pub mod evidence;
+pub mod execute;
 pub mod fake;
 pub mod hooks;
 pub mod lambda;
