@@ -95,32 +95,8 @@ async fn resolve_rule(elb: &Client, scope: &Scope, listener: &str, r: &RuleRef) 
             Err(e) => Err(not_found_or(e, "listener rule", arn, scope, "DescribeRules")),
         };
     }
-    if let Some(wanted) = r.tags.as_ref().filter(|t| !t.is_empty()) {
-        // Every rule on the listener, then the one whose tags match.
-        let mut arns = Vec::new();
-        let mut marker = None;
-        loop {
-            let out = elb
-                .describe_rules()
-                .listener_arn(listener)
-                .set_marker(marker)
-                .send()
-                .await
-                .map_err(sdk("elasticloadbalancing", "DescribeRules"))?;
-            arns.extend(
-                out.rules()
-                    .iter()
-                    .filter(|x| !x.is_default().unwrap_or(false))
-                    .filter_map(|x| x.rule_arn().map(str::to_string)),
-            );
-            marker = out.next_marker().map(str::to_string);
-            if marker.is_none() {
-                break;
-            }
-        }
-        return exactly_one_tagged(elb, scope, "listener rule", &arns, wanted).await;
-    }
-    let priority = r.priority.map(|p| p.to_string()).unwrap_or_default();
+    // Every rule on the listener (paged), then the one the reference names.
+    let mut rules = Vec::new();
     let mut marker = None;
     loop {
         let out = elb
@@ -130,21 +106,28 @@ async fn resolve_rule(elb: &Client, scope: &Scope, listener: &str, r: &RuleRef) 
             .send()
             .await
             .map_err(sdk("elasticloadbalancing", "DescribeRules"))?;
-        if let Some(rule) = out.rules().iter().find(|x| x.priority() == Some(priority.as_str())) {
-            return rule.rule_arn().map(str::to_string).ok_or(AwsError::Incomplete {
-                service: "elasticloadbalancing",
-                operation: "DescribeRules",
-                field: "RuleArn",
-            });
-        }
+        rules.extend(out.rules().iter().filter(|x| !x.is_default().unwrap_or(false)).cloned());
         marker = out.next_marker().map(str::to_string);
         if marker.is_none() {
-            return Err(AwsError::NotFound {
-                kind: "listener rule",
-                name: format!("priority {priority} on {listener}"),
-                scope: scope.clone(),
-            });
+            break;
         }
+    }
+    if let Some(wanted) = r.tags.as_ref().filter(|t| !t.is_empty()) {
+        let arns: Vec<String> = rules.iter().filter_map(|x| x.rule_arn().map(str::to_string)).collect();
+        return exactly_one_tagged(elb, scope, "listener rule", &arns, wanted).await;
+    }
+    let priority = r.priority.map(|p| p.to_string()).unwrap_or_default();
+    match rules.iter().find(|x| x.priority() == Some(priority.as_str())) {
+        Some(rule) => rule.rule_arn().map(str::to_string).ok_or(AwsError::Incomplete {
+            service: "elasticloadbalancing",
+            operation: "DescribeRules",
+            field: "RuleArn",
+        }),
+        None => Err(AwsError::NotFound {
+            kind: "listener rule",
+            name: format!("priority {priority} on {listener}"),
+            scope: scope.clone(),
+        }),
     }
 }
 

@@ -6,7 +6,7 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_sdk_cloudwatch::types::{ComparisonOperator, Dimension, MetricDatum, StateValue, Statistic};
+use aws_sdk_cloudwatch::types::{Dimension, MetricDatum, StateValue};
 use jiff::Timestamp;
 use kiln_api::rollback_policy::RollbackPolicySpec;
 use kiln_aws::credentials::Clients;
@@ -14,27 +14,6 @@ use kiln_aws::signals::cloudwatch::CloudWatch;
 use kiln_aws::signals::{AlarmCache, AlarmCaches, AlarmSource, read_policy};
 use kiln_core::signals::AlarmState;
 use support::*;
-
-async fn put_alarm(clients: &Clients, name: &str) {
-    clients
-        .cloudwatch
-        .put_metric_alarm()
-        .alarm_name(name)
-        .namespace("Kiln/Test")
-        .metric_name("Errors")
-        .statistic(Statistic::Sum)
-        .period(60)
-        .evaluation_periods(1)
-        .threshold(1.0)
-        .comparison_operator(ComparisonOperator::GreaterThanOrEqualToThreshold)
-        .send()
-        .await
-        .unwrap();
-}
-
-async fn set_state(clients: &Clients, name: &str, state: StateValue) {
-    clients.cloudwatch.set_alarm_state().alarm_name(name).state_value(state).state_reason("test").send().await.unwrap();
-}
 
 fn source(clients: &Clients) -> Arc<CloudWatch> {
     Arc::new(CloudWatch::new(clients.cloudwatch.clone(), clients.scope.clone()))

@@ -32,9 +32,8 @@ fn traffic() -> EcsTraffic {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn three_environments_three_accounts_isolated() {
-    let moto = Moto::start();
+/// The controller's own identity (static test keys) assuming each environment's role.
+async fn controller_sessions(moto: &Moto) -> Sessions {
     let settings = moto.settings();
     let controller = settings
         .sdk_config(
@@ -42,7 +41,13 @@ async fn three_environments_three_accounts_isolated() {
             SharedCredentialsProvider::new(Credentials::new("AKIATESTTESTTEST", "test", None, None, "static")),
         )
         .await;
-    let sessions = Sessions::new(settings, Arc::new(StsAssumeRole::new(&controller)));
+    Sessions::new(settings, Arc::new(StsAssumeRole::new(&controller)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_environments_three_accounts_isolated() {
+    let moto = Moto::start();
+    let sessions = controller_sessions(&moto).await;
     let session = session_name("web-v1.2.3-dev", "0b7c6a1e-1111");
 
     // The same names in every account: only isolation keeps them apart.
@@ -139,7 +144,7 @@ fn lambda_image(n: u8) -> String {
 /// names in three accounts; moving dev's alias and breaching dev's alarm leave stg and prod alone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lambda_aliases_and_alarms_isolated_across_three_accounts() {
-    use aws_sdk_cloudwatch::types::{ComparisonOperator, StateValue, Statistic};
+    use aws_sdk_cloudwatch::types::StateValue;
     use aws_sdk_lambda::types::{FunctionCode, PackageType};
     use kiln_aws::lambda::alias::{LambdaAlias, LambdaCode};
     use kiln_aws::signals::AlarmCaches;
@@ -147,14 +152,7 @@ async fn lambda_aliases_and_alarms_isolated_across_three_accounts() {
     use kiln_core::signals::AlarmState;
 
     let moto = Moto::start();
-    let settings = moto.settings();
-    let controller = settings
-        .sdk_config(
-            REGION,
-            SharedCredentialsProvider::new(Credentials::new("AKIATESTTESTTEST", "test", None, None, "static")),
-        )
-        .await;
-    let sessions = Sessions::new(settings, Arc::new(StsAssumeRole::new(&controller)));
+    let sessions = controller_sessions(&moto).await;
     let session = session_name("api-v2-dev", "5d1f0c2a-2222");
 
     let mut envs = Vec::new();
@@ -177,29 +175,8 @@ async fn lambda_aliases_and_alarms_isolated_across_three_accounts() {
         assert!(created.function_arn().unwrap().contains(account));
         clients.lambda.publish_version().function_name("api").send().await.unwrap();
         clients.lambda.create_alias().function_name("api").name("live").function_version("1").send().await.unwrap();
-        clients
-            .cloudwatch
-            .put_metric_alarm()
-            .alarm_name("api-errors")
-            .namespace("Kiln/Test")
-            .metric_name("Errors")
-            .statistic(Statistic::Sum)
-            .period(60)
-            .evaluation_periods(1)
-            .threshold(1.0)
-            .comparison_operator(ComparisonOperator::GreaterThanOrEqualToThreshold)
-            .send()
-            .await
-            .unwrap();
-        clients
-            .cloudwatch
-            .set_alarm_state()
-            .alarm_name("api-errors")
-            .state_value(StateValue::Ok)
-            .state_reason("baseline")
-            .send()
-            .await
-            .unwrap();
+        put_alarm(&clients, "api-errors").await;
+        set_state(&clients, "api-errors", StateValue::Ok).await;
         envs.push((e, clients));
     }
 
@@ -232,14 +209,7 @@ async fn lambda_aliases_and_alarms_isolated_across_three_accounts() {
     let deployed = target.prepare().await.unwrap();
     assert_eq!(deployed.lambda_version.as_deref(), Some("2"));
     target.shift(&deployed, 10).await.unwrap();
-    dev.cloudwatch
-        .set_alarm_state()
-        .alarm_name("api-errors")
-        .state_value(StateValue::Alarm)
-        .state_reason("breach in dev")
-        .send()
-        .await
-        .unwrap();
+    set_state(dev, "api-errors", StateValue::Alarm).await;
 
     assert_eq!(alias_of(dev).await, ("1".to_string(), vec![("2".to_string(), 0.1)]));
     let caches = AlarmCaches::new(std::time::Duration::ZERO);

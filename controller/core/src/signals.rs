@@ -628,17 +628,22 @@ mod tests {
         }
     }
 
-    #[test]
-    fn metric_must_stay_out_of_bounds_for_its_hold_time() {
-        let mut p = policy();
-        p.alarms.clear();
-        p.metrics.push(MetricTrigger {
+    /// The error-rate trigger: above 1% for `hold` (one datapoint when `None`).
+    fn error_rate(hold: Option<&str>) -> MetricTrigger {
+        MetricTrigger {
             name: "error-rate".into(),
             query: query(),
             max: Some(0.01),
             min: None,
-            for_duration: Some("3m".into()),
-        });
+            for_duration: hold.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn metric_must_stay_out_of_bounds_for_its_hold_time() {
+        let mut p = policy();
+        p.alarms.clear();
+        p.metrics.push(error_rate(Some("3m")));
         // Read at 12:10; CloudWatch has published minutes up to the one starting at 12:07.
         let at = |m: i64| ts("2026-11-20T12:07:00Z").checked_sub(SignedDuration::from_mins(m)).unwrap();
         let mut o = obs(vec![]);
@@ -668,13 +673,7 @@ mod tests {
     fn metric_without_data_follows_missing_data() {
         let mut p = policy();
         p.alarms.clear();
-        p.metrics.push(MetricTrigger {
-            name: "error-rate".into(),
-            query: query(),
-            max: Some(0.01),
-            min: None,
-            for_duration: None,
-        });
+        p.metrics.push(error_rate(None));
         let o = obs(vec![]);
         let e = evaluate(&p, &o, ts(SINCE), &[]);
         assert!(matches!(e.verdict(), Verdict::Inconclusive(r) if r.contains("error-rate")));
@@ -736,13 +735,7 @@ mod tests {
     #[test]
     fn current_health_reads_alarms_now_and_the_latest_published_metrics() {
         let mut p = policy();
-        p.metrics.push(MetricTrigger {
-            name: "error-rate".into(),
-            query: query(),
-            max: Some(0.01),
-            min: None,
-            for_duration: None,
-        });
+        p.metrics.push(error_rate(None));
         p.missing_data = MissingData::Breach;
         let mut o = obs(ok_alarms());
         // Published two minutes late, as CloudWatch does.

@@ -7,7 +7,6 @@ use jiff::SignedDuration;
 use kiln_api::PromotionPhase;
 use kiln_api::promotion::StepStatus;
 use kiln_core::evidence;
-use kiln_core::gates::QueuedAhead;
 use kiln_core::machine::{Action, Outcome};
 use kiln_core::plan::HookPoint;
 use kiln_core::signals::AlarmState;
@@ -206,11 +205,7 @@ fn hotfix_passes_the_freeze_with_security_and_sre_approvals() {
 #[test]
 fn later_promotions_queue_behind_the_active_one() {
     let mut w = World::new("dev");
-    w.ahead.push(QueuedAhead {
-        name: "ingest-worker-v1-4-1-dev".into(),
-        phase: PromotionPhase::Baking,
-        rollback: false,
-    });
+    w.behind("ingest-worker-v1-4-1-dev", PromotionPhase::Baking);
     w.step();
     assert_eq!(w.phase(), PromotionPhase::Queued);
     assert_eq!(w.gate("queue"), (false, "queued behind ingest-worker-v1-4-1-dev (Baking)".into()));
@@ -276,16 +271,7 @@ fn abort_rolls_back_in_flight_and_cancels_waiting() {
 #[test]
 fn failed_pre_traffic_hook_rolls_back_before_any_traffic_moves() {
     let mut w = World::new("dev");
-    if let Some(ecs) = w.release.as_mut().and_then(|r| r.target.ecs.as_mut()) {
-        ecs.hooks = Some(kiln_api::release::Hooks {
-            pre_traffic: Some(kiln_api::release::Hook {
-                lambda_function: Some("migrate".into()),
-                ecs_task_definition: None,
-                timeout: None,
-            }),
-            post_traffic: None,
-        });
-    }
+    w.set_hooks(Some(lambda_hook("migrate")), None);
     let actions =
         w.run_with(|a| (*a == Action::RunHook(HookPoint::PreTraffic)).then(|| Outcome::Failed("exit 1".into())));
     assert_eq!(
@@ -300,10 +286,8 @@ fn failed_pre_traffic_hook_rolls_back_before_any_traffic_moves() {
 #[test]
 fn hooks_that_pass_gate_the_steps() {
     let mut w = World::new("dev");
+    w.set_hooks(Some(lambda_hook("smoke")), Some(lambda_hook("smoke")));
     if let Some(ecs) = w.release.as_mut().and_then(|r| r.target.ecs.as_mut()) {
-        let hook =
-            kiln_api::release::Hook { lambda_function: Some("smoke".into()), ecs_task_definition: None, timeout: None };
-        ecs.hooks = Some(kiln_api::release::Hooks { pre_traffic: Some(hook.clone()), post_traffic: Some(hook) });
         ecs.steps = Some(vec![100]);
     }
     let actions = w.run();
@@ -323,14 +307,14 @@ fn hooks_that_pass_gate_the_steps() {
 #[test]
 fn hook_in_progress_is_asked_again() {
     let mut w = World::new("dev");
-    if let Some(ecs) = w.release.as_mut().and_then(|r| r.target.ecs.as_mut()) {
-        let hook = kiln_api::release::Hook {
+    w.set_hooks(
+        Some(kiln_api::release::Hook {
             lambda_function: None,
             ecs_task_definition: Some("migrate:3".into()),
             timeout: None,
-        };
-        ecs.hooks = Some(kiln_api::release::Hooks { pre_traffic: Some(hook), post_traffic: None });
-    }
+        }),
+        None,
+    );
     let mut first = true;
     let actions = w.run_with(|a| {
         (matches!(a, Action::RunHook(_)) && std::mem::take(&mut first))
@@ -404,11 +388,7 @@ fn retry_while_in_flight_is_acknowledged_and_ignored() {
 fn rollback_promotion_is_never_blocked_by_freeze_approvals_or_queue() {
     // Saturday, prod, no approvals, another promotion queued ahead (waiting, not in flight).
     let mut w = World::new("prod").at("2026-11-21T17:00:00Z").rollback_promotion();
-    w.ahead.push(QueuedAhead {
-        name: "ingest-worker-v1-4-3-prod".into(),
-        phase: PromotionPhase::WaitingForApproval,
-        rollback: false,
-    });
+    w.behind("ingest-worker-v1-4-3-prod", PromotionPhase::WaitingForApproval);
     let actions = w.run();
     assert_eq!(
         actions,
@@ -422,11 +402,7 @@ fn rollback_promotion_is_never_blocked_by_freeze_approvals_or_queue() {
 #[test]
 fn rollback_promotion_takes_over_from_an_in_flight_promotion() {
     let mut rollback = World::new("prod").rollback_promotion();
-    rollback.ahead.push(QueuedAhead {
-        name: "ingest-worker-v1-4-3-prod".into(),
-        phase: PromotionPhase::Baking,
-        rollback: false,
-    });
+    rollback.behind("ingest-worker-v1-4-3-prod", PromotionPhase::Baking);
     assert_eq!(rollback.step(), None);
     assert_eq!(rollback.phase(), PromotionPhase::Deploying);
     assert!(rollback.status.message.clone().unwrap().contains("waiting for ingest-worker-v1-4-3-prod to restore"));
@@ -677,14 +653,7 @@ fn a_freeze_that_starts_before_a_migration_hook_holds_it() {
     // Gates pass at Friday 16:59:59 New York; the snapshot and Prepare happen, then 17:00 comes.
     let mut w =
         World::new("prod").at("2026-11-20T21:59:59Z").approved_by("sec", "security").approved_by("pm", "product");
-    if let Some(ecs) = w.release.as_mut().and_then(|r| r.target.ecs.as_mut()) {
-        let hook = kiln_api::release::Hook {
-            lambda_function: Some("migrate".into()),
-            ecs_task_definition: None,
-            timeout: None,
-        };
-        ecs.hooks = Some(kiln_api::release::Hooks { pre_traffic: Some(hook), post_traffic: None });
-    }
+    w.set_hooks(Some(lambda_hook("migrate")), None);
     let a = w.step().unwrap();
     assert_eq!(a, Action::CaptureSnapshot);
     w.complete(&a, success(&a));
@@ -703,11 +672,7 @@ fn a_freeze_that_starts_before_a_migration_hook_holds_it() {
 #[test]
 fn a_rollback_takes_over_if_the_preempted_promotion_cannot_restore() {
     let mut w = World::new("prod").rollback_promotion();
-    w.ahead.push(QueuedAhead {
-        name: "ingest-worker-v1-4-3-prod".into(),
-        phase: PromotionPhase::RollingBack,
-        rollback: false,
-    });
+    w.behind("ingest-worker-v1-4-3-prod", PromotionPhase::RollingBack);
     assert_eq!(w.step(), None);
     w.advance(59);
     assert_eq!(w.step(), None);

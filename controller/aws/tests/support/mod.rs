@@ -465,3 +465,27 @@ fn read_request(conn: &mut TcpStream) -> Option<StubRequest> {
     let body = String::from_utf8_lossy(&buf[head_end..]).to_string();
     Some(StubRequest { headers, body })
 }
+
+/// A metric alarm `name` in the account of `clients` (Kiln/Test Errors >= 1 over one minute).
+pub async fn put_alarm(clients: &Clients, name: &str) {
+    use aws_sdk_cloudwatch::types::{ComparisonOperator, Statistic};
+    clients
+        .cloudwatch
+        .put_metric_alarm()
+        .alarm_name(name)
+        .namespace("Kiln/Test")
+        .metric_name("Errors")
+        .statistic(Statistic::Sum)
+        .period(60)
+        .evaluation_periods(1)
+        .threshold(1.0)
+        .comparison_operator(ComparisonOperator::GreaterThanOrEqualToThreshold)
+        .send()
+        .await
+        .unwrap();
+}
+
+/// Sets alarm `name` to `state` (CloudWatch SetAlarmState).
+pub async fn set_state(clients: &Clients, name: &str, state: aws_sdk_cloudwatch::types::StateValue) {
+    clients.cloudwatch.set_alarm_state().alarm_name(name).state_value(state).state_reason("test").send().await.unwrap();
+}

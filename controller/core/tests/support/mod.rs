@@ -151,6 +151,11 @@ pub fn weekend_freeze() -> CompiledWindow {
     CompiledWindow::compile("kiln-system", "weekend", &spec).expect("valid window")
 }
 
+/// A hook that invokes Lambda function `name`.
+pub fn lambda_hook(name: &str) -> kiln_api::release::Hook {
+    kiln_api::release::Hook { lambda_function: Some(name.into()), ecs_task_definition: None, timeout: None }
+}
+
 /// One Promotion and everything around it.
 #[derive(Debug, Clone)]
 pub struct World {
@@ -231,6 +236,22 @@ impl World {
         self.step();
         assert_eq!(self.phase(), PromotionPhase::WaitingForGates);
         assert_eq!(self.gate(gate), (false, message.to_string()));
+    }
+
+    /// Another Promotion of the same service and environment is ahead, in `phase`.
+    pub fn behind(&mut self, name: &str, phase: PromotionPhase) {
+        self.ahead.push(QueuedAhead { name: name.into(), phase, rollback: false });
+    }
+
+    /// Sets the ECS target's hooks.
+    pub fn set_hooks(
+        &mut self,
+        pre_traffic: Option<kiln_api::release::Hook>,
+        post_traffic: Option<kiln_api::release::Hook>,
+    ) {
+        if let Some(ecs) = self.release.as_mut().and_then(|r| r.target.ecs.as_mut()) {
+            ecs.hooks = Some(kiln_api::release::Hooks { pre_traffic, post_traffic });
+        }
     }
 
     pub fn at(mut self, t: &str) -> Self {
