@@ -6,9 +6,6 @@
 //! `cargo run -p kiln-aws --example alarm_bench -- [alarms] [rounds]`
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "../tests/support/mod.rs"]
-mod support;
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,7 +15,7 @@ use aws_sdk_cloudwatch::types::{ComparisonOperator, Statistic};
 use kiln_aws::credentials::{EnvironmentAws, Sessions, StsAssumeRole};
 use kiln_aws::signals::AlarmCache;
 use kiln_aws::signals::cloudwatch::CloudWatch;
-use support::{Moto, REGION};
+use kiln_testkit::{Moto, REGION};
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {

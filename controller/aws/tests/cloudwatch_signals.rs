@@ -1,19 +1,17 @@
 //! CloudWatch signal reads against moto.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_sdk_cloudwatch::types::{Dimension, MetricDatum, StateValue};
+use aws_sdk_cloudwatch::types::{Dimension, MetricDatum};
 use jiff::Timestamp;
 use kiln_api::rollback_policy::RollbackPolicySpec;
 use kiln_aws::credentials::Clients;
 use kiln_aws::signals::cloudwatch::CloudWatch;
 use kiln_aws::signals::{AlarmCache, AlarmCaches, AlarmSource, read_policy};
 use kiln_core::signals::AlarmState;
-use support::*;
+use kiln_testkit::*;
 
 fn source(clients: &Clients) -> Arc<CloudWatch> {
     Arc::new(CloudWatch::new(clients.cloudwatch.clone(), clients.scope.clone()))
@@ -23,10 +21,10 @@ fn source(clients: &Clients) -> Arc<CloudWatch> {
 async fn breach_is_seen_in_the_next_batched_read() {
     let moto = Moto::start();
     let clients = moto.clients().await;
-    put_alarm(&clients, "cw1-5xx").await;
-    put_alarm(&clients, "cw1-latency").await;
-    set_state(&clients, "cw1-5xx", StateValue::Ok).await;
-    set_state(&clients, "cw1-latency", StateValue::Ok).await;
+    put_alarm(&clients, "cw1-5xx").await.unwrap();
+    put_alarm(&clients, "cw1-latency").await.unwrap();
+    set_alarm_state(&clients, "cw1-5xx", "OK").await.unwrap();
+    set_alarm_state(&clients, "cw1-latency", "OK").await.unwrap();
     let cw = source(&clients);
     let cache = AlarmCache::new(clients.scope.clone(), cw.clone(), Duration::ZERO);
     let names = vec!["cw1-5xx".to_string(), "cw1-latency".to_string(), "cw1-missing".to_string()];
@@ -35,7 +33,7 @@ async fn breach_is_seen_in_the_next_batched_read() {
     assert_eq!(first.alarms.len(), 2, "a missing alarm is absent (the core counts it as a breach)");
     assert!(first.alarms.iter().all(|a| a.state == AlarmState::Ok));
 
-    set_state(&clients, "cw1-5xx", StateValue::Alarm).await;
+    set_alarm_state(&clients, "cw1-5xx", "ALARM").await.unwrap();
     let second = cache.read(&names, &[], None).await.unwrap();
     let a = second.alarms.iter().find(|a| a.name == "cw1-5xx").unwrap();
     assert_eq!(a.state, AlarmState::Alarm);
@@ -48,7 +46,7 @@ async fn two_hundred_fifty_alarms_in_three_calls_shared_across_bakes() {
     let clients = moto.clients().await;
     let names: Vec<String> = (0..250).map(|i| format!("cw2-alarm-{i:03}")).collect();
     for n in &names {
-        put_alarm(&clients, n).await;
+        put_alarm(&clients, n).await.unwrap();
     }
     let cw = source(&clients);
     let caches = AlarmCaches::new(Duration::from_secs(3600));
@@ -68,9 +66,9 @@ async fn two_hundred_fifty_alarms_in_three_calls_shared_across_bakes() {
 async fn prefixes_select_every_matching_alarm() {
     let moto = Moto::start();
     let clients = moto.clients().await;
-    put_alarm(&clients, "cw3-api-5xx").await;
-    put_alarm(&clients, "cw3-api-latency").await;
-    put_alarm(&clients, "cw3-other").await;
+    put_alarm(&clients, "cw3-api-5xx").await.unwrap();
+    put_alarm(&clients, "cw3-api-latency").await.unwrap();
+    put_alarm(&clients, "cw3-other").await.unwrap();
     // Composite alarms: moto 5.2.5 does not implement PutCompositeAlarm, so the reader's
     // composite path (CompositeAlarms in the DescribeAlarms answer) is not exercised here.
     let cache = AlarmCache::new(clients.scope.clone(), source(&clients), Duration::ZERO);
@@ -83,8 +81,8 @@ async fn prefixes_select_every_matching_alarm() {
 async fn a_flap_between_reads_is_not_missed() {
     let moto = Moto::start();
     let clients = moto.clients().await;
-    put_alarm(&clients, "cw4-5xx").await;
-    set_state(&clients, "cw4-5xx", StateValue::Ok).await;
+    put_alarm(&clients, "cw4-5xx").await.unwrap();
+    set_alarm_state(&clients, "cw4-5xx", "OK").await.unwrap();
     let cache = AlarmCache::new(clients.scope.clone(), source(&clients), Duration::ZERO);
     let names = vec!["cw4-5xx".to_string()];
     let before = cache.read(&names, &[], None).await.unwrap();
@@ -95,8 +93,8 @@ async fn a_flap_between_reads_is_not_missed() {
     let since = Timestamp::now();
     tokio::time::sleep(Duration::from_millis(1100)).await;
 
-    set_state(&clients, "cw4-5xx", StateValue::Alarm).await;
-    set_state(&clients, "cw4-5xx", StateValue::Ok).await;
+    set_alarm_state(&clients, "cw4-5xx", "ALARM").await.unwrap();
+    set_alarm_state(&clients, "cw4-5xx", "OK").await.unwrap();
     // moto answers DescribeAlarmHistory with a bare 500: like any 5xx, an error to retry, never
     // silently "no history".
     let err = cache.read(&names, &[], Some(since)).await.unwrap_err();

@@ -1,11 +1,9 @@
 //! CodeDeploy create/follow against moto (StopDeployment is not emulated: see the fake tests).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
-
 use aws_sdk_codedeploy::types as cd;
 use kiln_aws::codedeploy::{CodeDeploy, CodeDeployEcs, CodeDeployRequest, DeploymentState};
-use support::*;
+use kiln_testkit::*;
 
 fn request(app: &str) -> CodeDeployRequest {
     CodeDeployRequest {

@@ -1,8 +1,6 @@
 //! Three environments in three accounts via STS AssumeRole in one moto.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
-
 use std::sync::Arc;
 
 use aws_credential_types::Credentials;
@@ -12,7 +10,7 @@ use kiln_aws::credentials::{EnvironmentAws, Sessions, StsAssumeRole, session_nam
 use kiln_aws::ecs::EcsService;
 use kiln_aws::ecs::blue_green::EcsBlueGreen;
 use kiln_aws::traffic::TrafficTarget;
-use support::*;
+use kiln_testkit::*;
 
 fn env(account: &str) -> EnvironmentAws {
     EnvironmentAws {
@@ -54,10 +52,12 @@ async fn three_environments_three_accounts_isolated() {
     let mut envs = Vec::new();
     for account in ["111111111111", "222222222222", "333333333333"] {
         let e = env(account);
-        let creds = sessions.credentials(&e, &session).await.unwrap();
+        // The fixture is made through the test kit's own session on the same role; kiln acts
+        // through the controller's sessions.
+        let fixture_account = Account::assume(&moto, account, REGION).await.unwrap();
+        let f = EcsFixture::create(&fixture_account, "web", "app").await.unwrap();
         let clients = sessions.clients(&e, &session).await.unwrap();
         assert_eq!(clients.scope.account_id, account);
-        let f = ecs_fixture(&moto, &clients, creds.credentials.access_key_id(), "web").await;
         assert!(f.listener_arn.contains(account), "{} is in {account}", f.listener_arn);
         envs.push((e, clients, f));
     }
@@ -82,15 +82,15 @@ async fn three_environments_three_accounts_isolated() {
     bg.shift(&deployed, 10).await.unwrap();
 
     assert_eq!(
-        listener_weights(dev, &dev_f.listener_arn).await,
+        listener_weights(dev, &dev_f.listener_arn).await.unwrap(),
         vec![(dev_f.blue_tg.clone(), 90), (dev_f.green_tg.clone(), 10)]
     );
     for (_, clients, f) in &envs[1..] {
         assert_eq!(
-            listener_weights(clients, &f.listener_arn).await,
+            listener_weights(clients, &f.listener_arn).await.unwrap(),
             vec![(f.blue_tg.clone(), 100), (f.green_tg.clone(), 0)]
         );
-        assert_eq!(task_sets(clients, f).await.len(), 1, "no task set created outside dev");
+        assert_eq!(f.task_sets(clients).await.unwrap().len(), 1, "no task set created outside dev");
     }
 
     // A resource that exists only in dev is reported missing in prod, naming prod's account.
@@ -106,7 +106,7 @@ async fn three_environments_three_accounts_isolated() {
 
     bg.restore(&snap).await.unwrap();
     assert_eq!(
-        listener_weights(dev, &dev_f.listener_arn).await,
+        listener_weights(dev, &dev_f.listener_arn).await.unwrap(),
         vec![(dev_f.blue_tg.clone(), 100), (dev_f.green_tg.clone(), 0)]
     );
 }
@@ -144,8 +144,6 @@ fn lambda_image(n: u8) -> String {
 /// names in three accounts; moving dev's alias and breaching dev's alarm leave stg and prod alone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lambda_aliases_and_alarms_isolated_across_three_accounts() {
-    use aws_sdk_cloudwatch::types::StateValue;
-    use aws_sdk_lambda::types::{FunctionCode, PackageType};
     use kiln_aws::lambda::alias::{LambdaAlias, LambdaCode};
     use kiln_aws::signals::AlarmCaches;
     use kiln_aws::signals::cloudwatch::CloudWatch;
@@ -158,40 +156,19 @@ async fn lambda_aliases_and_alarms_isolated_across_three_accounts() {
     let mut envs = Vec::new();
     for account in ["111111111111", "222222222222", "333333333333"] {
         let e = env(account);
-        let creds = sessions.credentials(&e, &session).await.unwrap();
+        let fixture_account = Account::assume(&moto, account, REGION).await.unwrap();
+        let function = LambdaFixture::create_image(&fixture_account, "api", "live", &lambda_image(1)).await.unwrap();
+        assert!(function.role_arn.contains(account), "{} is in {account}", function.role_arn);
+        assert!(function.arn.contains(account), "{} is in {account}", function.arn);
         let clients = sessions.clients(&e, &session).await.unwrap();
-        let role = moto.lambda_role(creds.credentials.access_key_id(), "api-role");
-        assert!(role.contains(account), "{role} is in {account}");
-        let created = clients
-            .lambda
-            .create_function()
-            .function_name("api")
-            .role(role)
-            .package_type(PackageType::Image)
-            .code(FunctionCode::builder().image_uri(lambda_image(1)).build())
-            .send()
-            .await
-            .unwrap();
-        assert!(created.function_arn().unwrap().contains(account));
-        clients.lambda.publish_version().function_name("api").send().await.unwrap();
-        clients.lambda.create_alias().function_name("api").name("live").function_version("1").send().await.unwrap();
-        put_alarm(&clients, "api-errors").await;
-        set_state(&clients, "api-errors", StateValue::Ok).await;
+        put_alarm(&clients, "api-errors").await.unwrap();
+        set_alarm_state(&clients, "api-errors", "OK").await.unwrap();
         envs.push((e, clients));
     }
 
     let alias_of = |clients: &kiln_aws::credentials::Clients| {
-        let lambda = clients.lambda.clone();
-        async move {
-            let a = lambda.get_alias().function_name("api").name("live").send().await.unwrap();
-            let routing: Vec<(String, f64)> = a
-                .routing_config()
-                .and_then(|r| r.additional_version_weights().cloned())
-                .unwrap_or_default()
-                .into_iter()
-                .collect();
-            (a.function_version().unwrap().to_string(), routing)
-        }
+        let clients = clients.clone();
+        async move { lambda_alias(&clients, "api", "live").await.unwrap() }
     };
 
     // dev: new version, alias weighted 10% to it, and its alarm breached.
@@ -209,9 +186,9 @@ async fn lambda_aliases_and_alarms_isolated_across_three_accounts() {
     let deployed = target.prepare().await.unwrap();
     assert_eq!(deployed.lambda_version.as_deref(), Some("2"));
     target.shift(&deployed, 10).await.unwrap();
-    set_state(dev, "api-errors", StateValue::Alarm).await;
+    set_alarm_state(dev, "api-errors", "ALARM").await.unwrap();
 
-    assert_eq!(alias_of(dev).await, ("1".to_string(), vec![("2".to_string(), 0.1)]));
+    assert_eq!(alias_of(dev).await, AliasState::weighted("1", "2", 0.1));
     let caches = AlarmCaches::new(std::time::Duration::ZERO);
     let names = vec!["api-errors".to_string()];
     for (i, (_, clients)) in envs.iter().enumerate() {
@@ -224,17 +201,17 @@ async fn lambda_aliases_and_alarms_isolated_across_three_accounts() {
         assert_eq!(read.alarms[0].state, expected, "api-errors in {}", clients.scope.account_id);
         if i > 0 {
             // No version published, alias untouched outside dev.
-            assert_eq!(alias_of(clients).await, ("1".to_string(), vec![]));
-            let versions = clients.lambda.list_versions_by_function().function_name("api").send().await.unwrap();
-            assert_eq!(versions.versions().len(), 2, "$LATEST and 1 in {}", clients.scope.account_id);
+            assert_eq!(alias_of(clients).await, AliasState::on("1"));
+            let versions = lambda_versions(clients, "api").await.unwrap();
+            assert_eq!(versions, ["$LATEST", "1"], "in {}", clients.scope.account_id);
         }
     }
 
     target.shift(&deployed, 100).await.unwrap();
-    assert_eq!(alias_of(dev).await, ("2".to_string(), vec![]));
+    assert_eq!(alias_of(dev).await, AliasState::on("2"));
     for (_, clients) in &envs[1..] {
-        assert_eq!(alias_of(clients).await, ("1".to_string(), vec![]));
+        assert_eq!(alias_of(clients).await, AliasState::on("1"));
     }
     target.restore(&snap).await.unwrap();
-    assert_eq!(alias_of(dev).await, ("1".to_string(), vec![]));
+    assert_eq!(alias_of(dev).await, AliasState::on("1"));
 }

@@ -1,14 +1,12 @@
 //! ECS blue/green by target-group weights against moto.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
-
 use kiln_api::release::{EcsTraffic, ListenerRef, TargetGroupRef};
 use kiln_aws::ErrorClass;
 use kiln_aws::ecs::EcsService;
 use kiln_aws::ecs::blue_green::EcsBlueGreen;
 use kiln_aws::traffic::TrafficTarget;
-use support::*;
+use kiln_testkit::*;
 
 fn by_name(prefix: &str) -> EcsTraffic {
     EcsTraffic {
@@ -34,8 +32,9 @@ fn service(f: &EcsFixture) -> EcsService {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn weights_shift_and_restore_exactly() {
     let moto = Moto::start();
-    let clients = moto.clients().await;
-    let f = ecs_fixture(&moto, &clients, "AKIATESTTESTTEST", "bg1").await;
+    let account = Account::moto_default(&moto).await;
+    let clients = account.clients.clone();
+    let f = EcsFixture::create(&account, "bg1", "app").await.unwrap();
     let uid = "0b7c6a1e-1111-4222-8333-944445555666";
     let bg = EcsBlueGreen::new(clients.clone(), None, uid, service(&f), by_name("bg1"));
 
@@ -45,7 +44,7 @@ async fn weights_shift_and_restore_exactly() {
     assert_eq!(ecs.task_definition.as_deref(), Some(f.task_definition.as_str()));
     assert_eq!(ecs.listener_or_rule_arn.as_deref(), Some(f.listener_arn.as_str()));
     let start = vec![(f.blue_tg.clone(), 100), (f.green_tg.clone(), 0)];
-    assert_eq!(listener_weights(&clients, &f.listener_arn).await, start);
+    assert_eq!(listener_weights(&clients, &f.listener_arn).await.unwrap(), start);
 
     let deployed = bg.prepare().await.unwrap();
     let td = deployed.task_definition.clone().unwrap();
@@ -60,51 +59,52 @@ async fn weights_shift_and_restore_exactly() {
     // A repeat (crash between the call and the status write) finds what exists.
     let again = bg.prepare().await.unwrap();
     assert_eq!(again, deployed);
-    let sets = task_sets(&clients, &f).await;
+    let sets = task_set_rows(&clients, &f).await;
     assert_eq!(sets.len(), 2, "{sets:?}");
     assert!(sets.iter().any(|(id, _, ext)| *id == green && ext == uid));
 
     bg.shift(&deployed, 10).await.unwrap();
     assert_eq!(
-        listener_weights(&clients, &f.listener_arn).await,
+        listener_weights(&clients, &f.listener_arn).await.unwrap(),
         vec![(f.blue_tg.clone(), 90), (f.green_tg.clone(), 10)]
     );
     bg.shift(&deployed, 10).await.unwrap();
     assert_eq!(
-        listener_weights(&clients, &f.listener_arn).await,
+        listener_weights(&clients, &f.listener_arn).await.unwrap(),
         vec![(f.blue_tg.clone(), 90), (f.green_tg.clone(), 10)]
     );
     bg.shift(&deployed, 100).await.unwrap();
     assert_eq!(
-        listener_weights(&clients, &f.listener_arn).await,
+        listener_weights(&clients, &f.listener_arn).await.unwrap(),
         vec![(f.blue_tg.clone(), 0), (f.green_tg.clone(), 100)]
     );
 
     bg.restore(&snap).await.unwrap();
-    assert_eq!(listener_weights(&clients, &f.listener_arn).await, start);
-    let after = task_sets(&clients, &f).await;
+    assert_eq!(listener_weights(&clients, &f.listener_arn).await.unwrap(), start);
+    let after = task_set_rows(&clients, &f).await;
     assert_eq!(after, vec![(f.blue_task_set.clone(), "PRIMARY".to_string(), "initial".to_string())]);
 
     // Restoring twice changes nothing.
     bg.restore(&snap).await.unwrap();
-    assert_eq!(listener_weights(&clients, &f.listener_arn).await, start);
-    assert_eq!(task_sets(&clients, &f).await, after);
+    assert_eq!(listener_weights(&clients, &f.listener_arn).await.unwrap(), start);
+    assert_eq!(task_set_rows(&clients, &f).await, after);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn finalize_makes_green_primary_and_retires_blue() {
     let moto = Moto::start();
-    let clients = moto.clients().await;
-    let f = ecs_fixture(&moto, &clients, "AKIATESTTESTTEST", "bg2").await;
+    let account = Account::moto_default(&moto).await;
+    let clients = account.clients.clone();
+    let f = EcsFixture::create(&account, "bg2", "app").await.unwrap();
     let bg = EcsBlueGreen::new(clients.clone(), None, "uid-bg2", service(&f), by_name("bg2"));
     let deployed = bg.prepare().await.unwrap();
     bg.shift(&deployed, 100).await.unwrap();
     bg.finalize(&deployed).await.unwrap();
     bg.finalize(&deployed).await.unwrap();
-    let sets = task_sets(&clients, &f).await;
+    let sets = task_set_rows(&clients, &f).await;
     assert_eq!(sets, vec![(deployed.task_set.clone().unwrap(), "PRIMARY".to_string(), "uid-bg2".to_string())]);
     assert_eq!(
-        listener_weights(&clients, &f.listener_arn).await,
+        listener_weights(&clients, &f.listener_arn).await.unwrap(),
         vec![(f.blue_tg.clone(), 0), (f.green_tg.clone(), 100)]
     );
 }
@@ -112,8 +112,9 @@ async fn finalize_makes_green_primary_and_retires_blue() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_resources_are_named_with_account_and_region() {
     let moto = Moto::start();
-    let clients = moto.clients().await;
-    let f = ecs_fixture(&moto, &clients, "AKIATESTTESTTEST", "bg3").await;
+    let account = Account::moto_default(&moto).await;
+    let clients = account.clients.clone();
+    let f = EcsFixture::create(&account, "bg3", "app").await.unwrap();
     let mut traffic = by_name("bg3");
     traffic.green_target_group = TargetGroupRef { name: Some("nope-green".into()), arn: None, tags: None };
     let bg = EcsBlueGreen::new(clients.clone(), None, "uid-bg3", service(&f), traffic);
@@ -140,15 +141,16 @@ async fn missing_resources_are_named_with_account_and_region() {
     let err = bg.prepare().await.unwrap_err();
     assert_eq!(err.class(), ErrorClass::SpecWrong);
     assert!(err.to_string().contains("not pinned by digest"), "{err}");
-    assert_eq!(task_sets(&clients, &f).await.len(), 1, "nothing created");
+    assert_eq!(task_set_rows(&clients, &f).await.len(), 1, "nothing created");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_listener_rule_by_priority_is_weighted_instead_of_the_default_action() {
     use aws_sdk_elasticloadbalancingv2::types as elb;
     let moto = Moto::start();
-    let clients = moto.clients().await;
-    let f = ecs_fixture(&moto, &clients, "AKIATESTTESTTEST", "bg4").await;
+    let account = Account::moto_default(&moto).await;
+    let clients = account.clients.clone();
+    let f = EcsFixture::create(&account, "bg4", "app").await.unwrap();
     let fwd = elb::ForwardActionConfig::builder()
         .target_groups(elb::TargetGroupTuple::builder().target_group_arn(&f.blue_tg).weight(100).build())
         .target_groups(elb::TargetGroupTuple::builder().target_group_arn(&f.green_tg).weight(0).build())
@@ -177,14 +179,20 @@ async fn a_listener_rule_by_priority_is_weighted_instead_of_the_default_action()
     assert_eq!(snap.ecs.as_ref().unwrap().listener_or_rule_arn.as_deref(), Some(rule_arn.as_str()));
     let deployed = bg.prepare().await.unwrap();
     bg.shift(&deployed, 25).await.unwrap();
-    assert_eq!(listener_weights(&clients, &rule_arn).await, vec![(f.blue_tg.clone(), 75), (f.green_tg.clone(), 25)]);
     assert_eq!(
-        listener_weights(&clients, &f.listener_arn).await,
+        listener_weights(&clients, &rule_arn).await.unwrap(),
+        vec![(f.blue_tg.clone(), 75), (f.green_tg.clone(), 25)]
+    );
+    assert_eq!(
+        listener_weights(&clients, &f.listener_arn).await.unwrap(),
         vec![(f.blue_tg.clone(), 100), (f.green_tg.clone(), 0)],
         "the listener's default action is untouched"
     );
     bg.restore(&snap).await.unwrap();
-    assert_eq!(listener_weights(&clients, &rule_arn).await, vec![(f.blue_tg.clone(), 100), (f.green_tg.clone(), 0)]);
+    assert_eq!(
+        listener_weights(&clients, &rule_arn).await.unwrap(),
+        vec![(f.blue_tg.clone(), 100), (f.green_tg.clone(), 0)]
+    );
 
     // The same rule found by its tags.
     clients
@@ -215,28 +223,22 @@ async fn a_listener_rule_by_priority_is_weighted_instead_of_the_default_action()
     assert!(err.to_string().starts_with("listener rule with tags kiln.dev/route=nope not found in account"), "{err}");
 }
 
+/// The service's task sets as (ARN, status, externalId), sorted.
+async fn task_set_rows(clients: &kiln_aws::credentials::Clients, f: &EcsFixture) -> Vec<(String, String, String)> {
+    f.task_sets(clients).await.unwrap().into_iter().map(|t| (t.arn, t.status, t.external_id)).collect()
+}
+
 /// The target group each task set of the service is registered with, by task set ARN.
 async fn task_set_target_groups(clients: &kiln_aws::credentials::Clients, f: &EcsFixture) -> Vec<(String, String)> {
-    let out = clients.ecs.describe_task_sets().cluster(&f.cluster).service(&f.service).send().await.unwrap();
-    let mut v: Vec<_> = out
-        .task_sets()
-        .iter()
-        .map(|t| {
-            (
-                t.task_set_arn().unwrap().to_string(),
-                t.load_balancers().first().and_then(|l| l.target_group_arn()).unwrap_or_default().to_string(),
-            )
-        })
-        .collect();
-    v.sort();
-    v
+    f.task_sets(clients).await.unwrap().into_iter().map(|t| (t.arn, t.target_group.unwrap_or_default())).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_promotion_shifts_from_the_live_group_to_the_idle_one() {
     let moto = Moto::start();
-    let clients = moto.clients().await;
-    let f = ecs_fixture(&moto, &clients, "AKIATESTTESTTEST", "bg5").await;
+    let account = Account::moto_default(&moto).await;
+    let clients = account.clients.clone();
+    let f = EcsFixture::create(&account, "bg5", "app").await.unwrap();
     let blue_100 = vec![(f.blue_tg.clone(), 100), (f.green_tg.clone(), 0)];
     let green_100 = vec![(f.blue_tg.clone(), 0), (f.green_tg.clone(), 100)];
 
@@ -245,7 +247,7 @@ async fn a_second_promotion_shifts_from_the_live_group_to_the_idle_one() {
     let d2 = first.prepare().await.unwrap();
     first.shift(&d2, 10).await.unwrap();
     first.finalize(&d2).await.unwrap();
-    assert_eq!(listener_weights(&clients, &f.listener_arn).await, green_100);
+    assert_eq!(listener_weights(&clients, &f.listener_arn).await.unwrap(), green_100);
     let v2 = d2.task_set.clone().unwrap();
     assert_eq!(task_set_target_groups(&clients, &f).await, vec![(v2.clone(), f.green_tg.clone())]);
 
@@ -255,45 +257,46 @@ async fn a_second_promotion_shifts_from_the_live_group_to_the_idle_one() {
     let second = EcsBlueGreen::new(clients.clone(), None, "uid-bg5-v3", svc, by_name("bg5"));
     let snap = second.snapshot().await.unwrap();
     assert_eq!(snap.ecs.as_ref().unwrap().primary_task_set.as_deref(), Some(v2.as_str()));
-    let before = task_sets(&clients, &f).await;
+    let before = task_set_rows(&clients, &f).await;
     let d3 = second.prepare().await.unwrap();
     let v3 = d3.task_set.clone().unwrap();
     let mut placed = vec![(v2.clone(), f.green_tg.clone()), (v3.clone(), f.blue_tg.clone())];
     placed.sort();
     assert_eq!(task_set_target_groups(&clients, &f).await, placed);
     assert_eq!(second.prepare().await.unwrap(), d3, "a repeat finds the same task set");
-    assert_eq!(listener_weights(&clients, &f.listener_arn).await, green_100, "prepare moves no traffic");
+    assert_eq!(listener_weights(&clients, &f.listener_arn).await.unwrap(), green_100, "prepare moves no traffic");
     second.shift(&d3, 10).await.unwrap();
     assert_eq!(
-        listener_weights(&clients, &f.listener_arn).await,
+        listener_weights(&clients, &f.listener_arn).await.unwrap(),
         vec![(f.blue_tg.clone(), 10), (f.green_tg.clone(), 90)]
     );
 
     // Restore returns exactly to the state before the second promotion.
     second.restore(&snap).await.unwrap();
-    assert_eq!(listener_weights(&clients, &f.listener_arn).await, green_100);
-    assert_eq!(task_sets(&clients, &f).await, before);
+    assert_eq!(listener_weights(&clients, &f.listener_arn).await.unwrap(), green_100);
+    assert_eq!(task_set_rows(&clients, &f).await, before);
     second.restore(&snap).await.unwrap();
-    assert_eq!(task_sets(&clients, &f).await, before);
+    assert_eq!(task_set_rows(&clients, &f).await, before);
 
     // Promoted again and finalized: blue serves, v3 alone.
     let d3 = second.prepare().await.unwrap();
     second.shift(&d3, 50).await.unwrap();
     assert_eq!(
-        listener_weights(&clients, &f.listener_arn).await,
+        listener_weights(&clients, &f.listener_arn).await.unwrap(),
         vec![(f.blue_tg.clone(), 50), (f.green_tg.clone(), 50)]
     );
     second.finalize(&d3).await.unwrap();
-    assert_eq!(listener_weights(&clients, &f.listener_arn).await, blue_100);
-    let sets = task_sets(&clients, &f).await;
+    assert_eq!(listener_weights(&clients, &f.listener_arn).await.unwrap(), blue_100);
+    let sets = task_set_rows(&clients, &f).await;
     assert_eq!(sets, vec![(d3.task_set.clone().unwrap(), "PRIMARY".to_string(), "uid-bg5-v3".to_string())]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prepare_refuses_when_the_idle_group_still_carries_traffic() {
     let moto = Moto::start();
-    let clients = moto.clients().await;
-    let f = ecs_fixture(&moto, &clients, "AKIATESTTESTTEST", "bg6").await;
+    let account = Account::moto_default(&moto).await;
+    let clients = account.clients.clone();
+    let f = EcsFixture::create(&account, "bg6", "app").await.unwrap();
     // A shift left half-way by someone else.
     let half = [
         kiln_api::promotion::TargetGroupWeight { target_group_arn: f.blue_tg.clone(), weight: 70 },
@@ -304,27 +307,28 @@ async fn prepare_refuses_when_the_idle_group_still_carries_traffic() {
     let err = bg.prepare().await.unwrap_err();
     assert_eq!(err.class(), ErrorClass::SpecWrong);
     assert!(err.to_string().contains("both target groups carry traffic"), "{err}");
-    assert_eq!(task_sets(&clients, &f).await.len(), 1, "no task set created");
+    assert_eq!(task_set_rows(&clients, &f).await.len(), 1, "no task set created");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restore_after_finalize_refuses_and_changes_nothing() {
     let moto = Moto::start();
-    let clients = moto.clients().await;
-    let f = ecs_fixture(&moto, &clients, "AKIATESTTESTTEST", "bg7").await;
+    let account = Account::moto_default(&moto).await;
+    let clients = account.clients.clone();
+    let f = EcsFixture::create(&account, "bg7", "app").await.unwrap();
     let bg = EcsBlueGreen::new(clients.clone(), None, "uid-bg7", service(&f), by_name("bg7"));
     let snap = bg.snapshot().await.unwrap();
     let deployed = bg.prepare().await.unwrap();
     bg.finalize(&deployed).await.unwrap();
-    let weights = listener_weights(&clients, &f.listener_arn).await;
-    let sets = task_sets(&clients, &f).await;
+    let weights = listener_weights(&clients, &f.listener_arn).await.unwrap();
+    let sets = task_set_rows(&clients, &f).await;
 
     let err = bg.restore(&snap).await.unwrap_err();
     assert_eq!(err.class(), ErrorClass::SpecWrong);
     assert!(err.to_string().contains("no longer exists"), "{err}");
     // The only serving task set is kept and traffic stays on it.
-    assert_eq!(listener_weights(&clients, &f.listener_arn).await, weights);
+    assert_eq!(listener_weights(&clients, &f.listener_arn).await.unwrap(), weights);
     assert_eq!(weights, vec![(f.blue_tg.clone(), 0), (f.green_tg.clone(), 100)]);
-    assert_eq!(task_sets(&clients, &f).await, sets);
+    assert_eq!(task_set_rows(&clients, &f).await, sets);
     assert_eq!(sets.len(), 1);
 }

@@ -1,13 +1,11 @@
 //! ECS rolling against moto.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
-
 use aws_sdk_ecs::types as ecs;
 use kiln_aws::ecs::EcsService;
 use kiln_aws::ecs::rolling::EcsRolling;
 use kiln_aws::traffic::TrafficTarget;
-use support::*;
+use kiln_testkit::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn update_service_and_restore_previous_task_definition() {

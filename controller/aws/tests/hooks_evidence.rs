@@ -2,14 +2,12 @@
 //! not have here: tested against the fake).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
-
 use std::time::Duration;
 
 use aws_sdk_ecs::types as ecs;
 use kiln_aws::evidence::{EvidenceStore, S3Evidence};
 use kiln_aws::hooks::{AwsHooks, HookRunner, HookState, HookTarget};
-use support::*;
+use kiln_testkit::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ecs_task_hook_runs_once_and_reports_the_stop() {

@@ -2,14 +2,12 @@
 //! (CodeDeploy StopDeployment, DescribeAlarmHistory) and for retries, which moto cannot provoke.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
-
 use jiff::Timestamp;
 use kiln_aws::codedeploy::{CodeDeploy, CodeDeployEcs, CodeDeployRequest, DeploymentState, StopOutcome};
 use kiln_aws::signals::AlarmSource;
 use kiln_aws::signals::cloudwatch::CloudWatch;
 use kiln_core::signals::AlarmState;
-use support::*;
+use kiln_testkit::*;
 
 const JSON: &str = "application/x-amz-json-1.1";
 const XML: &str = "text/xml";
