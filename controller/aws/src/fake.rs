@@ -354,6 +354,8 @@ impl TrafficTarget for FakeTraffic {
 #[derive(Debug, Default)]
 pub struct FakeCodeDeploy {
     deployments: Mutex<BTreeMap<String, (String, DeploymentState)>>,
+    created: Mutex<Vec<(String, String, String)>>,
+    stopped: Mutex<Vec<String>>,
 }
 
 impl FakeCodeDeploy {
@@ -373,6 +375,16 @@ impl FakeCodeDeploy {
     pub fn count(&self) -> usize {
         lock(&self.deployments).len()
     }
+
+    /// Every deployment created, in order: (ID, Promotion UID, task definition).
+    pub fn created(&self) -> Vec<(String, String, String)> {
+        lock(&self.created).clone()
+    }
+
+    /// The deployment ID of every StopDeployment call, in order.
+    pub fn stopped(&self) -> Vec<String> {
+        lock(&self.stopped).clone()
+    }
 }
 
 #[async_trait]
@@ -384,6 +396,7 @@ impl CodeDeploy for FakeCodeDeploy {
             return Ok(id.clone());
         }
         let id = format!("d-{:09}", d.len() + 1);
+        lock(&self.created).push((id.clone(), uid.to_string(), request.task_definition.clone()));
         d.insert(
             id.clone(),
             (
@@ -403,6 +416,7 @@ impl CodeDeploy for FakeCodeDeploy {
     }
 
     async fn stop(&self, deployment_id: &str) -> Result<StopOutcome> {
+        lock(&self.stopped).push(deployment_id.to_string());
         let mut d = lock(&self.deployments);
         let Some(dep) = d.get_mut(deployment_id) else {
             return Err(AwsError::NotFound {

@@ -1,6 +1,7 @@
 //! kiln's AWS adapters.
 //!
-//! Small traits shaped by what kiln does — move traffic ([`traffic::TrafficTarget`]), read
+//! Small traits shaped by what kiln does — move traffic ([`traffic::TrafficTarget`]: ECS blue/green,
+//! rolling and through CodeDeploy ([`ecs::code_deploy::EcsCodeDeploy`]), Lambda aliases), read
 //! signals ([`signals::SignalReader`] over a per-account [`signals::AlarmCache`]), assume an
 //! environment's role ([`credentials::AssumeRole`]), follow CodeDeploy ([`codedeploy::CodeDeploy`]),
 //! run hooks ([`hooks::HookRunner`]), store evidence ([`evidence::EvidenceStore`]) — implemented

@@ -1,6 +1,7 @@
 //! ECS: the task definition kiln registers, shared by every ECS strategy.
 
 pub mod blue_green;
+pub mod code_deploy;
 pub mod rolling;
 
 use aws_sdk_ecs::Client;
@@ -57,7 +58,9 @@ where
     }
 }
 
-async fn describe_task_definition(ecs: &Client, td: &str) -> Result<(TaskDefinition, Vec<Tag>)> {
+/// Task definition `td` (ARN, `family:revision` or family for its latest ACTIVE revision) with
+/// its tags.
+pub(crate) async fn describe_task_definition(ecs: &Client, td: &str) -> Result<(TaskDefinition, Vec<Tag>)> {
     let out = ecs
         .describe_task_definition()
         .task_definition(td)
@@ -73,7 +76,8 @@ async fn describe_task_definition(ecs: &Client, td: &str) -> Result<(TaskDefinit
     Ok((def, out.tags().to_vec()))
 }
 
-fn has_uid(tags: &[Tag], uid: &str) -> bool {
+/// Whether `tags` mark a resource kiln created for the Promotion with UID `uid`.
+pub(crate) fn has_uid(tags: &[Tag], uid: &str) -> bool {
     tags.iter().any(|t| t.key() == Some(PROMOTION_UID_TAG) && t.value() == Some(uid))
 }
 
