@@ -441,6 +441,11 @@ pub struct RollbackStatus {
     /// When the previous state was restored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completed_at: Option<Time>,
+    /// Milliseconds from the breach's start (or, without one, its detection) to the restore
+    /// completing, as measured by kiln: the number behind the "breach to traffic restored" SLO
+    /// (the timestamps above are whole seconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub breach_to_restore_millis: Option<i64>,
 }
 
 /// One transition in a Promotion's life.

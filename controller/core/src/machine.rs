@@ -507,6 +507,7 @@ fn begin_rollback(
         breach_started_at: breach_started_at.map(to_time),
         detected_at: to_time(d.now()),
         completed_at: None,
+        breach_to_restore_millis: None,
     });
     let reason = match cause {
         "abort" => "AbortRequested",
@@ -715,7 +716,11 @@ fn bake_done(d: &mut Draft<'_, '_>, ends: Timestamp, started: Timestamp, what: &
 fn watch_signals(d: &mut Draft<'_, '_>, act: bool) -> Option<Action> {
     let input = d.input;
     // Nothing the new version did can show before the deployment started.
-    let since = d.status.started_at.as_ref().map(|t| t.0)?;
+    // `startedAt` is stored in whole seconds: a state change within that second may precede the
+    // deployment (an alarm settling as the gates passed), and without alarm history it would
+    // count as a flap. Nothing the new version does shows that early: the snapshot and the new
+    // version come first, traffic only after.
+    let since = d.status.started_at.as_ref().map(|t| t.0)?.checked_add(SignedDuration::from_secs(1)).ok()?;
     d.status.previous.as_ref()?;
     match input.policy {
         PolicyState::NotRequired => None,
@@ -843,6 +848,9 @@ pub fn complete(input: &PromotionInput<'_>, action: &Action, outcome: Outcome) -
             let mut message = "previous state restored".to_string();
             if let Some(rb) = d.status.rollback.as_mut() {
                 rb.completed_at = Some(to_time(input.now));
+                let from = rb.breach_started_at.as_ref().map(|t| t.0).unwrap_or(rb.detected_at.0);
+                rb.breach_to_restore_millis =
+                    Some(i64::try_from(input.now.duration_since(from).as_millis().max(0)).unwrap_or(i64::MAX));
                 let took = input.now.duration_since(rb.detected_at.0);
                 message =
                     format!("previous state restored {} after detection (cause: {})", human_duration(took), rb.cause);
