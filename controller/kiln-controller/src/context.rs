@@ -1,0 +1,109 @@
+//! What every reconcile shares: the client, the caches, AWS, the event recorder, metrics and
+//! the clock.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use jiff::Timestamp;
+use kiln_api::{Environment, FreezeWindow, Promotion, Release, RollbackPolicy};
+use kiln_core::freeze::CompiledWindow;
+use kube::runtime::events::Recorder;
+use kube::runtime::reflector::Store;
+
+use crate::cloud::Cloud;
+use crate::metrics::Metrics;
+
+/// The time, from outside the decision core (so tests and the sandbox can see what it sees).
+pub trait Clock: Send + Sync {
+    /// Now.
+    fn now(&self) -> Timestamp;
+}
+
+/// The system clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Timestamp {
+        Timestamp::now()
+    }
+}
+
+/// The reflector caches of every kind kiln reads.
+#[derive(Clone)]
+pub struct Stores {
+    /// Releases.
+    pub releases: Store<Release>,
+    /// Promotions.
+    pub promotions: Store<Promotion>,
+    /// Environments (cluster-scoped).
+    pub environments: Store<Environment>,
+    /// FreezeWindows.
+    pub freezes: Store<FreezeWindow>,
+    /// RollbackPolicies.
+    pub policies: Store<RollbackPolicy>,
+}
+
+/// FreezeWindows compiled once per resourceVersion (time-zone rules are not re-parsed on every
+/// reconcile).
+#[derive(Default)]
+pub struct FreezeCache {
+    compiled: Mutex<HashMap<WindowKey, (String, Compiled)>>,
+}
+
+/// (namespace, name).
+type WindowKey = (String, String);
+/// A compiled window or why it does not compile.
+type Compiled = Result<CompiledWindow, String>;
+
+impl FreezeCache {
+    /// The compiled window for `w` (an error message if its spec is invalid).
+    pub fn get(&self, w: &FreezeWindow) -> Result<CompiledWindow, String> {
+        let ns = w.metadata.namespace.clone().unwrap_or_default();
+        let name = w.metadata.name.clone().unwrap_or_default();
+        let rv = w.metadata.resource_version.clone().unwrap_or_default();
+        let key = (ns.clone(), name.clone());
+        // A poisoned lock only means another reconcile panicked mid-insert; the map is still a
+        // valid cache.
+        let mut map = self.compiled.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((seen, c)) = map.get(&key)
+            && *seen == rv
+        {
+            return c.clone();
+        }
+        let c = CompiledWindow::compile(&ns, &name, &w.spec).map_err(|e| e.to_string());
+        map.insert(key, (rv, c.clone()));
+        c
+    }
+}
+
+/// Shared by every reconcile.
+pub struct Context {
+    /// The Kubernetes client.
+    pub client: kube::Client,
+    /// The caches.
+    pub stores: Stores,
+    /// AWS.
+    pub cloud: Arc<dyn Cloud>,
+    /// Events.
+    pub recorder: Recorder,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// The clock.
+    pub clock: Arc<dyn Clock>,
+    /// The controller's namespace (FreezeWindows there apply everywhere).
+    pub controller_namespace: String,
+    /// Namespaces this controller handles (empty: all).
+    pub namespaces: Vec<String>,
+    /// Compiled FreezeWindows.
+    pub freeze_cache: FreezeCache,
+    /// The version recorded in evidence.
+    pub version: &'static str,
+}
+
+impl Context {
+    /// Whether objects in `namespace` are this controller's to handle.
+    pub fn watches_namespace(&self, namespace: &str) -> bool {
+        self.namespaces.is_empty() || self.namespaces.iter().any(|n| n == namespace)
+    }
+}

@@ -1,0 +1,45 @@
+//! Reconcile errors and how each is retried.
+
+use std::time::Duration;
+
+use kiln_aws::{AwsError, ErrorClass};
+
+/// Why a reconcile did not finish. "Still waiting" is never an error (that is a requeue).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The Kubernetes API failed or refused (conflicts are retried at once).
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    /// AWS failed transiently (throttling, 5xx, timeouts); the action is retried.
+    #[error("AWS: {0}")]
+    Aws(#[source] AwsError),
+    /// A namespaced object without a namespace (never from a real apiserver).
+    #[error("object has no namespace")]
+    NoNamespace,
+}
+
+impl Error {
+    /// A bounded label for metrics.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Error::Kube(kube::Error::Api(s)) if s.code == 409 => "conflict",
+            Error::Kube(kube::Error::Api(_)) => "kube_api",
+            Error::Kube(_) => "kube_client",
+            Error::Aws(e) => e.metric_label(),
+            Error::NoNamespace => "no_namespace",
+        }
+    }
+
+    /// How soon to try again.
+    pub fn retry_after(&self) -> Duration {
+        match self {
+            // Someone else wrote first: decide again on the newer object.
+            Error::Kube(kube::Error::Api(s)) if s.code == 409 => Duration::from_millis(200),
+            Error::Kube(_) => Duration::from_secs(2),
+            Error::Aws(e) if e.metric_label() == "throttled" => Duration::from_secs(15),
+            Error::Aws(e) if e.class() == ErrorClass::RetryLater => Duration::from_secs(3),
+            Error::Aws(_) => Duration::from_secs(5),
+            Error::NoNamespace => Duration::from_secs(300),
+        }
+    }
+}

@@ -1,0 +1,19 @@
+//! kiln's operator: reconciles Releases and Promotions end to end.
+//!
+//! observe (reflector caches, AWS signals) → decide (`kiln_core`, pure) → act (`kiln_aws`, one
+//! idempotent action) → record (status by server-side apply, Events, metrics). See
+//! docs/architecture.md.
+#![forbid(unsafe_code)]
+
+pub mod cloud;
+pub mod config;
+pub mod context;
+pub mod error;
+pub mod http;
+pub mod leader;
+pub mod logging;
+pub mod metrics;
+pub mod promotion;
+pub mod record;
+pub mod release;
+pub mod run;

@@ -1,0 +1,99 @@
+//! Writing what happened: status (server-side apply, only on change), finalizers, Events.
+
+use kiln_api::FIELD_MANAGER;
+use kiln_core::machine::EventNote;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::{Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// The finalizer that keeps a Promotion until its traffic is restored (or it never touched AWS).
+pub const FINALIZER: &str = "kiln.dev/restore";
+
+/// The apiserver rejects Event notes over 1 KiB.
+const MAX_NOTE: usize = 1024;
+
+/// Truncates `s` to at most `max` bytes on a character boundary, marking the cut.
+pub fn truncate(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let marker = "…";
+    let mut end = max.saturating_sub(marker.len());
+    while end > 0 && !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}{marker}", &s[..end])
+}
+
+/// Applies `status` to `obj`'s status subresource as kiln's field manager and returns the
+/// stored object.
+pub async fn apply_status<K, S>(api: &Api<K>, obj: &K, status: &S) -> Result<K, kube::Error>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
+    S: Serialize,
+{
+    let body = serde_json::json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "status": status,
+    });
+    api.patch_status(&obj.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&body)).await
+}
+
+/// Sets or clears kiln's finalizer, guarded by the object's resourceVersion (a concurrent edit
+/// makes this fail with a conflict and the reconcile is retried).
+pub async fn set_finalizer<K>(api: &Api<K>, obj: &K, present: bool) -> Result<K, kube::Error>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
+{
+    let mut finalizers: Vec<String> = obj.finalizers().iter().filter(|f| f.as_str() != FINALIZER).cloned().collect();
+    if present {
+        finalizers.push(FINALIZER.to_string());
+    }
+    let body = serde_json::json!({
+        "metadata": { "finalizers": finalizers, "resourceVersion": obj.resource_version() }
+    });
+    api.patch(&obj.name_any(), &PatchParams::default(), &Patch::Merge(&body)).await
+}
+
+/// Whether `obj` carries kiln's finalizer.
+pub fn has_finalizer<K: Resource>(obj: &K) -> bool {
+    obj.meta().finalizers.as_ref().is_some_and(|f| f.iter().any(|x| x == FINALIZER))
+}
+
+/// Publishes `notes` as Events about `obj`. Failures to publish are logged, never fatal: an
+/// Event is a courtesy, status is the record.
+pub async fn publish<K>(recorder: &Recorder, obj: &K, notes: &[EventNote])
+where
+    K: Resource<DynamicType = ()>,
+{
+    let reference = obj.object_ref(&());
+    for n in notes {
+        let ev = Event {
+            type_: if n.warning { EventType::Warning } else { EventType::Normal },
+            reason: truncate(&n.reason, 128),
+            note: Some(truncate(&n.message, MAX_NOTE)),
+            action: truncate(&n.reason, 128),
+            secondary: None,
+        };
+        if let Err(e) = recorder.publish(&ev, &reference).await {
+            tracing::warn!(reason = %n.reason, error = %e, "could not publish an Event");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn truncation_keeps_utf8_and_the_limit() {
+        let long = "é".repeat(2000);
+        let t = truncate(&long, MAX_NOTE);
+        assert!(t.len() <= MAX_NOTE, "{}", t.len());
+        assert!(t.ends_with('…'));
+        assert_eq!(truncate("short", MAX_NOTE), "short");
+    }
+}

@@ -1,0 +1,395 @@
+//! The process: wait for the CRDs, serve probes and metrics, win the Lease, then run the
+//! reflectors and both controllers until shutdown or lost leadership.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{FutureExt, StreamExt};
+use kiln_api::{Environment, FreezeWindow, Promotion, Release, RollbackPolicy};
+use kiln_aws::credentials::AwsSettings;
+use kube::api::{Api, ListParams};
+use kube::runtime::controller::{Action as Requeue, Config as ControllerConfig, Controller};
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+use tokio::sync::watch;
+
+use crate::cloud::{AwsCloud, Cloud};
+use crate::config::Config;
+use crate::context::{Clock, Context, FreezeCache, Stores, SystemClock};
+use crate::error::Error;
+use crate::http::{self, Readiness};
+use crate::leader::{LeaderElector, LeaseConfig};
+use crate::metrics::Metrics;
+use crate::{promotion, release};
+
+/// How the process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// Asked to stop (SIGTERM/SIGINT): the Lease was released.
+    Shutdown,
+    /// Leadership was lost: exit non-zero so the pod restarts as a standby.
+    LostLease,
+    /// A watch ended before its first list (the API server went away): exit non-zero.
+    CachesFailed,
+}
+
+/// Runs the controller until shutdown.
+pub async fn run(config: Config) -> anyhow_like::Result<Exit> {
+    let client = Client::try_default().await.map_err(|e| format!("cannot reach the Kubernetes API: {e}"))?;
+    let metrics = Arc::new(Metrics::new());
+    let readiness = Arc::new(Readiness::default());
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(signal_stop(stop_tx));
+
+    let listener = tokio::net::TcpListener::bind(config.metrics_addr)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", config.metrics_addr))?;
+    tracing::info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "serving /metrics, /livez, /readyz");
+    let server = tokio::spawn(http::serve(listener, metrics.clone(), readiness.clone(), stopped(stop_rx.clone())));
+
+    wait_for_crds(&client, &readiness, stop_rx.clone()).await;
+    if *stop_rx.borrow() {
+        return Ok(Exit::Shutdown);
+    }
+
+    let elector = if config.leader_election {
+        readiness.set_standby(true);
+        let elector = LeaderElector::start(
+            client.clone(),
+            LeaseConfig {
+                namespace: config.controller_namespace.clone(),
+                name: config.lease_name.clone(),
+                identity: config.identity(),
+                lease_duration: config.lease_duration,
+                renew_deadline: config.lease_renew_deadline,
+                retry_period: config.lease_retry_period,
+            },
+        );
+        let mut leading = elector.subscribe();
+        let mut stop = stop_rx.clone();
+        tracing::info!(identity = %config.identity(), "waiting to become leader");
+        loop {
+            if *leading.borrow() {
+                break;
+            }
+            tokio::select! {
+                r = leading.changed() => if r.is_err() { return Err("leader election stopped".into()) },
+                _ = stop.changed() => { elector.release().await; return Ok(Exit::Shutdown) }
+            }
+        }
+        tracing::info!("became leader");
+        metrics.set_leader(true);
+        Some(elector)
+    } else {
+        metrics.set_leader(true);
+        None
+    };
+
+    let settings = match &config.aws_endpoint_url {
+        Some(url) => AwsSettings::for_endpoint(url.clone()),
+        None => AwsSettings::default(),
+    };
+    let cloud: Arc<dyn Cloud> = Arc::new(
+        AwsCloud::new(
+            settings,
+            &config.aws_region,
+            config.sts_endpoint_url.clone(),
+            config.alarm_poll_interval,
+            config.alarm_history,
+        )
+        .await,
+    );
+    let exit = controllers(
+        &config,
+        client,
+        cloud,
+        Arc::new(SystemClock),
+        metrics.clone(),
+        readiness,
+        elector.as_ref(),
+        stop_rx.clone(),
+    )
+    .await;
+
+    if let Some(e) = elector
+        && exit == Exit::Shutdown
+    {
+        e.release().await;
+    }
+    metrics.set_leader(false);
+    let _ = server.await;
+    Ok(exit)
+}
+
+async fn signal_stop(tx: watch::Sender<bool>) {
+    let term = async {
+        #[cfg(unix)]
+        {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        }
+        #[cfg(not(unix))]
+        std::future::pending::<()>().await
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        _ = term => {},
+    }
+    tracing::info!("shutdown requested");
+    let _ = tx.send(true);
+}
+
+async fn stopped(mut rx: watch::Receiver<bool>) {
+    while !*rx.borrow() {
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Polls until every kiln CRD is served (a fresh install may apply the chart before the CRDs
+/// are established).
+async fn wait_for_crds(client: &Client, readiness: &Readiness, stop: watch::Receiver<bool>) {
+    let mut logged = false;
+    loop {
+        let probes = [
+            Api::<Release>::all(client.clone()).list_metadata(&ListParams::default().limit(1)).await.err(),
+            Api::<Promotion>::all(client.clone()).list_metadata(&ListParams::default().limit(1)).await.err(),
+            Api::<Environment>::all(client.clone()).list_metadata(&ListParams::default().limit(1)).await.err(),
+            Api::<FreezeWindow>::all(client.clone()).list_metadata(&ListParams::default().limit(1)).await.err(),
+            Api::<RollbackPolicy>::all(client.clone()).list_metadata(&ListParams::default().limit(1)).await.err(),
+        ];
+        match probes.into_iter().flatten().next() {
+            None => {
+                readiness.set_crds_present(true);
+                return;
+            }
+            Some(e) => {
+                if !logged {
+                    tracing::warn!(error = %e, "kiln CRDs are not served yet (kubectl apply -f crds/); waiting");
+                    logged = true;
+                }
+            }
+        }
+        if *stop.borrow() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
+
+/// A shared reflector over `api`: its store, a handle to subscribe to, and the stream that
+/// drives it.
+fn shared<K>(api: Api<K>, wc: watcher::Config) -> (Store<K>, reflector::store::Writer<K>, Api<K>, watcher::Config)
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+{
+    let (reader, writer) = reflector::store_shared::<K>(1024);
+    (reader, writer, api, wc)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn controllers(
+    config: &Config,
+    client: Client,
+    cloud: Arc<dyn Cloud>,
+    clock: Arc<dyn Clock>,
+    metrics: Arc<Metrics>,
+    readiness: Arc<Readiness>,
+    elector: Option<&LeaderElector>,
+    stop: watch::Receiver<bool>,
+) -> Exit {
+    let mut wc = watcher::Config::default().any_semantic();
+    if let Some(sel) = &config.shard_selector {
+        wc = wc.labels(sel);
+    }
+    let plain = watcher::Config::default().any_semantic();
+    let (releases, rel_w, rel_api, rel_wc) = shared(Api::<Release>::all(client.clone()), wc.clone());
+    let (promotions, pro_w, pro_api, pro_wc) = shared(Api::<Promotion>::all(client.clone()), wc);
+    let (environments, env_w, env_api, env_wc) = shared(Api::<Environment>::all(client.clone()), plain.clone());
+    let (freezes, frz_w, frz_api, frz_wc) = shared(Api::<FreezeWindow>::all(client.clone()), plain.clone());
+    let (policies, pol_w, pol_api, pol_wc) = shared(Api::<RollbackPolicy>::all(client.clone()), plain);
+
+    // Subscriptions before the streams run, so the controllers see the initial lists.
+    let subscribe = |w: &reflector::store::Writer<_>| w.subscribe();
+    let (Some(rel_sub_r), Some(rel_sub_p)) = (subscribe(&rel_w), subscribe(&rel_w)) else { return Exit::Shutdown };
+    let (Some(pro_sub_p), Some(pro_sub_pp), Some(pro_sub_r)) =
+        (pro_w.subscribe(), pro_w.subscribe(), pro_w.subscribe())
+    else {
+        return Exit::Shutdown;
+    };
+    let (Some(env_sub_p), Some(env_sub_r)) = (env_w.subscribe(), env_w.subscribe()) else { return Exit::Shutdown };
+    let Some(frz_sub) = frz_w.subscribe() else { return Exit::Shutdown };
+    let Some(pol_sub) = pol_w.subscribe() else { return Exit::Shutdown };
+
+    fn drive<K>(api: Api<K>, wc: watcher::Config, writer: reflector::store::Writer<K>) -> tokio::task::JoinHandle<()>
+    where
+        K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+    {
+        tokio::spawn(async move {
+            let stream = watcher(api, wc).default_backoff().reflect_shared(writer);
+            futures::pin_mut!(stream);
+            while let Some(ev) = stream.next().await {
+                if let Err(e) = ev {
+                    tracing::warn!(kind = K::kind(&()).as_ref(), error = %e, "watch error; retrying");
+                }
+            }
+        })
+    }
+    let drivers = vec![
+        drive(rel_api, rel_wc, rel_w),
+        drive(pro_api, pro_wc, pro_w),
+        drive(env_api, env_wc, env_w),
+        drive(frz_api, frz_wc, frz_w),
+        drive(pol_api, pol_wc, pol_w),
+    ];
+
+    let stores = Stores {
+        releases: releases.clone(),
+        promotions: promotions.clone(),
+        environments: environments.clone(),
+        freezes: freezes.clone(),
+        policies: policies.clone(),
+    };
+    let reporter = Reporter { controller: "kiln-controller".into(), instance: Some(config.identity()) };
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        stores: stores.clone(),
+        cloud,
+        recorder: Recorder::new(client.clone(), reporter),
+        metrics: metrics.clone(),
+        clock,
+        controller_namespace: config.controller_namespace.clone(),
+        namespaces: config.namespaces.clone(),
+        freeze_cache: FreezeCache::default(),
+        version: env!("CARGO_PKG_VERSION"),
+    });
+
+    // Decide nothing on a partial cache (a FreezeWindow or RollbackPolicy not listed yet could
+    // let a deployment through): every cache gets its first full list before any controller
+    // starts. One task waits, in turn: a store's readiness wakes a single waiter, and the
+    // controllers built below find the stores ready.
+    let mut ok = true;
+    ok &= stores.releases.wait_until_ready().await.is_ok();
+    ok &= stores.promotions.wait_until_ready().await.is_ok();
+    ok &= stores.environments.wait_until_ready().await.is_ok();
+    ok &= stores.freezes.wait_until_ready().await.is_ok();
+    ok &= stores.policies.wait_until_ready().await.is_ok();
+    if !ok {
+        return Exit::CachesFailed;
+    }
+    readiness.set_caches_synced(true);
+    readiness.set_standby(false);
+    tracing::info!("caches synced");
+
+    let shutdown = {
+        let mut lost = elector.map(|e| e.subscribe());
+        let stop = stop.clone();
+        async move {
+            tokio::select! {
+                _ = stopped(stop) => Exit::Shutdown,
+                _ = async {
+                    match lost.as_mut() {
+                        Some(rx) => while *rx.borrow() { if rx.changed().await.is_err() { break } },
+                        None => std::future::pending::<()>().await,
+                    }
+                } => Exit::LostLease,
+            }
+        }
+        .shared()
+    };
+
+    let c1 = ctx.clone();
+    let c2 = ctx.clone();
+    let c3 = ctx.clone();
+    let c4 = ctx.clone();
+    let c5 = ctx.clone();
+    let promotion_controller = Controller::for_shared_stream(pro_sub_p, promotions.clone())
+        .with_config(ControllerConfig::default().concurrency(config.concurrency))
+        .watches_shared_stream(pro_sub_pp, move |p: Arc<Promotion>| promotion::related(&c1, &p))
+        .watches_shared_stream(rel_sub_p, move |r: Arc<Release>| {
+            c2.stores
+                .promotions
+                .state()
+                .iter()
+                .filter(|p| promotion::of_release(p, &r))
+                .map(|p| ObjectRef::from_obj(p.as_ref()))
+                .collect::<Vec<_>>()
+        })
+        .watches_shared_stream(env_sub_p, move |_e: Arc<Environment>| promotion::unfinished(&c3, None))
+        .watches_shared_stream(frz_sub, move |w: Arc<FreezeWindow>| {
+            let ns = w.namespace().unwrap_or_default();
+            if ns == c4.controller_namespace {
+                promotion::unfinished(&c4, None)
+            } else {
+                promotion::unfinished(&c4, Some(&ns))
+            }
+        })
+        .watches_shared_stream(pol_sub, move |p: Arc<RollbackPolicy>| {
+            promotion::unfinished(&c5, p.namespace().as_deref())
+        })
+        .graceful_shutdown_on(shutdown.clone().map(|_| ()))
+        .run(promotion::reconcile, error_policy, ctx.clone())
+        .for_each(|r| async move {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "promotion reconcile");
+            }
+        });
+
+    let c6 = ctx.clone();
+    let release_controller = Controller::for_shared_stream(rel_sub_r, releases.clone())
+        .with_config(ControllerConfig::default().concurrency(config.concurrency))
+        .watches_shared_stream(pro_sub_r, |p: Arc<Promotion>| release::of_promotion(&p))
+        .watches_shared_stream(env_sub_r, move |e: Arc<Environment>| release::naming_environment(&c6, &e.name_any()))
+        .graceful_shutdown_on(shutdown.clone().map(|_| ()))
+        .run(release::reconcile, error_policy, ctx.clone())
+        .for_each(|r| async move {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "release reconcile");
+            }
+        });
+
+    futures::join!(promotion_controller, release_controller);
+    for d in drivers {
+        d.abort();
+    }
+    shutdown.await
+}
+
+fn error_policy<K>(obj: Arc<K>, err: &Error, ctx: Arc<Context>) -> Requeue
+where
+    K: Resource<DynamicType = ()>,
+{
+    if err.is_gone() {
+        return Requeue::await_change();
+    }
+    tracing::warn!(kind = K::kind(&()).as_ref(), name = obj.meta().name.as_deref().unwrap_or_default(), error = %err, "reconcile failed");
+    let note =
+        kiln_core::machine::EventNote { warning: true, reason: "ReconcileFailed".into(), message: err.to_string() };
+    let recorder = ctx.recorder.clone();
+    let reference = obj.object_ref(&());
+    tokio::spawn(async move {
+        let ev = kube::runtime::events::Event {
+            type_: kube::runtime::events::EventType::Warning,
+            reason: note.reason.clone(),
+            note: Some(crate::record::truncate(&note.message, 1024)),
+            action: "Reconcile".into(),
+            secondary: None,
+        };
+        let _ = recorder.publish(&ev, &reference).await;
+    });
+    Requeue::requeue(err.retry_after())
+}
+
+/// Minimal error plumbing for `run` (a message is all `main` prints).
+pub mod anyhow_like {
+    /// A startup failure, as text.
+    pub type Result<T> = std::result::Result<T, String>;
+}

@@ -1,0 +1,419 @@
+//! One world per test: the in-repo API server (HTTPS, tokens, kiln's CRDs and admission), a
+//! moto server with three accounts (dev, stg, prod), and the real `kiln-controller` binary as a
+//! child process. Everything is named per test so tests run in parallel; everything stops on
+//! drop. Waits poll with generous deadlines and say what they saw when they give up.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::events::v1::Event;
+use kiln_api::{Environment, FreezeWindow, Promotion, PromotionPhase, Release, RollbackPolicy};
+use kiln_test_apiserver::TestServer;
+use kiln_testkit::{Account, Moto};
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Client, Resource};
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+/// The AWS accounts of the three environments.
+pub const ACCOUNTS: [(&str, &str); 3] = [("dev", "111111111111"), ("stg", "222222222222"), ("prod", "333333333333")];
+/// The region everything lives in.
+pub const REGION: &str = "us-east-1";
+/// The controller's namespace.
+pub const KILN_NS: &str = "kiln-system";
+
+/// A digest-pinned image for version `n`.
+pub fn image(repo: &str, n: u32) -> String {
+    format!(
+        "111111111111.dkr.ecr.us-east-1.amazonaws.com/{repo}@sha256:{}",
+        format!("{n:x}").repeat(64).chars().take(64).collect::<String>()
+    )
+}
+
+/// A controller process, killed on drop.
+pub struct ControllerProcess {
+    child: Child,
+    /// Its log file.
+    pub log: PathBuf,
+    /// Its `/metrics` address.
+    pub metrics_port: u16,
+    /// Its Lease identity.
+    pub identity: String,
+}
+
+impl ControllerProcess {
+    /// Kills it at once (SIGKILL: no cleanup, no lease release), like a crashed pod.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Whether it is still running.
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// The last lines of its log.
+    pub fn log_tail(&self, lines: usize) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+
+    /// GET a path on its metrics server.
+    pub fn http_get(&self, path: &str) -> Option<(u16, String)> {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.metrics_port)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").ok()?;
+        let mut out = String::new();
+        s.read_to_string(&mut out).ok()?;
+        let code = out.split_whitespace().nth(1)?.parse().ok()?;
+        let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+        Some((code, body))
+    }
+}
+
+impl Drop for ControllerProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Settings of a controller process.
+#[derive(Clone, Debug)]
+pub struct ControllerOptions {
+    /// Alarm poll interval.
+    pub poll: &'static str,
+    /// Lease duration.
+    pub lease: &'static str,
+    /// Extra arguments.
+    pub extra: Vec<String>,
+}
+
+impl Default for ControllerOptions {
+    fn default() -> Self {
+        ControllerOptions { poll: "500ms", lease: "4s", extra: Vec::new() }
+    }
+}
+
+/// Everything one test runs against.
+pub struct World {
+    /// The test's name (prefix of everything it creates).
+    pub name: String,
+    /// The namespace its Releases live in.
+    pub ns: String,
+    /// The API server.
+    pub server: TestServer,
+    /// An admin client.
+    pub client: Client,
+    /// moto.
+    pub moto: Moto,
+    /// dev, stg and prod.
+    pub accounts: BTreeMap<String, Account>,
+    /// Controllers started (the last is the newest).
+    pub controllers: Vec<ControllerProcess>,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("no free port: {e}"))
+}
+
+impl World {
+    /// Starts the API server and moto and sets up the three accounts (no controller yet).
+    pub async fn new(name: &str) -> World {
+        let server = kiln_test_apiserver::start(kiln_test_apiserver::Config::default())
+            .await
+            .unwrap_or_else(|e| panic!("start the API test server: {e}"));
+        let kc = Kubeconfig::from_yaml(&server.kubeconfig).unwrap_or_else(|e| panic!("kubeconfig: {e}"));
+        let cfg = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+            .await
+            .unwrap_or_else(|e| panic!("kubeconfig: {e}"));
+        let client = Client::try_from(cfg).unwrap_or_else(|e| panic!("client: {e}"));
+        let ns = name.to_string();
+        let namespaces: Api<Namespace> = Api::all(client.clone());
+        for n in [ns.as_str(), KILN_NS] {
+            let obj: Namespace =
+                serde_json::from_value(json!({"metadata": {"name": n}})).unwrap_or_else(|e| panic!("{e}"));
+            namespaces
+                .create(&PostParams::default(), &obj)
+                .await
+                .unwrap_or_else(|e| panic!("create namespace {n}: {e}"));
+        }
+        let moto = Moto::start();
+        let mut accounts = BTreeMap::new();
+        for (env, id) in ACCOUNTS {
+            let a = Account::assume(&moto, id, REGION).await.unwrap_or_else(|e| panic!("account {env}: {e}"));
+            accounts.insert(env.to_string(), a);
+        }
+        World { name: name.to_string(), ns, server, client, moto, accounts, controllers: Vec::new() }
+    }
+
+    /// The account of environment `env`.
+    pub fn account(&self, env: &str) -> &Account {
+        self.accounts.get(env).unwrap_or_else(|| panic!("no account for {env}"))
+    }
+
+    /// Starts a controller process.
+    pub fn start_controller(&mut self, options: ControllerOptions) -> usize {
+        let metrics_port = free_port();
+        let identity = format!("{}-kiln-{}", self.name, self.controllers.len());
+        let log = std::env::temp_dir().join(format!("kiln-e2e-{identity}-{}.log", std::process::id()));
+        let file = std::fs::File::create(&log).unwrap_or_else(|e| panic!("{}: {e}", log.display()));
+        let creds = kiln_testkit::MotoEndpoint::static_credentials();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_kiln-controller"));
+        cmd.env("KUBECONFIG", &self.server.kubeconfig_path)
+            .env("AWS_ACCESS_KEY_ID", creds.access_key_id())
+            .env("AWS_SECRET_ACCESS_KEY", creds.secret_access_key())
+            .env("AWS_REGION", REGION)
+            .env_remove("AWS_PROFILE")
+            .args([
+                "--aws-endpoint-url",
+                &self.moto.url(),
+                "--metrics-addr",
+                &format!("127.0.0.1:{metrics_port}"),
+                "--alarm-poll-interval",
+                options.poll,
+                "--lease-duration",
+                options.lease,
+                "--lease-renew-deadline",
+                "3s",
+                "--lease-retry-period",
+                "500ms",
+                "--controller-namespace",
+                KILN_NS,
+                "--identity",
+                &identity,
+                // moto has no DescribeAlarmHistory (500): flaps between polls fail closed.
+                "--alarm-history=false",
+                "--log-format",
+                "text",
+                "--log-level",
+                &std::env::var("KILN_E2E_LOG").unwrap_or_else(|_| "info,kiln_controller=debug".into()),
+            ])
+            .args(&options.extra)
+            .stdout(Stdio::null())
+            .stderr(file);
+        let child = cmd.spawn().unwrap_or_else(|e| panic!("start kiln-controller: {e}"));
+        self.controllers.push(ControllerProcess { child, log, metrics_port, identity });
+        self.controllers.len() - 1
+    }
+
+    /// The controllers' log tails, for failure messages.
+    pub fn logs(&self) -> String {
+        self.controllers
+            .iter()
+            .map(|c| format!("--- {} ({})\n{}", c.identity, c.log.display(), c.log_tail(60)))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    fn api<K>(&self) -> Api<K>
+    where
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+    {
+        Api::namespaced(self.client.clone(), &self.ns)
+    }
+
+    /// Creates a namespaced object from JSON (in `metadata.namespace`, else the test namespace).
+    pub async fn create<K>(&self, value: Value) -> K
+    where
+        K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+            + Clone
+            + DeserializeOwned
+            + serde::Serialize
+            + std::fmt::Debug,
+    {
+        let obj: K = serde_json::from_value(value.clone()).unwrap_or_else(|e| panic!("{e}: {value}"));
+        let ns = value.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or(&self.ns);
+        let api: Api<K> = Api::namespaced(self.client.clone(), ns);
+        api.create(&PostParams::default(), &obj)
+            .await
+            .unwrap_or_else(|e| panic!("create {}: {e}\n{value}", K::kind(&())))
+    }
+
+    /// Creates an Environment (cluster-scoped).
+    pub async fn create_environment(&self, value: Value) -> Environment {
+        let obj: Environment = serde_json::from_value(value.clone()).unwrap_or_else(|e| panic!("{e}: {value}"));
+        let api: Api<Environment> = Api::all(self.client.clone());
+        api.create(&PostParams::default(), &obj).await.unwrap_or_else(|e| panic!("create Environment: {e}\n{value}"))
+    }
+
+    /// Creates the three Environments (dev auto; stg one releng approval; prod security and
+    /// product), each guarded by RollbackPolicy `slo` and baking `bake`.
+    pub async fn environments(&self, bake: &str) {
+        self.environments_with([bake, bake, bake]).await
+    }
+
+    /// [`World::environments`] with a bake per environment (dev, stg, prod).
+    pub async fn environments_with(&self, bakes: [&str; 3]) {
+        for (i, (env, id)) in ACCOUNTS.into_iter().enumerate() {
+            let bake = bakes[i];
+            let (upstream, rules) = match env {
+                "dev" => (json!([]), json!({"auto": true})),
+                "stg" => (json!(["dev"]), json!({"approvals": [{"role": "release-engineering", "count": 1}]})),
+                _ => (
+                    json!(["stg"]),
+                    json!({"requireChangeRef": true,
+                           "approvals": [{"role": "security", "count": 1}, {"role": "product", "count": 1}]}),
+                ),
+            };
+            self.create_environment(json!({
+                "apiVersion": "kiln.dev/v1alpha1", "kind": "Environment",
+                "metadata": {"name": env},
+                "spec": {"upstream": upstream,
+                         "aws": {"accountId": id, "region": REGION, "roleArn": format!("arn:aws:iam::{id}:role/kiln-deploy")},
+                         "promotion": rules, "bake": {"duration": bake}, "rollbackPolicyRef": "slo"}
+            }))
+            .await;
+        }
+    }
+
+    /// RollbackPolicy `slo` watching alarm `alarm` (created OK in every account).
+    pub async fn policy(&self, alarm: &str) {
+        for a in self.accounts.values() {
+            kiln_testkit::put_alarm(&a.clients, alarm).await.unwrap_or_else(|e| panic!("{e}"));
+            kiln_testkit::set_alarm_state(&a.clients, alarm, "OK").await.unwrap_or_else(|e| panic!("{e}"));
+        }
+        self.create::<RollbackPolicy>(json!({
+            "apiVersion": "kiln.dev/v1alpha1", "kind": "RollbackPolicy",
+            "metadata": {"name": "slo"},
+            "spec": {"alarms": [{"name": alarm}], "interval": "1s"}
+        }))
+        .await;
+    }
+
+    /// Reads a Promotion.
+    pub async fn promotion(&self, name: &str) -> Option<Promotion> {
+        self.api::<Promotion>().get_opt(name).await.unwrap_or_else(|e| panic!("get promotion {name}: {e}"))
+    }
+
+    /// Reads a Release.
+    pub async fn release(&self, name: &str) -> Option<Release> {
+        self.api::<Release>().get_opt(name).await.unwrap_or_else(|e| panic!("get release {name}: {e}"))
+    }
+
+    /// Polls Promotion `name` until `pred` holds; panics after `timeout` with what it saw.
+    pub async fn wait_promotion(
+        &self,
+        name: &str,
+        timeout: Duration,
+        what: &str,
+        pred: impl Fn(&Promotion) -> bool,
+    ) -> Promotion {
+        let deadline = Instant::now() + timeout;
+        let mut last = None;
+        loop {
+            if let Some(p) = self.promotion(name).await {
+                if pred(&p) {
+                    return p;
+                }
+                last = Some(p);
+            }
+            if Instant::now() > deadline {
+                let status = last
+                    .as_ref()
+                    .and_then(|p| p.status.as_ref())
+                    .map(|s| serde_json::to_string_pretty(s).unwrap_or_default());
+                panic!(
+                    "Promotion {name}: {what} not reached within {timeout:?}; last status: {}\n{}",
+                    status.unwrap_or_else(|| "none".into()),
+                    self.logs()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(150)).await;
+        }
+    }
+
+    /// Waits for Promotion `name` to reach `phase`.
+    pub async fn wait_phase(&self, name: &str, phase: PromotionPhase, timeout: Duration) -> Promotion {
+        self.wait_promotion(name, timeout, phase.as_str(), |p| p.status.as_ref().map(|s| s.phase) == Some(phase)).await
+    }
+
+    /// Polls until `check` returns Some.
+    pub async fn eventually<T, F, Fut>(&self, timeout: Duration, what: &str, check: F) -> T
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Option<T>>,
+    {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(v) = check().await {
+                return v;
+            }
+            if Instant::now() > deadline {
+                panic!("{what} not reached within {timeout:?}\n{}", self.logs());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Appends an approval to Promotion `name`.
+    pub async fn approve(&self, name: &str, user: &str, role: &str) {
+        let p = self.promotion(name).await.unwrap_or_else(|| panic!("no promotion {name}"));
+        let mut approvals = serde_json::to_value(&p.spec.approvals).unwrap_or_else(|e| panic!("{e}"));
+        if let Some(list) = approvals.as_array_mut() {
+            list.push(json!({"user": user, "role": role, "at": jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()}));
+        }
+        let patch = json!({"spec": {"approvals": approvals}});
+        self.api::<Promotion>()
+            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .unwrap_or_else(|e| panic!("approve {name} as {user}/{role}: {e}"));
+    }
+
+    /// Merge-patches Promotion `name`'s spec.
+    pub async fn patch_promotion(&self, name: &str, spec: Value) {
+        self.api::<Promotion>()
+            .patch(name, &PatchParams::default(), &Patch::Merge(&json!({ "spec": spec })))
+            .await
+            .unwrap_or_else(|e| panic!("patch {name}: {e}"));
+    }
+
+    /// Creates a Promotion of `release` into `env` (as a person would: `kubectl kiln promote`).
+    pub async fn promote(&self, release: &str, env: &str, requested_by: &str) -> String {
+        let name = format!("{release}-{env}");
+        self.create::<Promotion>(json!({
+            "apiVersion": "kiln.dev/v1alpha1", "kind": "Promotion",
+            "metadata": {"name": name},
+            "spec": {"release": release, "environment": env, "requestedBy": requested_by}
+        }))
+        .await;
+        name
+    }
+
+    /// Events about the object named `name`, as (type, reason, note).
+    pub async fn events(&self, name: &str) -> Vec<(String, String, String)> {
+        let api: Api<Event> = Api::namespaced(self.client.clone(), &self.ns);
+        let list = api.list(&ListParams::default()).await.unwrap_or_else(|e| panic!("list events: {e}"));
+        list.items
+            .into_iter()
+            .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+            .map(|e| (e.type_.unwrap_or_default(), e.reason.unwrap_or_default(), e.note.unwrap_or_default()))
+            .collect()
+    }
+
+    /// The gate named `gate` of a Promotion status.
+    pub fn gate(p: &Promotion, gate: &str) -> Option<(bool, String)> {
+        p.status.as_ref()?.gates.iter().find(|g| g.name == gate).map(|g| (g.ok, g.message.clone()))
+    }
+
+    /// Creates a FreezeWindow.
+    pub async fn freeze(&self, value: Value) -> FreezeWindow {
+        self.create::<FreezeWindow>(value).await
+    }
+}
+
+/// Reads the first `n` bytes of a `Value` path as a string (for messages).
+pub fn text(v: &Value, path: &str) -> String {
+    v.pointer(path).and_then(Value::as_str).unwrap_or_default().to_string()
+}

@@ -1,0 +1,9 @@
+//! kiln's end-to-end suite: the real `kiln-controller` binary against the in-repo Kubernetes
+//! API test server and moto, one world per test (see e2e/README.md). Each test asserts what a
+//! user would check: phases, gates, Events, evidence, listener weights and alias versions.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod harness;
+
+mod ecs_blue_green;
+mod lambda_breach;
