@@ -1,17 +1,36 @@
-//! A Lambda function behind an alias: update the code (image by digest, or an S3 zip pinned by
-//! CodeSha256), wait for the update, publish a version whose hash kiln checks itself, and move
-//! the alias by weighted routing per step.
+//! A Lambda function behind an alias: reuse the published version that already runs the
+//! Release's artifact (a rollback or a re-promotion: never rebuilt), else update the code (image
+//! by digest, or an S3 zip pinned by CodeSha256), wait for the update, publish a version whose
+//! hash kiln checks itself; then move the alias by weighted routing per step.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use aws_sdk_lambda::types::{AliasRoutingConfiguration, LastUpdateStatus};
+use aws_sdk_lambda::types::{AliasRoutingConfiguration, FunctionCodeLocation, LastUpdateStatus, State};
 use kiln_api::promotion::{DeployedResources, LambdaSnapshot, Snapshot};
 
 use crate::credentials::Clients;
 use crate::error::{AwsError, Result, sdk};
 use crate::traffic::{TrafficTarget, now_time, require_digest};
+
+/// How many of the newest published versions `prepare` inspects, one GetFunction each, for a
+/// version that already runs a Release's image. The cap keeps a function with thousands of
+/// versions cheap (ListVersionsByFunction itself is paged 50 a call and read in full); a rollback
+/// returns to a recent version, and an image that only older versions run is published again as
+/// a new version, as for a new image. Zip artifacts need no cap: the listing carries CodeSha256.
+pub const IMAGE_VERSIONS_INSPECTED: usize = 25;
+
+/// A published version as ListVersionsByFunction lists it.
+#[derive(Debug, Clone)]
+struct Listed {
+    /// The version number, for ordering.
+    number: u64,
+    /// The version as Lambda names it.
+    version: String,
+    /// Its CodeSha256.
+    code_sha256: Option<String>,
+}
 
 /// The code to deploy.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -141,6 +160,88 @@ impl LambdaAlias {
         image_is(f.code(), uri, what, &self.clients.scope)
     }
 
+    /// The function's published versions (ListVersionsByFunction, every page; `$LATEST`
+    /// skipped), newest first.
+    async fn published_versions(&self) -> Result<Vec<Listed>> {
+        let mut versions = Vec::new();
+        let mut marker: Option<String> = None;
+        loop {
+            let out = self
+                .clients
+                .lambda
+                .list_versions_by_function()
+                .function_name(&self.function)
+                .set_marker(marker.take())
+                .send()
+                .await
+                .map_err(sdk("lambda", "ListVersionsByFunction"))?;
+            for cfg in out.versions() {
+                // `$LATEST` is no published version (published versions are numbers).
+                let Some(version) = cfg.version() else { continue };
+                let Ok(number) = version.parse::<u64>() else { continue };
+                versions.push(Listed {
+                    number,
+                    version: version.to_string(),
+                    code_sha256: cfg.code_sha256().map(str::to_string),
+                });
+            }
+            match out.next_marker() {
+                Some(m) if !m.is_empty() => marker = Some(m.to_string()),
+                _ => break,
+            }
+        }
+        versions.sort_by_key(|l| std::cmp::Reverse(l.number));
+        Ok(versions)
+    }
+
+    /// The newest published version that already runs the Release's artifact, if any: for a
+    /// zip, the Release's CodeSha256 (as listed, and again on the version itself); for an image,
+    /// `Code.ImageUri` (or `ResolvedImageUri`) of the version equal to the pinned reference,
+    /// among the [`IMAGE_VERSIONS_INSPECTED`] newest. A version in state `Failed` cannot serve
+    /// and is passed over (ListVersionsByFunction does not report the state: it is read on the
+    /// version).
+    async fn existing_version(&self) -> Result<Option<String>> {
+        let versions = self.published_versions().await?;
+        match &self.code {
+            LambdaCode::Zip { code_sha256, .. } => {
+                for listed in versions.iter().filter(|l| l.code_sha256.as_deref() == Some(code_sha256.as_str())) {
+                    let cfg = self
+                        .clients
+                        .lambda
+                        .get_function_configuration()
+                        .function_name(&self.function)
+                        .qualifier(&listed.version)
+                        .send()
+                        .await
+                        .map_err(sdk("lambda", "GetFunctionConfiguration"))?;
+                    if cfg.code_sha256() == Some(code_sha256.as_str()) && cfg.state() != Some(&State::Failed) {
+                        return Ok(Some(listed.version.clone()));
+                    }
+                }
+                Ok(None)
+            }
+            LambdaCode::Image { uri } => {
+                // One GetFunction per version: only the newest IMAGE_VERSIONS_INSPECTED (see there).
+                for listed in versions.iter().take(IMAGE_VERSIONS_INSPECTED) {
+                    let f = self
+                        .clients
+                        .lambda
+                        .get_function()
+                        .function_name(&self.function)
+                        .qualifier(&listed.version)
+                        .send()
+                        .await
+                        .map_err(sdk("lambda", "GetFunction"))?;
+                    let failed = f.configuration().and_then(|c| c.state()) == Some(&State::Failed);
+                    if runs_image(f.code(), uri) && !failed {
+                        return Ok(Some(listed.version.clone()));
+                    }
+                }
+                Ok(None)
+            }
+        }
+    }
+
     /// Waits until the function's last update is done; returns its $LATEST CodeSha256.
     async fn wait_updated(&self) -> Result<String> {
         let deadline = tokio::time::Instant::now() + self.update_wait;
@@ -180,19 +281,19 @@ impl LambdaAlias {
     }
 }
 
-/// The code location runs exactly `uri` (its `ImageUri` or `ResolvedImageUri` is the pinned
-/// reference).
-fn image_is(
-    code: Option<&aws_sdk_lambda::types::FunctionCodeLocation>,
-    uri: &str,
-    what: String,
-    scope: &crate::error::Scope,
-) -> Result<()> {
-    let image = code.and_then(|c| c.image_uri());
-    let resolved = code.and_then(|c| c.resolved_image_uri());
-    if image == Some(uri) || resolved == Some(uri) {
+/// Whether the code location runs exactly `uri` (its `ImageUri` or `ResolvedImageUri` is the
+/// pinned reference).
+fn runs_image(code: Option<&FunctionCodeLocation>, uri: &str) -> bool {
+    code.and_then(|c| c.image_uri()) == Some(uri) || code.and_then(|c| c.resolved_image_uri()) == Some(uri)
+}
+
+/// The code location runs exactly `uri` ([`runs_image`]), else `Invalid` naming both images.
+fn image_is(code: Option<&FunctionCodeLocation>, uri: &str, what: String, scope: &crate::error::Scope) -> Result<()> {
+    if runs_image(code, uri) {
         return Ok(());
     }
+    let image = code.and_then(|c| c.image_uri());
+    let resolved = code.and_then(|c| c.resolved_image_uri());
     Err(AwsError::Invalid {
         message: format!(
             "{what} runs image {} (resolved {}), not the pinned {uri}",
@@ -229,6 +330,15 @@ impl TrafficTarget for LambdaAlias {
         let f = self.clients.lambda.get_function().function_name(&self.function).send().await.map_err(|e| {
             self.not_found(crate::error::from_sdk("lambda", "GetFunction", e), "Lambda function", self.function.clone())
         })?;
+        // An artifact that a published version already runs (a rollback Promotion returning to
+        // the last good release, a re-promotion) gets that very version back: nothing is rebuilt,
+        // $LATEST is not touched and nothing is published. The match is the safety check (the
+        // version's own CodeSha256 or image is the Release's). A repeat finds the same version:
+        // it is still the newest that matches, this path publishing nothing, and a version
+        // published by an interrupted earlier attempt is the newest of all.
+        if let Some(version) = self.existing_version().await? {
+            return Ok(DeployedResources { lambda_version: Some(version), ..DeployedResources::default() });
+        }
         let cfg = f.configuration();
         let current_sha = cfg.and_then(|c| c.code_sha256()).unwrap_or_default();
         let up_to_date = match &self.code {
@@ -352,7 +462,6 @@ impl TrafficTarget for LambdaAlias {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use aws_sdk_lambda::types::FunctionCodeLocation;
 
     #[test]
     fn the_image_must_be_the_pinned_one() {
