@@ -460,6 +460,12 @@ fn waiting(d: &mut Draft<'_, '_>) -> Option<Action> {
         (true, Some(plan)) => {
             d.status.freeze_exception = report.freeze_exception.clone();
             d.status.started_at = Some(to_time(d.now()));
+            // The signals as the deployment starts: a later read compares against them, so a
+            // state change that settled before the start is not mistaken for a flap.
+            if let (PolicyState::Found(policy), Some(obs)) = (input.policy, input.signals) {
+                let ev = signals::evaluate(policy, obs, d.now(), &[]);
+                d.status.bake = Some(BakeStatus { signals: ev.signals, ..BakeStatus::default() });
+            }
             let what = if input.spec.rollback.is_some() { "rolling back" } else { "deploying" };
             d.note(
                 PromotionPhase::Deploying,
@@ -716,11 +722,7 @@ fn bake_done(d: &mut Draft<'_, '_>, ends: Timestamp, started: Timestamp, what: &
 fn watch_signals(d: &mut Draft<'_, '_>, act: bool) -> Option<Action> {
     let input = d.input;
     // Nothing the new version did can show before the deployment started.
-    // `startedAt` is stored in whole seconds: a state change within that second may precede the
-    // deployment (an alarm settling as the gates passed), and without alarm history it would
-    // count as a flap. Nothing the new version does shows that early: the snapshot and the new
-    // version come first, traffic only after.
-    let since = d.status.started_at.as_ref().map(|t| t.0)?.checked_add(SignedDuration::from_secs(1)).ok()?;
+    let since = d.status.started_at.as_ref().map(|t| t.0)?;
     d.status.previous.as_ref()?;
     match input.policy {
         PolicyState::NotRequired => None,

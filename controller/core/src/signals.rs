@@ -471,8 +471,12 @@ fn alarm_breach(
     // Changed state during the bake, history unavailable: decide from what was recorded.
     let recorded = previous.iter().find(|s| s.kind == "alarm" && s.name == alarm.name);
     match recorded {
-        // Recorded in this same state at this same time: nothing happened since.
-        Some(r) if r.state == alarm.state.as_str() && r.since.as_ref().map(|t| t.0) == Some(alarm.state_changed_at) => {
+        // Recorded in this same state at this same time: nothing happened since. Status keeps
+        // whole seconds, so the times are compared to the second.
+        Some(r)
+            if r.state == alarm.state.as_str()
+                && r.since.as_ref().map(|t| t.0.as_second()) == Some(alarm.state_changed_at.as_second()) =>
+        {
             None
         }
         // INSUFFICIENT_DATA → OK is a normal recovery when missing data is ignored.
@@ -587,6 +591,22 @@ mod tests {
         // Seen and recorded at that state: the next poll does not re-trigger on its own record.
         let e2 = evaluate(&policy(), &obs(a), ts(SINCE), &e.signals);
         assert!(e2.healthy());
+    }
+
+    #[test]
+    fn a_change_recorded_before_status_rounded_it_is_not_a_flap() {
+        // The alarm settled at .509 s; status keeps whole seconds of what was recorded.
+        let mut a = ok_alarms();
+        a[0].state_changed_at = ts("2026-11-20T12:00:30.509Z");
+        let mut recorded = evaluate(&policy(), &obs(a.clone()), ts("2026-11-20T12:00:30Z"), &[]).signals;
+        for r in &mut recorded {
+            r.since = r.since.take().map(|t| to_time(Timestamp::from_second(t.0.as_second()).unwrap()));
+        }
+        assert!(evaluate(&policy(), &obs(a.clone()), ts("2026-11-20T12:00:30Z"), &recorded).healthy());
+        // A change in a later second is a flap.
+        a[0].state_changed_at = ts("2026-11-20T12:00:31.200Z");
+        let e = evaluate(&policy(), &obs(a), ts("2026-11-20T12:00:30Z"), &recorded);
+        assert!(e.first_breach().unwrap().message.contains("between polls"));
     }
 
     #[test]
