@@ -417,3 +417,75 @@ impl World {
 pub fn text(v: &Value, path: &str) -> String {
     v.pointer(path).and_then(Value::as_str).unwrap_or_default().to_string()
 }
+
+/// A world with the three Environments, policy `slo` on alarm `<service>-errors` and a Lambda
+/// function `<service>` (alias `live` on version 1, an image function) in every account.
+pub async fn lambda_world(name: &str, service: &str, bakes: [&str; 3]) -> World {
+    let w = World::new(name).await;
+    w.environments_with(bakes).await;
+    w.policy(&format!("{service}-errors")).await;
+    for env in ["dev", "stg", "prod"] {
+        kiln_testkit::LambdaFixture::create_image(w.account(env), service, "live", &image(service, 1))
+            .await
+            .unwrap_or_else(|e| panic!("{env}: {e}"));
+    }
+    w
+}
+
+impl World {
+    /// Creates Release `<service>-v<n>` of version `v1.<n>.0` for the Lambda `service`, artifact
+    /// image `n`, through `environments`, with `extra` merged into its spec.
+    pub async fn lambda_release(&self, service: &str, n: u32, environments: &[&str], extra: Value) -> String {
+        let name = format!("{service}-v{n}");
+        let mut spec = json!({
+            "service": service, "version": format!("v1.{n}.0"), "changeRef": format!("CHG-{n}"),
+            "author": "dev@example.com",
+            "artifacts": [{"name": "fn", "image": image(service, n)}],
+            "target": {"lambda": {"functionName": service, "alias": "live", "strategy": "allAtOnce"}},
+            "environments": environments
+        });
+        if let (Some(s), Some(e)) = (spec.as_object_mut(), extra.as_object()) {
+            for (k, v) in e {
+                s.insert(k.clone(), v.clone());
+            }
+        }
+        self.create::<Release>(json!({
+            "apiVersion": "kiln.dev/v1alpha1", "kind": "Release", "metadata": {"name": name}, "spec": spec
+        }))
+        .await;
+        name
+    }
+
+    /// The alias `live` of Lambda `function` in `env`'s account.
+    pub async fn alias(&self, env: &str, function: &str) -> kiln_testkit::AliasState {
+        kiln_testkit::lambda_alias(&self.account(env).clients, function, "live").await.unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// The image the alias `live` of `function` runs in `env`'s account.
+    pub async fn alias_image(&self, env: &str, function: &str) -> String {
+        let out =
+            self.account(env).clients.lambda.get_function().function_name(function).qualifier("live").send().await;
+        let out = out.unwrap_or_else(|e| panic!("GetFunction {function}:live: {e:?}"));
+        out.code().and_then(|c| c.image_uri()).unwrap_or_default().to_string()
+    }
+
+    /// The published versions of Lambda `function` in `env`'s account.
+    pub async fn versions(&self, env: &str, function: &str) -> Vec<String> {
+        kiln_testkit::lambda_versions(&self.account(env).clients, function).await.unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Drives `release` through dev (auto) and stg (one approval) to success.
+    pub async fn through_stg(&self, release: &str) {
+        self.wait_phase(&format!("{release}-dev"), PromotionPhase::Succeeded, Duration::from_secs(60)).await;
+        let stg = self.promote(release, "stg", "alice@example.com").await;
+        self.approve(&stg, "rel@example.com", "release-engineering").await;
+        self.wait_phase(&stg, PromotionPhase::Succeeded, Duration::from_secs(60)).await;
+    }
+
+    /// An RFC 3339 time `secs` from now (whole seconds, as the API stores it).
+    pub fn at(secs: i64) -> String {
+        let t =
+            jiff::Timestamp::now().checked_add(jiff::SignedDuration::from_secs(secs)).unwrap_or_else(|e| panic!("{e}"));
+        t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+    }
+}

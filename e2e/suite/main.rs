@@ -5,5 +5,12 @@
 
 mod harness;
 
+mod approvals;
+mod blocked;
+mod crash;
 mod ecs_blue_green;
+mod flap;
+mod freeze;
+mod invalid;
 mod lambda_breach;
+mod leader;

@@ -389,7 +389,10 @@ async fn gather(ctx: &Context, p: &Promotion, status: &PromotionStatus) -> Gathe
             None => environment_aws(env),
         };
         match read_signals(ctx, &aws, pol, since).await {
-            Ok(obs) => signal_obs = Some(obs),
+            Ok(obs) => {
+                tracing::trace!(alarms = ?obs.alarms, observed_at = %obs.observed_at, "signals read");
+                signal_obs = Some(obs)
+            }
             Err(e) if e.class() == ErrorClass::SpecWrong => spec_errors.push(format!(
                 "cannot read the signals of RollbackPolicy {} in {} (account {}, role {}): {e}; check the Environment's aws.roleArn, its trust policy and the alarms",
                 policy_name.as_deref().unwrap_or_default(),

@@ -1,0 +1,64 @@
+//! Scenario 8: two controller replicas; only the leader acts. Killing it hands the work to the
+//! other within the lease duration.
+
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::coordination::v1::Lease;
+use kiln_api::PromotionPhase;
+use kube::api::Api;
+use serde_json::json;
+
+use crate::harness::{ControllerOptions, KILN_NS, lambda_world};
+
+const MIN: Duration = Duration::from_secs(60);
+
+fn metric(body: &str, name: &str) -> f64 {
+    body.lines()
+        .filter(|l| l.starts_with(name))
+        .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_leader_acts_and_a_standby_takes_over() {
+    let mut w = lambda_world("s8-leader", "profile", ["1s", "1s", "1s"]).await;
+    let leases: Api<Lease> = Api::namespaced(w.client.clone(), KILN_NS);
+    w.start_controller(ControllerOptions::default());
+    let a = w.controllers[0].identity.clone();
+    w.eventually(MIN, "a leads", || async {
+        let l = leases.get_opt("kiln-controller").await.ok().flatten()?;
+        (l.spec?.holder_identity? == a).then_some(())
+    })
+    .await;
+    w.start_controller(ControllerOptions::default());
+    let b = w.controllers[1].identity.clone();
+    // b is ready (a standby) but never reconciles.
+    w.eventually(MIN, "b ready as a standby", || async {
+        (w.controllers[1].http_get("/readyz")?.0 == 200).then_some(())
+    })
+    .await;
+
+    let r1 = w.lambda_release("profile", 2, &["dev"], json!({})).await;
+    w.wait_phase(&format!("{r1}-dev"), PromotionPhase::Succeeded, MIN).await;
+    let (_, body_b) = w.controllers[1].http_get("/metrics").expect("b metrics");
+    assert_eq!(metric(&body_b, "kiln_leader "), 0.0, "b is not leader");
+    assert_eq!(metric(&body_b, "kiln_reconciles_total"), 0.0, "the standby reconciled nothing:\n{body_b}");
+    let (_, body_a) = w.controllers[0].http_get("/metrics").expect("a metrics");
+    assert!(metric(&body_a, "kiln_reconciles_total") > 0.0);
+
+    // The leader dies without giving the lease up: b takes over once it expires.
+    w.controllers[0].kill();
+    let killed = Instant::now();
+    w.eventually(MIN, "b leads", || async {
+        let l = leases.get_opt("kiln-controller").await.ok().flatten()?;
+        (l.spec?.holder_identity? == b).then_some(())
+    })
+    .await;
+    assert!(killed.elapsed() < Duration::from_secs(30), "took over in {:?}", killed.elapsed());
+    let r2 = w.lambda_release("profile", 3, &["dev"], json!({})).await;
+    w.wait_phase(&format!("{r2}-dev"), PromotionPhase::Succeeded, MIN).await;
+    assert_eq!(w.alias("dev", "profile").await, kiln_testkit::AliasState::on("3"));
+    let (_, body_b) = w.controllers[1].http_get("/metrics").expect("b metrics");
+    assert_eq!(metric(&body_b, "kiln_leader "), 1.0);
+    assert!(metric(&body_b, "kiln_reconciles_total") > 0.0);
+}
