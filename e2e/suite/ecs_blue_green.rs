@@ -106,9 +106,27 @@ async fn ecs_blue_green_dev_to_prod_with_approvals() {
     for reason in ["GatesPassed", "TrafficShifted", "Succeeded"] {
         assert!(events.iter().any(|(_, r, _)| r == reason), "Event {reason} on {prod}: {events:?}");
     }
+    let sha = done.status.as_ref().and_then(|s| s.evidence_sha256.clone()).expect("evidence digest");
+    assert!(
+        events.iter().any(|(_, r, note)| r == "Evidence" && note.contains(&sha)),
+        "the evidence goes out as an Event with its SHA-256: {events:?}"
+    );
     let evidence = done.status.and_then(|s| s.evidence).expect("evidence in status");
     assert_eq!(evidence.approvals.len(), 2);
     assert_eq!(evidence.change_ref.as_deref(), Some("CHG-20261130-001"));
+
+    // At rest: every Promotion and the Release are finished, and kiln writes nothing more.
+    let writes = || {
+        let h = &w.server.handle;
+        ["patch", "update", "create"]
+            .iter()
+            .map(|v| h.requests(Some(v), Some("promotions")) + h.requests(Some(v), Some("releases")))
+            .sum::<u64>()
+    };
+    let before = writes();
+    // Deliberately idle: long enough for several alarm polls and requeues to have happened.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(writes(), before, "a finished release costs no API writes");
 }
 
 /// While Promotion `promotion` bakes at its first step, moto shows 90/10; the 10 is on the

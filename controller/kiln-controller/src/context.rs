@@ -99,9 +99,17 @@ pub struct Context {
     pub freeze_cache: FreezeCache,
     /// The version recorded in evidence.
     pub version: &'static str,
+    /// Whether this replica still holds the Lease (None: leader election is off).
+    pub leading: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
 impl Context {
+    /// Whether this replica may act: checked before every write and AWS action, so a replica
+    /// that lost its Lease stops at once rather than when its process exits.
+    pub fn is_leader(&self) -> bool {
+        self.leading.as_ref().is_none_or(|rx| *rx.borrow())
+    }
+
     /// Whether objects in `namespace` are this controller's to handle.
     pub fn watches_namespace(&self, namespace: &str) -> bool {
         self.namespaces.is_empty() || self.namespaces.iter().any(|n| n == namespace)

@@ -108,10 +108,16 @@ pub async fn reconcile(obj: Arc<Promotion>, ctx: Arc<Context>) -> Result<Requeue
     promotion = obj.metadata.name.as_deref().unwrap_or_default(),
     release = %obj.spec.release,
     environment = %obj.spec.environment,
+    digest = tracing::field::Empty,
 ))]
 async fn reconcile_inner(obj: Arc<Promotion>, ctx: &Context) -> Result<Requeue, Error> {
     let ns = obj.namespace().ok_or(Error::NoNamespace)?;
     if !ctx.watches_namespace(&ns) {
+        return Ok(Requeue::await_change());
+    }
+    if at_rest(&obj) {
+        // Finished, nothing asked of it since: no reads, no writes (a cold start with thousands
+        // of finished Promotions costs a glance at each).
         return Ok(Requeue::await_change());
     }
     let api: Api<Promotion> = Api::namespaced(ctx.client.clone(), &ns);
@@ -119,8 +125,15 @@ async fn reconcile_inner(obj: Arc<Promotion>, ctx: &Context) -> Result<Requeue, 
     let mut fresh = false;
 
     for _ in 0..MAX_ROUNDS {
+        if !ctx.is_leader() {
+            // Leadership was lost mid-reconcile: the new leader takes it from the status.
+            return Ok(Requeue::await_change());
+        }
         let status = current.status.clone().unwrap_or_default();
         let gathered = gather(ctx, &current, &status).await;
+        if let Some(digest) = gathered.release.as_ref().and_then(|r| crate::release::digest_of(&r.spec)) {
+            tracing::Span::current().record("digest", digest);
+        }
         let now = ctx.clock.now();
         let input = gathered.input(&current, &status, now, ctx.version);
         let decision = machine::decide(&input);
@@ -178,6 +191,17 @@ async fn reconcile_inner(obj: Arc<Promotion>, ctx: &Context) -> Result<Requeue, 
     }
     // Still moving: continue in a fresh reconcile (other Promotions get their turn).
     Ok(Requeue::requeue(Duration::from_millis(100)))
+}
+
+/// A finished Promotion whose spec has not changed since it finished (no retry, no edit, not
+/// being deleted, no finalizer left to remove) has nothing to decide.
+fn at_rest(p: &Promotion) -> bool {
+    let Some(status) = &p.status else { return false };
+    status.phase.is_terminal()
+        && p.metadata.deletion_timestamp.is_none()
+        && !record::has_finalizer(p)
+        && p.spec.retry <= status.observed_retry
+        && status.observed_generation == p.metadata.generation
 }
 
 fn requeue(after: Option<SignedDuration>) -> Requeue {

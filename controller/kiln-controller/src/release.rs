@@ -41,11 +41,11 @@ pub async fn reconcile(obj: Arc<Release>, ctx: Arc<Context>) -> Result<Requeue, 
     release = obj.metadata.name.as_deref().unwrap_or_default(),
     service = %obj.spec.service,
     version = %obj.spec.version,
-    digest = obj.spec.artifacts.first().and_then(|a| a.image.as_deref()).and_then(|i| i.split_once('@')).map(|(_, d)| d).unwrap_or_default(),
+    digest = digest_of(&obj.spec).unwrap_or_default(),
 ))]
 async fn reconcile_inner(obj: &Release, ctx: &Context) -> Result<Requeue, Error> {
     let ns = obj.namespace().ok_or(Error::NoNamespace)?;
-    if !ctx.watches_namespace(&ns) || obj.metadata.deletion_timestamp.is_some() {
+    if !ctx.watches_namespace(&ns) || obj.metadata.deletion_timestamp.is_some() || !ctx.is_leader() {
         return Ok(Requeue::await_change());
     }
     let name = obj.name_any();
@@ -157,4 +157,14 @@ pub fn naming_environment(ctx: &Context, env: &str) -> Vec<kube::runtime::reflec
         .filter(|r| r.spec.environments.iter().any(|e| e == env))
         .map(|r| kube::runtime::reflector::ObjectRef::from_obj(r.as_ref()))
         .collect()
+}
+
+/// The first artifact's digest (`sha256:…` of an image, or a zip's CodeSha256), for log fields.
+pub fn digest_of(spec: &kiln_api::ReleaseSpec) -> Option<&str> {
+    let a = spec.artifacts.first()?;
+    match (&a.image, &a.zip) {
+        (Some(image), _) => image.split_once('@').map(|(_, d)| d),
+        (None, Some(z)) => Some(z.code_sha256.as_str()),
+        (None, None) => None,
+    }
 }

@@ -81,6 +81,8 @@ pub async fn run(config: Config) -> anyhow_like::Result<Exit> {
             }
         }
         tracing::info!("became leader");
+        // A leader is ready only once its caches are synced.
+        readiness.set_standby(false);
         metrics.set_leader(true);
         Some(elector)
     } else {
@@ -270,6 +272,7 @@ async fn controllers(
         namespaces: config.namespaces.clone(),
         freeze_cache: FreezeCache::default(),
         version: env!("CARGO_PKG_VERSION"),
+        leading: elector.map(|e| e.subscribe()),
     });
 
     // Decide nothing on a partial cache (a FreezeWindow or RollbackPolicy not listed yet could
@@ -288,6 +291,7 @@ async fn controllers(
     readiness.set_caches_synced(true);
     readiness.set_standby(false);
     tracing::info!("caches synced");
+    let gauges = tokio::spawn(phase_gauges(stores.promotions.clone(), metrics.clone()));
 
     let shutdown = {
         let mut lost = elector.map(|e| e.subscribe());
@@ -357,10 +361,37 @@ async fn controllers(
         });
 
     futures::join!(promotion_controller, release_controller);
+    gauges.abort();
     for d in drivers {
         d.abort();
     }
     shutdown.await
+}
+
+/// Keeps `kiln_promotions_in_phase` current from the cache (a read of memory every 10 s).
+async fn phase_gauges(promotions: Store<Promotion>, metrics: Arc<Metrics>) {
+    use kiln_api::PromotionPhase as P;
+    const PHASES: [P; 11] = [
+        P::Queued,
+        P::WaitingForGates,
+        P::WaitingForApproval,
+        P::Frozen,
+        P::Deploying,
+        P::Baking,
+        P::Succeeded,
+        P::RollingBack,
+        P::RolledBack,
+        P::Failed,
+        P::Aborted,
+    ];
+    loop {
+        let all = promotions.state();
+        for phase in PHASES {
+            let n = all.iter().filter(|p| p.status.as_ref().map(|s| s.phase).unwrap_or_default() == phase).count();
+            metrics.set_promotions_in_phase(phase.as_str(), i64::try_from(n).unwrap_or(i64::MAX));
+        }
+        tokio::time::sleep(Duration::from_secs(10)).await;
+    }
 }
 
 fn error_policy<K>(obj: Arc<K>, err: &Error, ctx: Arc<Context>) -> Requeue
