@@ -54,6 +54,24 @@ impl ControllerProcess {
         let _ = self.child.wait();
     }
 
+    /// Asks it to stop (SIGTERM), as Kubernetes does before killing a pod.
+    pub fn terminate(&mut self) {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+    }
+
+    /// Its exit code once it has exited (waiting up to `timeout`).
+    pub fn exit_code(&mut self, timeout: Duration) -> Option<i32> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            // Polling a child process: there is no async wait on std::process::Child.
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        None
+    }
+
     /// Whether it is still running.
     pub fn running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))

@@ -61,4 +61,22 @@ async fn only_the_leader_acts_and_a_standby_takes_over() {
     let (_, body_b) = w.controllers[1].http_get("/metrics").expect("b metrics");
     assert_eq!(metric(&body_b, "kiln_leader "), 1.0);
     assert!(metric(&body_b, "kiln_reconciles_total") > 0.0);
+
+    // A graceful stop (SIGTERM, as Kubernetes sends) gives the Lease up: a third replica takes
+    // over at once rather than after the lease duration.
+    w.start_controller(ControllerOptions { lease: "30s", ..ControllerOptions::default() });
+    let c = w.controllers[2].identity.clone();
+    w.eventually(MIN, "c ready as a standby", || async {
+        (w.controllers[2].http_get("/readyz")?.0 == 200).then_some(())
+    })
+    .await;
+    w.controllers[1].terminate();
+    let stopped = Instant::now();
+    w.eventually(MIN, "c leads", || async {
+        let l = leases.get_opt("kiln-controller").await.ok().flatten()?;
+        (l.spec?.holder_identity? == c).then_some(())
+    })
+    .await;
+    assert!(stopped.elapsed() < Duration::from_secs(15), "the released Lease was taken in {:?}", stopped.elapsed());
+    assert_eq!(w.controllers[1].exit_code(Duration::from_secs(20)), Some(0), "a graceful stop exits 0");
 }

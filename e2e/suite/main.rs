@@ -11,6 +11,7 @@ mod crash;
 mod ecs_blue_green;
 mod flap;
 mod freeze;
+mod human;
 mod invalid;
 mod lambda_breach;
 mod leader;
