@@ -93,6 +93,40 @@ pub struct EcsFixture {
     pub vpc: Vpc,
 }
 
+/// The names an [`EcsFixture`] is built with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EcsNames {
+    /// A short name for the VPC and security group.
+    pub prefix: String,
+    /// The cluster.
+    pub cluster: String,
+    /// The service (its task definition family is `<service>-web`).
+    pub service: String,
+    /// The load balancer.
+    pub load_balancer: String,
+    /// The listener port.
+    pub listener_port: i32,
+    /// The blue target group (weight 100 at start).
+    pub blue_target_group: String,
+    /// The green target group (weight 0 at start).
+    pub green_target_group: String,
+}
+
+impl EcsNames {
+    /// `<prefix>-cluster`, `<prefix>-svc`, `<prefix>-alb` on port 80, `<prefix>-blue`/`-green`.
+    pub fn from_prefix(prefix: &str) -> EcsNames {
+        EcsNames {
+            prefix: prefix.into(),
+            cluster: format!("{prefix}-cluster"),
+            service: format!("{prefix}-svc"),
+            load_balancer: format!("{prefix}-alb"),
+            listener_port: 80,
+            blue_target_group: format!("{prefix}-blue"),
+            green_target_group: format!("{prefix}-green"),
+        }
+    }
+}
+
 impl EcsFixture {
     /// The baseline image of the caller's container.
     pub const BASELINE_IMAGE: &'static str = "registry.example/app:v1";
@@ -104,16 +138,22 @@ impl EcsFixture {
     /// Builds the fixture in `account` with names prefixed by `prefix` (1-26 letters, digits,
     /// hyphens) and the main container named `container` (not `sidecar`).
     pub async fn create(account: &Account, prefix: &str, container: &str) -> Result<EcsFixture, String> {
+        check_prefix(prefix)?;
+        EcsFixture::create_named(account, &EcsNames::from_prefix(prefix), container).await
+    }
+
+    /// Builds the fixture with the given names (e.g. those a manifest in `examples/` uses).
+    pub async fn create_named(account: &Account, names: &EcsNames, container: &str) -> Result<EcsFixture, String> {
         use aws_sdk_ecs::types as ecs;
         use aws_sdk_elasticloadbalancingv2::types as elb;
-        check_prefix(prefix)?;
+        let prefix = names.prefix.as_str();
         if container.is_empty() || container == "sidecar" {
             return Err(format!("container name {container:?}: the fixture's sidecar is named \"sidecar\""));
         }
         let c = &account.clients;
         let vpc = account.vpc(prefix)?;
 
-        let lb_name = format!("{prefix}-alb");
+        let lb_name = names.load_balancer.clone();
         let lb = c
             .elb
             .create_load_balancer()
@@ -132,8 +172,8 @@ impl EcsFixture {
             .to_string();
 
         let mut tgs = Vec::new();
-        for color in ["blue", "green"] {
-            let name = format!("{prefix}-{color}");
+        for name in [&names.blue_target_group, &names.green_target_group] {
+            let name = name.clone();
             let tg = c
                 .elb
                 .create_target_group()
@@ -157,7 +197,7 @@ impl EcsFixture {
         let [(blue_tg_name, blue_tg), (green_tg_name, green_tg)] = <[(String, String); 2]>::try_from(tgs)
             .map_err(|_| account.in_account("two target groups were not created"))?;
 
-        let listener_port = 80;
+        let listener_port = names.listener_port;
         let fwd = elb::ForwardActionConfig::builder()
             .target_groups(elb::TargetGroupTuple::builder().target_group_arn(&blue_tg).weight(100).build())
             .target_groups(elb::TargetGroupTuple::builder().target_group_arn(&green_tg).weight(0).build())
@@ -179,7 +219,7 @@ impl EcsFixture {
             .ok_or_else(|| missing("CreateListener ListenerArn", c))?
             .to_string();
 
-        let cluster = format!("{prefix}-cluster");
+        let cluster = names.cluster.clone();
         c.ecs
             .create_cluster()
             .cluster_name(&cluster)
@@ -187,7 +227,7 @@ impl EcsFixture {
             .await
             .map_err(sdk(format!("ECS CreateCluster {cluster}"), c))?;
         let container_port = 8080;
-        let family = format!("{prefix}-web");
+        let family = format!("{}-web", names.service);
         let td = c
             .ecs
             .register_task_definition()
@@ -226,7 +266,7 @@ impl EcsFixture {
             .ok_or_else(|| missing("RegisterTaskDefinition taskDefinitionArn", c))?
             .to_string();
 
-        let service = format!("{prefix}-svc");
+        let service = names.service.clone();
         c.ecs
             .create_service()
             .cluster(&cluster)

@@ -37,8 +37,8 @@ pub mod stub;
 
 pub use account::{Account, DEPLOY_ROLE};
 pub use fixtures::{
-    AliasState, EcsFixture, LambdaFixture, TaskSet, alarm_state, lambda_alias, lambda_versions, listener_weights,
-    put_alarm, service_task_definition, set_alarm_state, task_sets, zip_file,
+    AliasState, EcsFixture, EcsNames, LambdaFixture, TaskSet, alarm_state, lambda_alias, lambda_versions,
+    listener_weights, put_alarm, service_task_definition, set_alarm_state, task_sets, zip_file,
 };
 pub use moto::{Moto, MotoEndpoint, Vpc, moto_bin, repo_root, xml_tag};
 pub use stub::{Stub, StubRequest, StubResponse};
