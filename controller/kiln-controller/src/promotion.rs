@@ -123,6 +123,7 @@ async fn reconcile_inner(obj: Arc<Promotion>, ctx: &Context) -> Result<Requeue, 
     let api: Api<Promotion> = Api::namespaced(ctx.client.clone(), &ns);
     let mut current: Promotion = (*obj).clone();
     let mut fresh = false;
+    let mut digest_logged = false;
 
     for _ in 0..MAX_ROUNDS {
         if !ctx.is_leader() {
@@ -131,8 +132,12 @@ async fn reconcile_inner(obj: Arc<Promotion>, ctx: &Context) -> Result<Requeue, 
         }
         let status = current.status.clone().unwrap_or_default();
         let gathered = gather(ctx, &current, &status).await;
-        if let Some(digest) = gathered.release.as_ref().and_then(|r| crate::release::digest_of(&r.spec)) {
+        if !digest_logged
+            && let Some(digest) = gathered.release.as_ref().and_then(|r| crate::release::digest_of(&r.spec))
+        {
+            // Recording a span field again appends it again in the log line: once is enough.
             tracing::Span::current().record("digest", digest);
+            digest_logged = true;
         }
         let now = ctx.clock.now();
         let input = gathered.input(&current, &status, now, ctx.version);
