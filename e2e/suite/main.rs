@@ -12,7 +12,7 @@ mod ecs_blue_green;
 mod flap;
 mod freeze;
 mod human;
-mod sandbox;
 mod invalid;
 mod lambda_breach;
 mod leader;
+mod sandbox;

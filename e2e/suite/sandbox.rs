@@ -31,7 +31,9 @@ async fn the_sandbox_reaches_its_end_states() {
     assert!((0..30_000).contains(&ms), "{ms} ms");
     let lines = lines.into_inner().unwrap();
     let narrated = |needle: &str| lines.iter().any(|l| l.contains(needle));
-    for needle in ["10% of traffic on v1.4.2", "Frozen", "WaitingForApproval", "RolledBack", "breach to traffic restored"] {
+    for needle in
+        ["10% of traffic on v1.4.2", "Frozen", "WaitingForApproval", "RolledBack", "breach to traffic restored"]
+    {
         assert!(narrated(needle), "the narration mentions {needle:?}:\n{}", lines.join("\n"));
     }
     let _ = std::fs::remove_dir_all(work_dir);

@@ -156,7 +156,9 @@ impl World {
         say("  kubectl get releases,promotions -A");
         say("  kubectl describe promotion -n ingest ingest-worker-v1-4-2-dev");
         say("  kubectl apply -f examples/promotion-stg.yaml       # ingest-worker into stg (approved by relmgr)");
-        say("  kubectl apply -f examples/promotion-prod.yaml      # into prod: frozen until the compressed weekend ends");
+        say(
+            "  kubectl apply -f examples/promotion-prod.yaml      # into prod: frozen until the compressed weekend ends",
+        );
         for p in &self.people {
             say(&format!("  as {} ({}): KUBECONFIG={}", p.user, p.groups.join(","), p.kubeconfig.display()));
         }
