@@ -158,6 +158,22 @@ pub fn builtins() -> Vec<ResourceType> {
     ]
 }
 
+/// The group of `SelfSubjectReview` (what `kubectl auth whoami` and `kubectl kiln` ask to learn
+/// the caller's identity). It is answered from the request's token, never stored, so it is not a
+/// [`ResourceType`]; discovery lists it like the real server does.
+pub const AUTHENTICATION_GROUP: &str = "authentication.k8s.io";
+
+/// `SelfSubjectReview`'s entry in the `authentication.k8s.io/v1` `APIResourceList`.
+fn self_subject_review_discovery() -> Value {
+    json!({
+        "name": "selfsubjectreviews",
+        "singularName": "selfsubjectreview",
+        "namespaced": false,
+        "kind": "SelfSubjectReview",
+        "verbs": ["create"],
+    })
+}
+
 /// All served types, with lookups by URL.
 #[derive(Debug, Default)]
 pub struct Registry {
@@ -197,6 +213,7 @@ impl Registry {
                 None => out.push((t.group.clone(), vec![t.version.clone()])),
             }
         }
+        out.push((AUTHENTICATION_GROUP.to_string(), vec!["v1".to_string()]));
         out
     }
 
@@ -232,6 +249,12 @@ impl Registry {
 
     /// `GET /api/v1` or `GET /apis/{group}/{version}`.
     pub fn resource_list(&self, group: &str, version: &str) -> Option<Value> {
+        if (group, version) == (AUTHENTICATION_GROUP, "v1") {
+            return Some(
+                json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": "authentication.k8s.io/v1",
+                "resources": [self_subject_review_discovery()]}),
+            );
+        }
         let resources: Vec<Value> = self
             .types
             .iter()

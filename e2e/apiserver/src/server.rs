@@ -1047,6 +1047,10 @@ async fn handle_request(
                 None => error_response(&ApiError::no_route(&path)),
             };
         }
+        (Method::POST, ["apis", crate::resources::AUTHENTICATION_GROUP, "v1", "selfsubjectreviews"]) => {
+            shared.count("create", "selfsubjectreviews");
+            return json_response(201, &self_subject_review(&user), &[]);
+        }
         (Method::GET, ["api"]) => return json_response(200, &reg.api_versions(), &[]),
         (Method::GET, ["apis"]) => return json_response(200, &reg.api_group_list(), &[]),
         (Method::GET, ["api", v]) => {
@@ -1157,6 +1161,18 @@ async fn handle_request(
         Ok(Reply(code, body, warnings)) => json_response(code, &body, &warnings),
         Err(e) => error_response(&e),
     }
+}
+
+/// The answer to `POST /apis/authentication.k8s.io/v1/selfsubjectreviews`: the requesting
+/// identity, as the real server returns it (201, `status.userInfo`). The request body is not
+/// needed: a SelfSubjectReview has no spec.
+fn self_subject_review(user: &UserInfo) -> Value {
+    json!({
+        "kind": "SelfSubjectReview",
+        "apiVersion": "authentication.k8s.io/v1",
+        "metadata": {"creationTimestamp": now()},
+        "status": {"userInfo": {"username": user.username, "uid": user.uid, "groups": user.groups}},
+    })
 }
 
 fn route(reg: &Registry, group: &str, version: &str, plural: &str, ns: Option<&str>, tail: &[&str]) -> Option<Target> {

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::authentication::v1::SelfSubjectReview;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kiln_test_apiserver::{AdmissionOperation, Config, FaultRule, Faults, TestServer, start};
@@ -105,6 +106,73 @@ async fn unauthenticated_requests_get_401_and_tokens_map_to_users() {
     let (code, reason, msg) = api_err(api.create(&PostParams::default(), &cm("forbidden", &[])).await.unwrap_err());
     assert_eq!((code, reason.as_str()), (403, "Forbidden"));
     assert!(msg.contains("not allowed"), "{msg}");
+}
+
+#[tokio::test]
+async fn self_subject_review_names_the_caller() {
+    // What `kubectl auth whoami` and `kubectl kiln approve` ask: the identity behind the token.
+    let (server, admin) = setup().await;
+    let alice = client_for(&server.kubeconfig_for_token("alice-token")).await;
+    let review = Api::<SelfSubjectReview>::all(alice)
+        .create(&PostParams::default(), &SelfSubjectReview::default())
+        .await
+        .unwrap();
+    let info = review.status.and_then(|s| s.user_info).expect("userInfo");
+    assert_eq!(info.username.as_deref(), Some("alice@example.com"));
+    assert_eq!(info.groups.unwrap_or_default(), ["security", "system:authenticated"]);
+    let review = Api::<SelfSubjectReview>::all(admin.clone())
+        .create(&PostParams::default(), &SelfSubjectReview::default())
+        .await
+        .unwrap();
+    assert_eq!(review.status.and_then(|s| s.user_info).and_then(|u| u.username).as_deref(), Some("admin"));
+    // Listed in discovery like the real server's.
+    let groups = admin.list_api_groups().await.unwrap();
+    assert!(groups.groups.iter().any(|g| g.name == "authentication.k8s.io"));
+    let list = admin.list_api_group_resources("authentication.k8s.io/v1").await.unwrap();
+    let ssr = list.resources.iter().find(|r| r.name == "selfsubjectreviews").expect("selfsubjectreviews");
+    assert_eq!(
+        (ssr.kind.as_str(), ssr.namespaced, ssr.verbs.clone()),
+        ("SelfSubjectReview", false, vec!["create".to_string()])
+    );
+    // A wrong token is still 401.
+    let bad = client_for(&server.kubeconfig_for_token("wrong")).await;
+    let err = Api::<SelfSubjectReview>::all(bad)
+        .create(&PostParams::default(), &SelfSubjectReview::default())
+        .await
+        .unwrap_err();
+    assert_eq!(api_err(err).0, 401);
+}
+
+#[tokio::test]
+async fn json_patch_test_op_guards_concurrent_appends() {
+    // kubectl kiln approve appends with [test <the list as read>, add /-]: a writer that read an
+    // older list fails with 422 and changes nothing (as kube-apiserver answers a failed test).
+    let (_server, client) = setup().await;
+    namespace(&client, "jp").await;
+    let promos = Api::<DynamicObject>::namespaced_with(client.clone(), "jp", &kiln("Promotion", "promotions"));
+    let promo: DynamicObject = serde_json::from_value(json!({"apiVersion": "kiln.dev/v1alpha1", "kind": "Promotion",
+        "metadata": {"name": "p"}, "spec": {"release": "r", "environment": "prod"}}))
+    .unwrap();
+    let created = promos.create(&PostParams::default(), &promo).await.unwrap();
+    assert_eq!(created.data["spec"]["approvals"], json!([]), "defaulted");
+    let approval = |user: &str| json!({"user": user, "role": "security", "at": "2026-01-01T00:00:00Z"});
+    let append = |seen: Value, user: &str| -> json_patch::Patch {
+        serde_json::from_value(json!([
+            {"op": "test", "path": "/spec/approvals", "value": seen},
+            {"op": "add", "path": "/spec/approvals/-", "value": approval(user)},
+        ]))
+        .unwrap()
+    };
+    promos.patch("p", &PatchParams::default(), &Patch::Json::<()>(append(json!([]), "a"))).await.unwrap();
+    let (code, _, msg) = api_err(
+        promos.patch("p", &PatchParams::default(), &Patch::Json::<()>(append(json!([]), "b"))).await.unwrap_err(),
+    );
+    assert_eq!(code, 422, "{msg}");
+    let now = promos.get("p").await.unwrap();
+    assert_eq!(now.data["spec"]["approvals"], json!([approval("a")]));
+    promos.patch("p", &PatchParams::default(), &Patch::Json::<()>(append(json!([approval("a")]), "b"))).await.unwrap();
+    let now = promos.get("p").await.unwrap();
+    assert_eq!(now.data["spec"]["approvals"], json!([approval("a"), approval("b")]));
 }
 
 #[tokio::test]

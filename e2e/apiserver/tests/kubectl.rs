@@ -281,6 +281,11 @@ async fn builtin_types_and_identities() {
     }
     let err = nobody.fails(&["get", "namespaces"]);
     assert!(err.contains("Unauthorized") || err.contains("must be logged in"), "{err}");
+    // `kubectl auth whoami` (SelfSubjectReview, authentication.k8s.io/v1 since kubectl 1.28).
+    if alice.minor >= 28 {
+        let me = alice.ok(&["auth", "whoami", "-o", "jsonpath={.status.userInfo.username}"]);
+        assert_eq!(me, "alice@example.com");
+    }
 
     let (header, rows) = table(&admin.ok(&["get", "configmaps", "-n", "team"]));
     assert_eq!(header, ["NAME", "DATA", "AGE"]);
