@@ -21,6 +21,17 @@ impl UserInfo {
         }
         UserInfo { username: username.into(), uid: username.into(), groups }
     }
+
+    /// A ServiceAccount (`system:serviceaccount:<namespace>:<name>`, in `system:serviceaccounts`,
+    /// `system:serviceaccounts:<namespace>` and `system:authenticated`).
+    pub fn service_account(namespace: &str, name: &str) -> Self {
+        let mut user = UserInfo::new(
+            &format!("system:serviceaccount:{namespace}:{name}"),
+            &["system:serviceaccounts", &format!("system:serviceaccounts:{namespace}")],
+        );
+        user.uid = uuid::Uuid::new_v4().to_string();
+        user
+    }
 }
 
 /// Parses a static token file: `token,user,uid[,"group1,group2"]` per line; blank lines and

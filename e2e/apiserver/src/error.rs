@@ -117,6 +117,15 @@ impl ApiError {
                 "causes": [{"reason": reason, "message": body, "field": field}]}))
     }
 
+    /// 422 from several simple checks: `(field, reason, body)` per error.
+    pub fn invalid_causes(rt: &ResourceType, name: &str, errs: &[(String, &str, String)]) -> Self {
+        let rendered: Vec<String> = errs.iter().map(|(f, _, b)| format!("{f}: {b}")).collect();
+        let joined = if rendered.len() == 1 { rendered.join("") } else { format!("[{}]", rendered.join(", ")) };
+        let causes: Vec<Value> = errs.iter().map(|(f, r, b)| json!({"reason": r, "message": b, "field": f})).collect();
+        ApiError::new(422, "Invalid", format!("{} {name:?} is invalid: {joined}", rt.qualified_kind()))
+            .with_details(json!({"name": name, "group": rt.group, "kind": rt.kind, "causes": causes}))
+    }
+
     /// 400.
     pub fn bad_request(message: impl Into<String>) -> Self {
         ApiError::new(400, "BadRequest", message)
@@ -131,6 +140,44 @@ impl ApiError {
     pub fn forbidden(rt: &ResourceType, name: &str, why: &str) -> Self {
         ApiError::new(403, "Forbidden", format!("{} {name:?} is forbidden: {why}", rt.qualified()))
             .with_details(json!({"name": name, "group": rt.group, "kind": rt.plural}))
+    }
+
+    /// 403 as `apierrors.NewForbidden(groupResource, name, err)` renders it.
+    pub fn forbidden_raw(group: &str, resource: &str, name: &str, why: &str) -> Self {
+        let qualified = if group.is_empty() { resource.to_string() } else { format!("{resource}.{group}") };
+        let message = if qualified.is_empty() {
+            format!("forbidden: {why}")
+        } else if name.is_empty() {
+            format!("{qualified} is forbidden: {why}")
+        } else {
+            format!("{qualified} {name:?} is forbidden: {why}")
+        };
+        let mut details = json!({"group": group, "kind": resource});
+        if !name.is_empty()
+            && let Some(m) = details.as_object_mut()
+        {
+            m.insert("name".into(), name.into());
+        }
+        ApiError::new(403, "Forbidden", message).with_details(details)
+    }
+
+    /// A ValidatingAdmissionPolicy denial: `admission.NewForbidden` with the decision's reason
+    /// (`Invalid` → 422 by default) and the message as a cause.
+    pub fn policy_denied(rt: &ResourceType, name: &str, reason: &str, message: &str) -> Self {
+        let code = match reason {
+            "Forbidden" => 403,
+            "Unauthorized" => 401,
+            "RequestEntityTooLarge" => 413,
+            _ => 422,
+        };
+        let reason: &'static str = match reason {
+            "Forbidden" => "Forbidden",
+            "Unauthorized" => "Unauthorized",
+            "RequestEntityTooLarge" => "RequestEntityTooLarge",
+            _ => "Invalid",
+        };
+        ApiError::new(code, reason, format!("{} {name:?} is forbidden: {message}", rt.qualified()))
+            .with_details(json!({"name": name, "group": rt.group, "kind": rt.plural, "causes": [{"message": message}]}))
     }
 
     /// 405.

@@ -1,8 +1,9 @@
 //! **Test infrastructure.** An in-memory Kubernetes API server on 127.0.0.1 for kiln's e2e
 //! suite, sandbox and benchmarks: it speaks the real HTTP API over HTTPS with a CA generated at
 //! start (discovery, OpenAPI, Table output, CRUD, status subresource, patches incl. server-side
-//! apply, watch with bookmarks and 410 Gone, CRD admission via `kiln-schema`, bearer-token
-//! identities) faithfully enough for kube-rs and kubectl. It is never a way to run kiln in
+//! apply, watch with bookmarks and 410 Gone, CRD admission via `kiln-schema`, bearer-token and
+//! ServiceAccount identities, opt-in RBAC authorization, ValidatingAdmissionPolicy evaluation)
+//! faithfully enough for kube-rs and kubectl. It is never a way to run kiln in
 //! production. What is and is not emulated:
 //! `e2e/README.md`.
 //!
@@ -15,17 +16,20 @@
 #![forbid(unsafe_code)]
 
 mod auth;
+mod celenv;
 mod error;
 mod faults;
 mod managed;
 mod openapi;
 mod protobuf;
+mod rbac;
 mod resources;
 mod selector;
 mod server;
 mod store;
 mod table;
 mod tls;
+mod vap;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -74,8 +78,9 @@ pub struct AdmissionRequest<'a> {
     pub old_object: Option<&'a Value>,
 }
 
-/// A validating admission hook (e.g. to emulate kiln's ValidatingAdmissionPolicy): `Err(message)`
-/// refuses the request with 403 Forbidden.
+/// A validating admission hook (an in-process stand-in for a validating webhook; it runs after
+/// the ValidatingAdmissionPolicies the server evaluates itself): `Err(message)` refuses the
+/// request with 403 Forbidden.
 pub type AdmissionHook = Arc<dyn Fn(&AdmissionRequest<'_>) -> Result<(), String> + Send + Sync>;
 
 /// How to start the server.
@@ -99,7 +104,7 @@ pub struct Config {
     pub bookmark_interval: Duration,
     /// Where to write the kubeconfig (default: a file in the temp directory, removed on drop).
     pub kubeconfig_path: Option<PathBuf>,
-    /// Validating admission hooks, run after schema admission.
+    /// Validating admission hooks, run after schema admission and the ValidatingAdmissionPolicies.
     pub admission_hooks: Vec<AdmissionHook>,
     /// Serve requests that carry no token as this user. Off by default (they get 401). For
     /// kubectl over plain HTTP: client-go does not send bearer tokens over an unencrypted
@@ -113,6 +118,14 @@ pub struct Config {
     pub tls: bool,
     /// Log every request (method, URL, Accept, Content-Type, status) to stderr.
     pub log_requests: bool,
+    /// Authorize every request with RBAC (rbac.authorization.k8s.io/v1 Roles, ClusterRoles and
+    /// their bindings, `system:masters` always allowed), like kube-apiserver with
+    /// `--authorization-mode=RBAC`. Off by default: every authenticated user may do everything.
+    pub rbac: bool,
+    /// YAML manifests (multi-document, `List`s too) whose objects exist at start, created as an
+    /// administrator applying them would (admission included; missing namespaces are created).
+    /// Objects of types the server does not serve are skipped (`TestServer::skipped_manifests`).
+    pub manifests: Vec<String>,
 }
 
 impl std::fmt::Debug for Config {
@@ -126,6 +139,8 @@ impl std::fmt::Debug for Config {
             .field("event_window", &self.event_window)
             .field("bookmark_interval", &self.bookmark_interval)
             .field("admission_hooks", &self.admission_hooks.len())
+            .field("rbac", &self.rbac)
+            .field("manifests", &self.manifests.len())
             .finish_non_exhaustive()
     }
 }
@@ -151,6 +166,8 @@ impl Default for Config {
             seed: 0x6b69_6c6e,
             tls: true,
             log_requests: false,
+            rbac: false,
+            manifests: Vec::new(),
         }
     }
 }
@@ -159,6 +176,26 @@ impl Config {
     /// Adds a user with a token.
     pub fn with_user(mut self, token: &str, username: &str, groups: &[&str]) -> Self {
         self.tokens.push((token.to_string(), UserInfo::new(username, groups)));
+        self
+    }
+
+    /// Adds a ServiceAccount's token: the user `system:serviceaccount:<namespace>:<name>` in the
+    /// groups `system:serviceaccounts`, `system:serviceaccounts:<namespace>` and
+    /// `system:authenticated`, as kube-apiserver authenticates ServiceAccount tokens.
+    pub fn with_service_account(mut self, token: &str, namespace: &str, name: &str) -> Self {
+        self.tokens.push((token.to_string(), UserInfo::service_account(namespace, name)));
+        self
+    }
+
+    /// Turns RBAC authorization on (`rbac: true`).
+    pub fn with_rbac(mut self) -> Self {
+        self.rbac = true;
+        self
+    }
+
+    /// Adds YAML manifests (e.g. a rendered Helm chart) whose objects exist at start.
+    pub fn with_manifests(mut self, yaml: &str) -> Self {
+        self.manifests.push(yaml.to_string());
         self
     }
 
@@ -189,6 +226,9 @@ pub enum StartError {
         /// What is wrong.
         message: String,
     },
+    /// A manifest that cannot be loaded.
+    #[error("manifests: {0}")]
+    Manifest(String),
     /// The token file.
     #[error("token file {path}: line {line}: {message}")]
     TokenFile {
@@ -226,6 +266,9 @@ pub struct TestServer {
     pub kubeconfig_path: PathBuf,
     /// Inspect objects, inject faults.
     pub handle: Handle,
+    /// The objects of `Config::manifests` of types this server does not serve (`Kind ns/name`),
+    /// e.g. a chart's Deployment and Service.
+    pub skipped_manifests: Vec<String>,
     remove_kubeconfig: bool,
     shutdown: Option<oneshot::Sender<()>>,
 }
@@ -334,6 +377,7 @@ pub async fn start(config: Config) -> Result<TestServer, StartError> {
         server::Shared::new(&config, tokens.clone(), crds)
             .map_err(|message| StartError::Crd { path: config.crd_dir.clone(), message })?,
     );
+    let skipped_manifests = shared.load_manifests(&config.manifests).map_err(StartError::Manifest)?;
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", config.port))
         .await
         .map_err(|source| StartError::Bind { port: config.port, source })?;
@@ -368,7 +412,16 @@ pub async fn start(config: Config) -> Result<TestServer, StartError> {
         }
     }
     let handle = Handle { shared };
-    Ok(TestServer { url, ca_pem, kubeconfig: kc, kubeconfig_path, handle, remove_kubeconfig, shutdown: Some(tx) })
+    Ok(TestServer {
+        url,
+        ca_pem,
+        kubeconfig: kc,
+        kubeconfig_path,
+        handle,
+        skipped_manifests,
+        remove_kubeconfig,
+        shutdown: Some(tx),
+    })
 }
 
 /// Reads every `*.yaml` CRD in a directory (sorted by file name).

@@ -4,8 +4,11 @@
 //!
 //! Decoded: the `k8s\0` envelope (`runtime.Unknown`) around core/v1 Namespace, ConfigMap and
 //! Secret, with the ObjectMeta fields a client sets on create (name, generateName, namespace,
-//! resourceVersion, labels, annotations, finalizers). Other types → `None` (the caller answers
-//! 415). Field numbers are those of `k8s.io/api/core/v1/generated.proto` and
+//! resourceVersion, labels, annotations, finalizers), and the authorization.k8s.io/v1 access
+//! reviews' specs (`kubectl auth can-i`), and rbac.authorization.k8s.io/v1 Roles, ClusterRoles and
+//! their bindings (`kubectl create role`, `rolebinding`, ...). Other types → `None` (the caller answers 415). Field
+//! numbers are those of `k8s.io/api/core/v1/generated.proto`,
+//! `k8s.io/api/authorization/v1/generated.proto` and
 //! `k8s.io/apimachinery/pkg/apis/meta/v1/generated.proto`.
 
 use base64::Engine;
@@ -140,6 +143,12 @@ pub fn decode(body: &[u8]) -> Option<Value> {
             _ => {}
         }
     }
+    if api_version == "authorization.k8s.io/v1" {
+        return access_review(&kind, raw);
+    }
+    if api_version == "rbac.authorization.k8s.io/v1" {
+        return rbac(&kind, raw);
+    }
     if api_version != "v1" {
         return None;
     }
@@ -175,6 +184,141 @@ pub fn decode(body: &[u8]) -> Option<Value> {
     Some(Value::Object(obj))
 }
 
+/// Strings of a message by field number.
+fn string_fields(b: &[u8], names: &[(u64, &str)]) -> Option<Value> {
+    let mut m = Map::new();
+    for (n, f) in fields(b)? {
+        if let (Field::Bytes(v), Some((_, name))) = (f, names.iter().find(|(k, _)| *k == n)) {
+            m.insert((*name).to_string(), string(v)?.into());
+        }
+    }
+    Some(Value::Object(m))
+}
+
+/// Repeated strings of a message by field number, as JSON lists.
+fn string_lists(b: &[u8], names: &[(u64, &str)]) -> Option<Map<String, Value>> {
+    let mut m = Map::new();
+    for (n, f) in fields(b)? {
+        if let (Field::Bytes(v), Some((_, name))) = (f, names.iter().find(|(k, _)| *k == n)) {
+            push_string(&mut m, name, v)?;
+        }
+    }
+    Some(m)
+}
+
+/// A `metav1.LabelSelector`.
+fn label_selector(b: &[u8]) -> Option<Value> {
+    let mut m = Map::new();
+    for (n, f) in fields(b)? {
+        match (n, f) {
+            (1, Field::Bytes(e)) => insert_entry(&mut m, "matchLabels", e, false)?,
+            (2, Field::Bytes(e)) => {
+                let mut req = string_fields(e, &[(1, "key"), (2, "operator")])?;
+                let values = string_lists(e, &[(3, "values")])?;
+                if let Some(r) = req.as_object_mut() {
+                    r.extend(values);
+                }
+                let list = m.entry("matchExpressions").or_insert_with(|| json!([]));
+                list.as_array_mut()?.push(req);
+            }
+            _ => {}
+        }
+    }
+    Some(Value::Object(m))
+}
+
+/// Role, ClusterRole, RoleBinding, ClusterRoleBinding.
+fn rbac(kind: &str, raw: &[u8]) -> Option<Value> {
+    if !matches!(kind, "Role" | "ClusterRole" | "RoleBinding" | "ClusterRoleBinding") {
+        return None;
+    }
+    let mut obj = Map::new();
+    obj.insert("apiVersion".into(), "rbac.authorization.k8s.io/v1".into());
+    obj.insert("kind".into(), kind.into());
+    let binding = kind.ends_with("Binding");
+    for (n, f) in fields(raw)? {
+        let Field::Bytes(v) = f else { continue };
+        match (binding, n) {
+            (_, 1) => _ = obj.insert("metadata".into(), object_meta(v)?),
+            (false, 2) => {
+                let rule = string_lists(
+                    v,
+                    &[(1, "verbs"), (2, "apiGroups"), (3, "resources"), (4, "resourceNames"), (5, "nonResourceURLs")],
+                )?;
+                let list = obj.entry("rules").or_insert_with(|| json!([]));
+                list.as_array_mut()?.push(Value::Object(rule));
+            }
+            (false, 3) => {
+                let mut selectors = Vec::new();
+                for (n, f) in fields(v)? {
+                    if let (1, Field::Bytes(sel)) = (n, f) {
+                        selectors.push(label_selector(sel)?);
+                    }
+                }
+                obj.insert("aggregationRule".into(), json!({"clusterRoleSelectors": selectors}));
+            }
+            (true, 2) => {
+                let mut subject = string_fields(v, &[(1, "kind"), (2, "apiGroup"), (3, "name"), (4, "namespace")])?;
+                if let Some(m) = subject.as_object_mut() {
+                    m.retain(|_, v| v.as_str() != Some(""));
+                }
+                let list = obj.entry("subjects").or_insert_with(|| json!([]));
+                list.as_array_mut()?.push(subject);
+            }
+            (true, 3) => {
+                obj.insert("roleRef".into(), string_fields(v, &[(1, "apiGroup"), (2, "kind"), (3, "name")])?);
+            }
+            _ => {}
+        }
+    }
+    Some(Value::Object(obj))
+}
+
+/// SelfSubjectAccessReview, SubjectAccessReview, SelfSubjectRulesReview: metadata and spec.
+fn access_review(kind: &str, raw: &[u8]) -> Option<Value> {
+    let mut obj = Map::new();
+    obj.insert("apiVersion".into(), "authorization.k8s.io/v1".into());
+    obj.insert("kind".into(), kind.into());
+    for (n, f) in fields(raw)? {
+        match (n, f) {
+            (1, Field::Bytes(m)) => _ = obj.insert("metadata".into(), object_meta(m)?),
+            (2, Field::Bytes(spec)) => {
+                let mut s = Map::new();
+                for (n, f) in fields(spec)? {
+                    let Field::Bytes(v) = f else { continue };
+                    match (kind, n) {
+                        ("SelfSubjectRulesReview", 1) => _ = s.insert("namespace".into(), string(v)?.into()),
+                        ("SelfSubjectRulesReview", _) => {}
+                        (_, 1) => {
+                            let names = [
+                                (1, "namespace"),
+                                (2, "verb"),
+                                (3, "group"),
+                                (4, "version"),
+                                (5, "resource"),
+                                (6, "subresource"),
+                                (7, "name"),
+                            ];
+                            s.insert("resourceAttributes".into(), string_fields(v, &names)?);
+                        }
+                        (_, 2) => {
+                            s.insert("nonResourceAttributes".into(), string_fields(v, &[(1, "path"), (2, "verb")])?);
+                        }
+                        ("SubjectAccessReview", 3) => _ = s.insert("user".into(), string(v)?.into()),
+                        ("SubjectAccessReview", 4) => push_string(&mut s, "groups", v)?,
+                        ("SubjectAccessReview", 6) => _ = s.insert("uid".into(), string(v)?.into()),
+                        _ => {}
+                    }
+                }
+                obj.insert("spec".into(), Value::Object(s));
+            }
+            _ => {}
+        }
+    }
+    matches!(kind, "SelfSubjectAccessReview" | "SubjectAccessReview" | "SelfSubjectRulesReview")
+        .then_some(Value::Object(obj))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -197,5 +341,20 @@ mod tests {
                 "metadata": {"name": "cfg", "labels": {"app": "x"}}, "data": {"k": "v"}}))
         );
         assert_eq!(decode(b"{}"), None);
+    }
+
+    #[test]
+    fn decodes_an_access_review() {
+        let ra =
+            [ld(1, b"ingest"), ld(2, b"patch"), ld(3, b"kiln.dev"), ld(5, b"promotions"), ld(6, b"status")].concat();
+        let raw = [ld(1, &[]), ld(2, &ld(1, &ra))].concat();
+        let tm = [ld(1, b"authorization.k8s.io/v1"), ld(2, b"SelfSubjectAccessReview")].concat();
+        let body = [b"k8s\0".to_vec(), ld(1, &tm), ld(2, &raw)].concat();
+        assert_eq!(
+            decode(&body),
+            Some(json!({"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview", "metadata": {},
+                "spec": {"resourceAttributes": {"namespace": "ingest", "verb": "patch", "group": "kiln.dev",
+                    "resource": "promotions", "subresource": "status"}}}))
+        );
     }
 }

@@ -144,6 +144,40 @@ pub fn builtins() -> Vec<ResourceType> {
         ResourceType::builtin("", "events", "Event", true, false, &["ev"]),
         ResourceType::builtin("events.k8s.io", "events", "Event", true, false, &["ev"]),
         ResourceType::builtin("coordination.k8s.io", "leases", "Lease", true, false, &[]),
+        ResourceType::builtin("", "serviceaccounts", "ServiceAccount", true, false, &["sa"]),
+        ResourceType::builtin("rbac.authorization.k8s.io", "clusterroles", "ClusterRole", false, false, &[]),
+        ResourceType::builtin(
+            "rbac.authorization.k8s.io",
+            "clusterrolebindings",
+            "ClusterRoleBinding",
+            false,
+            false,
+            &[],
+        ),
+        ResourceType::builtin("rbac.authorization.k8s.io", "roles", "Role", true, false, &[]),
+        ResourceType::builtin("rbac.authorization.k8s.io", "rolebindings", "RoleBinding", true, false, &[]),
+        ResourceType {
+            categories: vec!["api-extensions".into()],
+            ..ResourceType::builtin(
+                "admissionregistration.k8s.io",
+                "validatingadmissionpolicies",
+                "ValidatingAdmissionPolicy",
+                false,
+                true,
+                &[],
+            )
+        },
+        ResourceType {
+            categories: vec!["api-extensions".into()],
+            ..ResourceType::builtin(
+                "admissionregistration.k8s.io",
+                "validatingadmissionpolicybindings",
+                "ValidatingAdmissionPolicyBinding",
+                false,
+                false,
+                &[],
+            )
+        },
         ResourceType {
             short_names: vec!["crd".into(), "crds".into()],
             ..ResourceType::builtin(
@@ -162,6 +196,24 @@ pub fn builtins() -> Vec<ResourceType> {
 /// the caller's identity). It is answered from the request's token, never stored, so it is not a
 /// [`ResourceType`]; discovery lists it like the real server does.
 pub const AUTHENTICATION_GROUP: &str = "authentication.k8s.io";
+
+/// The group of the access reviews (`kubectl auth can-i`), answered from RBAC, never stored.
+pub const AUTHORIZATION_GROUP: &str = "authorization.k8s.io";
+
+/// The `authorization.k8s.io/v1` `APIResourceList`.
+fn access_review_discovery() -> Vec<Value> {
+    [
+        ("selfsubjectaccessreviews", "SelfSubjectAccessReview", false),
+        ("selfsubjectrulesreviews", "SelfSubjectRulesReview", false),
+        ("subjectaccessreviews", "SubjectAccessReview", false),
+    ]
+    .iter()
+    .map(|(plural, kind, namespaced)| {
+        json!({"name": plural, "singularName": kind.to_lowercase(), "namespaced": namespaced, "kind": kind,
+            "verbs": ["create"]})
+    })
+    .collect()
+}
 
 /// `SelfSubjectReview`'s entry in the `authentication.k8s.io/v1` `APIResourceList`.
 fn self_subject_review_discovery() -> Value {
@@ -214,6 +266,7 @@ impl Registry {
             }
         }
         out.push((AUTHENTICATION_GROUP.to_string(), vec!["v1".to_string()]));
+        out.push((AUTHORIZATION_GROUP.to_string(), vec!["v1".to_string()]));
         out
     }
 
@@ -253,6 +306,12 @@ impl Registry {
             return Some(
                 json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": "authentication.k8s.io/v1",
                 "resources": [self_subject_review_discovery()]}),
+            );
+        }
+        if (group, version) == (AUTHORIZATION_GROUP, "v1") {
+            return Some(
+                json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": "authorization.k8s.io/v1",
+                "resources": access_review_discovery()}),
             );
         }
         let resources: Vec<Value> = self

@@ -19,9 +19,11 @@ use crate::auth::UserInfo;
 use crate::error::ApiError;
 use crate::faults::Injector;
 use crate::managed;
-use crate::resources::{Registry, ResourceType, builtins};
+use crate::rbac::{self, RBAC_GROUP};
+use crate::resources::{AUTHORIZATION_GROUP, Registry, ResourceType, builtins};
 use crate::selector::{FieldSelector, LabelSelector};
 use crate::store::{Event, EventType, Key, Store};
+use crate::vap;
 use crate::{AdmissionHook, AdmissionOperation, AdmissionRequest, Config};
 
 /// State shared by all requests.
@@ -38,6 +40,11 @@ pub struct Shared {
     counts: Mutex<HashMap<(String, String), u64>>,
     rng: Mutex<u64>,
     log_requests: bool,
+    /// Authorize requests with RBAC.
+    rbac: bool,
+    rbac_ids: rbac::Ids,
+    vap_ids: vap::Ids,
+    policies: vap::Evaluator,
 }
 
 impl std::fmt::Debug for Shared {
@@ -162,6 +169,36 @@ impl Shared {
                 store.put(crd_id, (String::new(), name), obj);
             }
         }
+        let find = |group: &str, plural: &str| {
+            registry.find(group, "v1", plural).ok_or_else(|| format!("no {plural}.{group} type"))
+        };
+        let rbac_ids = rbac::Ids {
+            roles: find(RBAC_GROUP, "roles")?,
+            cluster_roles: find(RBAC_GROUP, "clusterroles")?,
+            role_bindings: find(RBAC_GROUP, "rolebindings")?,
+            cluster_role_bindings: find(RBAC_GROUP, "clusterrolebindings")?,
+        };
+        let vap_ids = vap::Ids {
+            policies: find(vap::ADMISSION_GROUP, "validatingadmissionpolicies")?,
+            bindings: find(vap::ADMISSION_GROUP, "validatingadmissionpolicybindings")?,
+            namespaces: ns_id,
+        };
+        let bootstrap: Vec<Value> =
+            serde_saphyr::from_multiple(rbac::BOOTSTRAP).map_err(|e| format!("bootstrap RBAC: {e}"))?;
+        for mut obj in bootstrap {
+            let id = if obj.get("kind").and_then(Value::as_str) == Some("ClusterRole") {
+                rbac_ids.cluster_roles
+            } else {
+                rbac_ids.cluster_role_bindings
+            };
+            let name = meta_str(&obj, "name").to_string();
+            if let Some(m) = meta_mut(&mut obj) {
+                m.insert("uid".into(), uuid::Uuid::new_v4().to_string().into());
+                m.insert("creationTimestamp".into(), ts.clone().into());
+            }
+            store.put(id, (String::new(), name), obj);
+        }
+        rbac::aggregate(&mut store, rbac_ids);
         Ok(Shared {
             registry,
             validator,
@@ -175,7 +212,109 @@ impl Shared {
             counts: Mutex::new(HashMap::new()),
             rng: Mutex::new(config.seed | 1),
             log_requests: config.log_requests,
+            rbac: config.rbac,
+            rbac_ids,
+            vap_ids,
+            policies: vap::Evaluator::default(),
         })
+    }
+
+    /// Authorizes a request (always allowed without RBAC).
+    fn authorize(&self, user: &UserInfo, a: &rbac::Attributes) -> Res<rbac::Decision> {
+        if !self.rbac {
+            return Ok(rbac::Decision { allowed: true, reason: String::new() });
+        }
+        let s = self.lock()?;
+        Ok(rbac::authorize(&s, self.rbac_ids, user, a))
+    }
+
+    /// Rewrites the aggregated ClusterRoles' rules (after a ClusterRole changed).
+    fn reaggregate(&self) {
+        if let Ok(mut s) = self.lock() {
+            rbac::aggregate(&mut s, self.rbac_ids);
+        }
+    }
+
+    /// Runs the ValidatingAdmissionPolicies on a request; `Ok(warnings)` or the denial.
+    fn run_policies(&self, s: &Store, req: &vap::Request<'_>) -> Res<Vec<String>> {
+        self.policies.admit(s, &self.registry, self.vap_ids, req)
+    }
+
+    /// Creates (or replaces) the objects of YAML manifests as an administrator would apply them:
+    /// through admission (schema, policies) with strict field validation, creating missing
+    /// namespaces. Returns the objects of types this server does not serve (skipped), as
+    /// `Kind namespace/name`.
+    pub fn load_manifests(&self, texts: &[String]) -> Result<Vec<String>, String> {
+        let admin = UserInfo::new("system:admin", &["system:masters"]);
+        let ctx = WriteCtx {
+            managed_done: false,
+            user: &admin,
+            manager: "kubectl".into(),
+            status: false,
+            fv: FieldValidation::Strict,
+            dry_run: false,
+        };
+        let ns_id = self.registry.find("", "v1", "namespaces").ok_or("no namespaces type")?;
+        let mut skipped = Vec::new();
+        for text in texts {
+            let docs: Vec<Value> = serde_saphyr::from_multiple(text).map_err(|e| e.to_string())?;
+            let mut objects = Vec::new();
+            for doc in docs {
+                match doc.get("items").and_then(Value::as_array) {
+                    Some(items) if doc.get("kind").and_then(Value::as_str).is_some_and(|k| k.ends_with("List")) => {
+                        objects.extend(items.iter().cloned());
+                    }
+                    _ if doc.is_object() => objects.push(doc),
+                    _ => {}
+                }
+            }
+            for obj in objects {
+                let api_version = obj.get("apiVersion").and_then(Value::as_str).unwrap_or("");
+                let kind = obj.get("kind").and_then(Value::as_str).unwrap_or("");
+                let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
+                let name = meta_str(&obj, "name").to_string();
+                let id =
+                    self.registry.types.iter().position(|t| t.group == group && t.version == version && t.kind == kind);
+                let ns_of = |rt: &ResourceType| -> String {
+                    if !rt.namespaced {
+                        return String::new();
+                    }
+                    match meta_str(&obj, "namespace") {
+                        "" => "default".into(),
+                        n => n.into(),
+                    }
+                };
+                let Some(id) = id.filter(|i| self.registry.types[*i].kind != "CustomResourceDefinition") else {
+                    let ns = meta_str(&obj, "namespace");
+                    skipped.push(if ns.is_empty() { format!("{kind} {name}") } else { format!("{kind} {ns}/{name}") });
+                    continue;
+                };
+                let rt = self.rt(id).map_err(|e| e.message)?;
+                let ns = ns_of(rt);
+                let what = |e: ApiError| format!("{kind} {name}: {}", e.message);
+                if !ns.is_empty() && self.inspect_get("namespaces", "", &ns).is_none() {
+                    let ns_obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
+                    self.create(ns_id, "", ns_obj, &ctx).map_err(what)?;
+                }
+                let exists = self
+                    .lock()
+                    .map_err(what)?
+                    .kinds
+                    .get(id)
+                    .is_some_and(|k| k.objects.contains_key(&(ns.clone(), name.clone())));
+                let mut obj = obj.clone();
+                if let Some(m) = meta_mut(&mut obj) {
+                    m.remove("resourceVersion");
+                }
+                if exists {
+                    self.put(id, &(ns.clone(), name.clone()), obj, &ctx).map_err(what)?;
+                } else {
+                    self.create(id, &ns, obj, &ctx).map_err(what)?;
+                }
+            }
+        }
+        self.reaggregate();
+        Ok(skipped)
     }
 
     fn lock(&self) -> Res<MutexGuard<'_, Store>> {
@@ -301,18 +440,8 @@ impl Shared {
     fn admit(&self, rt: &ResourceType, op: Operation, new: Value, old: Option<&Value>, ctx: &WriteCtx) -> Res<Reply> {
         let name = meta_str(&new, "name").to_string();
         if !rt.custom {
-            let n = if name.is_empty() { meta_str(&new, "generateName") } else { name.as_str() };
-            if !is_dns_subdomain(n.trim_end_matches('-')) {
-                return Err(ApiError::invalid_field(
-                    rt,
-                    &name,
-                    "metadata.name",
-                    "FieldValueInvalid",
-                    &format!(
-                        "Invalid value: {n:?}: a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"
-                    ),
-                ));
-            }
+            let mut new = new;
+            validate_builtin(rt, &name, &mut new, old)?;
             return Ok(Reply(0, new, Vec::new()));
         }
         match self.validator.admit(op, &new, old, ctx.fv) {
@@ -435,6 +564,8 @@ impl Shared {
         let rt = self.rt(id)?;
         self.normalize(rt, &mut obj, ns, None)?;
         let mut s = self.lock()?;
+        // The request's name (admission's): empty when the server generates it.
+        let generated = meta_str(&obj, "name").is_empty();
         {
             let meta = meta_mut(&mut obj).ok_or_else(|| ApiError::bad_request("metadata"))?;
             for k in ["uid", "resourceVersion", "creationTimestamp", "deletionTimestamp", "generation", "selfLink"] {
@@ -479,13 +610,36 @@ impl Shared {
         }
         let name = meta_str(&obj, "name").to_string();
         let key = (if rt.namespaced { ns.to_string() } else { String::new() }, name.clone());
-        let Reply(_, mut obj, warnings) = self.admit(rt, Operation::Create, obj, None, ctx)?;
+        let Reply(_, mut obj, mut warnings) = self.admit(rt, Operation::Create, obj, None, ctx)?;
         if rt.status_subresource
             && rt.kind != "Namespace"
             && let Some(m) = obj.as_object_mut()
         {
             m.remove("status");
         }
+        self.check_namespace(&s, rt, ns, &name)?;
+        // Like the registry's BeforeCreate: identity before validating admission.
+        if let Some(meta) = meta_mut(&mut obj) {
+            meta.insert("uid".into(), uuid::Uuid::new_v4().to_string().into());
+            meta.insert("creationTimestamp".into(), now().into());
+            if rt.custom {
+                meta.insert("generation".into(), 1.into());
+            }
+        }
+        warnings.extend(self.run_policies(
+            &s,
+            &vap::Request {
+                operation: "CREATE",
+                rt,
+                subresource: "",
+                namespace: if rt.namespaced { ns } else { "" },
+                name: if generated { "" } else { &name },
+                user: ctx.user,
+                object: Some(&obj),
+                old_object: None,
+                dry_run: ctx.dry_run,
+            },
+        )?);
         self.run_hooks(&AdmissionRequest {
             operation: AdmissionOperation::Create,
             resource: rt,
@@ -496,16 +650,8 @@ impl Shared {
             object: Some(&obj),
             old_object: None,
         })?;
-        self.check_namespace(&s, rt, ns, &name)?;
         if s.kinds.get(id).is_some_and(|k| k.objects.contains_key(&key)) {
             return Err(ApiError::already_exists(rt, &name));
-        }
-        if let Some(meta) = meta_mut(&mut obj) {
-            meta.insert("uid".into(), uuid::Uuid::new_v4().to_string().into());
-            meta.insert("creationTimestamp".into(), now().into());
-            if rt.custom {
-                meta.insert("generation".into(), 1.into());
-            }
         }
         let ts = now();
         if !ctx.managed_done {
@@ -580,7 +726,7 @@ impl Shared {
             }
         }
         let op = if ctx.status { Operation::StatusUpdate } else { Operation::Update };
-        let Reply(_, mut new, warnings) = self.admit(rt, op, new, Some(old), ctx)?;
+        let Reply(_, mut new, mut warnings) = self.admit(rt, op, new, Some(old), ctx)?;
         if old.pointer("/metadata/deletionTimestamp").is_some() {
             let before = finalizers(old);
             if let Some(added) = finalizers(&new).into_iter().find(|f| !before.contains(f)) {
@@ -595,6 +741,20 @@ impl Shared {
                 ));
             }
         }
+        warnings.extend(self.run_policies(
+            s,
+            &vap::Request {
+                operation: "UPDATE",
+                rt,
+                subresource: if ctx.status { "status" } else { "" },
+                namespace: request_namespace(rt, key),
+                name,
+                user: ctx.user,
+                object: Some(&new),
+                old_object: Some(old),
+                dry_run: ctx.dry_run,
+            },
+        )?);
         self.run_hooks(&AdmissionRequest {
             operation: AdmissionOperation::Update,
             resource: rt,
@@ -715,6 +875,24 @@ impl Shared {
             Some(old) => self.update(&mut s, id, key, &old, merged, &WriteCtx { managed_done: true, ..ctx.clone() }),
             None if ctx.status => Err(ApiError::not_found(rt, &key.1)),
             None => {
+                // A patch that creates needs `create` too (kube-apiserver's patch handler).
+                if self.rbac {
+                    let a = rbac::Attributes {
+                        verb: "create".into(),
+                        resource_request: true,
+                        path: String::new(),
+                        group: rt.group.clone(),
+                        version: rt.version.clone(),
+                        resource: rt.plural.clone(),
+                        subresource: String::new(),
+                        namespace: key.0.clone(),
+                        name: key.1.clone(),
+                    };
+                    let d = rbac::authorize(&s, self.rbac_ids, ctx.user, &a);
+                    if !d.allowed {
+                        return Err(rbac::forbidden(ctx.user, &a, &d.reason));
+                    }
+                }
                 drop(s);
                 self.create(id, &key.0, merged, &WriteCtx { managed_done: true, ..ctx.clone() })
             }
@@ -752,6 +930,20 @@ impl Shared {
                 ),
             ));
         }
+        let warnings = self.run_policies(
+            &s,
+            &vap::Request {
+                operation: "DELETE",
+                rt,
+                subresource: "",
+                namespace: request_namespace(rt, key),
+                name: &key.1,
+                user: ctx.user,
+                object: None,
+                old_object: Some(&old),
+                dry_run: ctx.dry_run,
+            },
+        )?;
         self.run_hooks(&AdmissionRequest {
             operation: AdmissionOperation::Delete,
             resource: rt,
@@ -763,12 +955,12 @@ impl Shared {
             old_object: Some(&old),
         })?;
         if ctx.dry_run {
-            return Ok(Reply(200, (*old).clone(), Vec::new()));
+            return Ok(Reply(200, (*old).clone(), warnings));
         }
         let is_namespace = rt.kind == "Namespace" && rt.group.is_empty();
         if !finalizers(&old).is_empty() || is_namespace {
             if old.pointer("/metadata/deletionTimestamp").is_some() {
-                return Ok(Reply(200, (*old).clone(), Vec::new()));
+                return Ok(Reply(200, (*old).clone(), warnings));
             }
             let mut new = (*old).clone();
             if let Some(m) = meta_mut(&mut new) {
@@ -782,20 +974,20 @@ impl Shared {
             if is_namespace {
                 self.cascade_namespace(&mut s, &key.1);
                 let still = s.kinds.get(id).and_then(|k| k.objects.get(key)).cloned();
-                return Ok(Reply(200, (*still.unwrap_or(stored)).clone(), Vec::new()));
+                return Ok(Reply(200, (*still.unwrap_or(stored)).clone(), warnings));
             }
-            return Ok(Reply(200, (*stored).clone(), Vec::new()));
+            return Ok(Reply(200, (*stored).clone(), warnings));
         }
         let last = s.remove(id, key, (*old).clone()).ok_or_else(|| ApiError::not_found(rt, &key.1))?;
         self.maybe_finish_namespace(&mut s, rt, &key.0);
         if rt.custom {
-            Ok(Reply(200, (*last).clone(), Vec::new()))
+            Ok(Reply(200, (*last).clone(), warnings))
         } else {
             Ok(Reply(
                 200,
                 json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
                     "details": {"name": key.1, "group": rt.group, "kind": rt.plural, "uid": meta_str(&old, "uid")}}),
-                Vec::new(),
+                warnings,
             ))
         }
     }
@@ -875,6 +1067,145 @@ impl Shared {
             Vec::new(),
         ))
     }
+}
+
+/// `Invalid value: "x": a lowercase RFC 1123 subdomain ...`.
+fn dns_subdomain_error(n: &str) -> String {
+    format!(
+        "Invalid value: {n:?}: a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"
+    )
+}
+
+/// The checks (and defaults) of built-in types: object names (path segments for RBAC, DNS
+/// subdomains otherwise), bindings' immutable `roleRef`, policies' CEL and required fields.
+fn validate_builtin(rt: &ResourceType, name: &str, new: &mut Value, old: Option<&Value>) -> Res<()> {
+    let n = if name.is_empty() { meta_str(new, "generateName").to_string() } else { name.to_string() };
+    let mut errs: Vec<(String, &str, String)> = Vec::new();
+    if rt.group == RBAC_GROUP {
+        // ValidateRBACName: any path segment.
+        let check = n.trim_end_matches('-');
+        if check.is_empty() {
+            errs.push((
+                "metadata.name".into(),
+                "FieldValueRequired",
+                "Required value: name or generateName is required".into(),
+            ));
+        } else if check == "." || check == ".." {
+            errs.push((
+                "metadata.name".into(),
+                "FieldValueInvalid",
+                format!("Invalid value: {n:?}: may not be '{check}'"),
+            ));
+        } else {
+            for bad in ["/", "%"] {
+                if n.contains(bad) {
+                    errs.push((
+                        "metadata.name".into(),
+                        "FieldValueInvalid",
+                        format!("Invalid value: {n:?}: may not contain '{bad}'"),
+                    ));
+                }
+            }
+        }
+        if rt.kind.ends_with("Binding") {
+            let role_ref = new.get("roleRef").cloned().unwrap_or(Value::Null);
+            let f = |k: &str| role_ref.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+            if f("name").is_empty() {
+                errs.push(("roleRef.name".into(), "FieldValueRequired", "Required value".into()));
+            }
+            let kinds: &[&str] =
+                if rt.kind == "ClusterRoleBinding" { &["ClusterRole"] } else { &["Role", "ClusterRole"] };
+            if !kinds.contains(&f("kind").as_str()) {
+                errs.push((
+                    "roleRef.kind".into(),
+                    "FieldValueNotSupported",
+                    format!(
+                        "Unsupported value: {:?}: supported values: {}",
+                        f("kind"),
+                        kinds.iter().map(|k| format!("{k:?}")).collect::<Vec<_>>().join(", ")
+                    ),
+                ));
+            }
+            if let Some(old_ref) = old.and_then(|o| o.get("roleRef"))
+                && *old_ref != role_ref
+            {
+                errs.push((
+                    "roleRef".into(),
+                    "FieldValueInvalid",
+                    format!(
+                        "Invalid value: rbac.RoleRef{{APIGroup:{:?}, Kind:{:?}, Name:{:?}}}: cannot change roleRef",
+                        f("apiGroup"),
+                        f("kind"),
+                        f("name")
+                    ),
+                ));
+            }
+        }
+    } else if !is_dns_subdomain(n.trim_end_matches('-')) {
+        errs.push(("metadata.name".into(), "FieldValueInvalid", dns_subdomain_error(&n)));
+    }
+    if rt.group == vap::ADMISSION_GROUP && rt.kind == "ValidatingAdmissionPolicy" {
+        for (field, expr, e) in vap::compile_errors(new) {
+            errs.push((field, "FieldValueInvalid", format!("Invalid value: {expr:?}: compilation failed: {e}")));
+        }
+        if let Some(spec) = new.get_mut("spec").and_then(Value::as_object_mut) {
+            spec.entry("failurePolicy").or_insert_with(|| "Fail".into());
+            if let Some(mc) = spec.get_mut("matchConstraints").and_then(Value::as_object_mut) {
+                mc.entry("matchPolicy").or_insert_with(|| "Equivalent".into());
+                mc.entry("namespaceSelector").or_insert_with(|| json!({}));
+                mc.entry("objectSelector").or_insert_with(|| json!({}));
+                if let Some(rules) = mc.get_mut("resourceRules").and_then(Value::as_array_mut) {
+                    for r in rules.iter_mut().filter_map(Value::as_object_mut) {
+                        r.entry("scope").or_insert_with(|| "*".into());
+                    }
+                }
+            }
+        }
+        if new.pointer("/spec/matchConstraints").is_none() {
+            errs.push(("spec.matchConstraints".into(), "FieldValueRequired", "Required value".into()));
+        }
+    }
+    if rt.group == vap::ADMISSION_GROUP && rt.kind == "ValidatingAdmissionPolicyBinding" {
+        if new.pointer("/spec/policyName").and_then(Value::as_str).is_none_or(str::is_empty) {
+            errs.push(("spec.policyName".into(), "FieldValueRequired", "Required value".into()));
+        }
+        let actions: Vec<Value> =
+            new.pointer("/spec/validationActions").and_then(Value::as_array).cloned().unwrap_or_default();
+        if actions.is_empty() {
+            errs.push((
+                "spec.validationActions".into(),
+                "FieldValueRequired",
+                "Required value: at least one validation action is required".into(),
+            ));
+        }
+        for (i, a) in actions.iter().enumerate() {
+            if !matches!(a.as_str(), Some("Deny" | "Warn" | "Audit")) {
+                errs.push((
+                    format!("spec.validationActions[{i}]"),
+                    "FieldValueNotSupported",
+                    format!("Unsupported value: {}: supported values: \"Audit\", \"Deny\", \"Warn\"", a),
+                ));
+            }
+        }
+        let has = |x: &str| actions.iter().any(|a| a.as_str() == Some(x));
+        if has("Deny") && has("Warn") {
+            errs.push((
+                "spec.validationActions".into(),
+                "FieldValueInvalid",
+                format!(
+                    "Invalid value: {}: must not contain both Deny and Warn (repeating the same validation failure information in the API response and headers serves no purpose)",
+                    serde_json::to_string(&actions).unwrap_or_default()
+                ),
+            ));
+        }
+    }
+    if errs.is_empty() { Ok(()) } else { Err(ApiError::invalid_causes(rt, name, &errs)) }
+}
+
+/// The namespace of a request for admission: the object's, or a Namespace's own name (as
+/// kube-apiserver's request info has it for requests naming a namespace).
+fn request_namespace<'a>(rt: &ResourceType, key: &'a Key) -> &'a str {
+    if rt.group.is_empty() && rt.plural == "namespaces" { &key.1 } else { &key.0 }
 }
 
 /// What `metadata.generation` tracks: everything but metadata (and status, with the subresource).
@@ -1015,9 +1346,30 @@ async fn handle_request(
     let Some(user) = user else {
         return error_response(&ApiError::unauthorized());
     };
+    let user = match impersonation(&shared, &user, &headers) {
+        Ok(Some(u)) => u,
+        Ok(None) => user,
+        Err(e) => return error_response(&e),
+    };
+    if shared.rbac {
+        let attrs = rbac::request_attributes(method.as_str(), uri.path(), &q);
+        match shared.authorize(&user, &attrs) {
+            Ok(d) if d.allowed => {}
+            Ok(d) => return error_response(&rbac::forbidden(&user, &attrs, &d.reason)),
+            Err(e) => return error_response(&e),
+        }
+    }
     let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     let reg = &shared.registry;
     match (method.clone(), segs.as_slice()) {
+        (Method::POST, ["apis", AUTHORIZATION_GROUP, "v1", review]) => {
+            shared.count("create", review);
+            let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+            return match access_review(&shared, &user, review, content_type, &body) {
+                Ok(v) => json_response(201, &v, &[]),
+                Err(e) => error_response(&e),
+            };
+        }
         (Method::GET, ["version"]) => {
             return json_response(
                 200,
@@ -1154,6 +1506,9 @@ async fn handle_request(
         ("deletecollection", None) => shared.delete_collection(target.id, target.namespace.as_deref(), &p, &ctx),
         _ => Err(ApiError::method_not_allowed()),
     };
+    if result.is_ok() && rt.group == RBAC_GROUP && rt.plural == "clusterroles" && verb != "get" && verb != "list" {
+        shared.reaggregate();
+    }
     match result {
         Ok(Reply(code, body, warnings)) if table && matches!(verb, "get" | "list") => {
             json_response(code, &crate::table::to_table(rt, &body, p.get("includeObject")), &warnings)
@@ -1161,6 +1516,118 @@ async fn handle_request(
         Ok(Reply(code, body, warnings)) => json_response(code, &body, &warnings),
         Err(e) => error_response(&e),
     }
+}
+
+/// The identity a request acts as when it carries `Impersonate-*` headers (checked against RBAC
+/// with the `impersonate` verb).
+fn impersonation(shared: &Shared, user: &UserInfo, headers: &HeaderMap) -> Res<Option<UserInfo>> {
+    let one = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let imp_user = one("Impersonate-User");
+    let imp_groups: Vec<String> =
+        headers.get_all("Impersonate-Group").iter().filter_map(|v| v.to_str().ok()).map(str::to_string).collect();
+    let imp_uid = one("Impersonate-Uid");
+    if imp_user.is_none() && imp_groups.is_empty() && imp_uid.is_none() {
+        return Ok(None);
+    }
+    let s = shared.lock()?;
+    rbac::impersonate(&s, shared.rbac_ids, shared.rbac, user, imp_user.as_deref(), &imp_groups, imp_uid.as_deref())
+}
+
+/// `POST /apis/authorization.k8s.io/v1/{selfsubjectaccessreviews, subjectaccessreviews,
+/// selfsubjectrulesreviews}`: answered from RBAC (everything allowed without it), never stored.
+fn access_review(shared: &Shared, user: &UserInfo, review: &str, content_type: &str, body: &[u8]) -> Res<Value> {
+    let mut obj: Value = if content_type.starts_with(crate::protobuf::CONTENT_TYPE) {
+        crate::protobuf::decode(body).ok_or_else(|| ApiError::unsupported_media_type(content_type))?
+    } else {
+        serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("error decoding body: {e}")))?
+    };
+    let spec = obj.get("spec").cloned().unwrap_or_else(|| json!({}));
+    let status = match review {
+        "selfsubjectaccessreviews" | "subjectaccessreviews" => {
+            let subject = if review == "subjectaccessreviews" {
+                let strs = |k: &str| -> Vec<String> {
+                    spec.get(k)
+                        .and_then(Value::as_array)
+                        .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
+                        .unwrap_or_default()
+                };
+                let username = spec.get("user").and_then(Value::as_str).unwrap_or("").to_string();
+                let groups = strs("groups");
+                if username.is_empty() && groups.is_empty() {
+                    return Err(review_invalid(
+                        "SubjectAccessReview",
+                        "spec.user",
+                        "Invalid value: \"\": at least one of user or group must be specified",
+                    ));
+                }
+                UserInfo { username, uid: spec.get("uid").and_then(Value::as_str).unwrap_or("").to_string(), groups }
+            } else {
+                user.clone()
+            };
+            let kind = if review == "subjectaccessreviews" { "SubjectAccessReview" } else { "SelfSubjectAccessReview" };
+            match (spec.get("resourceAttributes").is_some(), spec.get("nonResourceAttributes").is_some()) {
+                (true, true) => {
+                    return Err(review_invalid(
+                        kind,
+                        "spec.nonResourceAttributes",
+                        "Invalid value: \"null\": cannot be specified in combination with resourceAttributes",
+                    ));
+                }
+                (false, false) => {
+                    return Err(review_invalid(
+                        kind,
+                        "spec.resourceAttributes",
+                        "Invalid value: \"null\": exactly one of nonResourceAttributes or resourceAttributes must be specified",
+                    ));
+                }
+                _ => {}
+            }
+            let a = rbac::review_attributes(&spec);
+            let d = shared.authorize(&subject, &a)?;
+            let mut st = json!({"allowed": d.allowed});
+            if !d.reason.is_empty()
+                && let Some(m) = st.as_object_mut()
+            {
+                m.insert("reason".into(), d.reason.into());
+            }
+            st
+        }
+        "selfsubjectrulesreviews" => {
+            let ns = spec.get("namespace").and_then(Value::as_str).unwrap_or("");
+            if shared.rbac {
+                let s = shared.lock()?;
+                rbac::rules_review(&s, shared.rbac_ids, user, ns)
+            } else {
+                json!({"resourceRules": [{"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]}],
+                    "nonResourceRules": [{"verbs": ["*"], "nonResourceURLs": ["*"]}], "incomplete": false})
+            }
+        }
+        _ => return Err(ApiError::no_route(&format!("/apis/authorization.k8s.io/v1/{review}"))),
+    };
+    if let Some(m) = obj.as_object_mut() {
+        m.insert("status".into(), status);
+        m.entry("metadata").or_insert_with(|| json!({"creationTimestamp": null}));
+    }
+    Ok(obj)
+}
+
+/// 422 for an access review that asks nothing answerable.
+fn review_invalid(kind: &str, field: &str, body: &str) -> ApiError {
+    let rt = ResourceType {
+        group: AUTHORIZATION_GROUP.into(),
+        version: "v1".into(),
+        plural: format!("{}s", kind.to_lowercase()),
+        singular: kind.to_lowercase(),
+        kind: kind.into(),
+        namespaced: false,
+        status_subresource: false,
+        short_names: Vec::new(),
+        categories: Vec::new(),
+        custom: false,
+        printer_columns: Vec::new(),
+        schema: None,
+    };
+    ApiError::invalid_causes(&rt, "", &[(field.to_string(), "FieldValueInvalid", body.to_string())])
 }
 
 /// The answer to `POST /apis/authentication.k8s.io/v1/selfsubjectreviews`: the requesting

@@ -101,6 +101,63 @@ fn columns(rt: &ResourceType) -> Vec<Column> {
         ("coordination.k8s.io", "Lease") => cols.push(func("Holder", "string", "The holder of the lease", |o| {
             json!(o.pointer("/spec/holderIdentity").and_then(Value::as_str).unwrap_or(""))
         })),
+        ("", "ServiceAccount") => cols.push(func("Secrets", "string", "Secrets is a list of the secrets in the same namespace that pods running using this ServiceAccount are allowed to use.", |o| {
+            json!(o.get("secrets").and_then(Value::as_array).map_or(0, Vec::len))
+        })),
+        ("rbac.authorization.k8s.io", "Role" | "ClusterRole") => {
+            cols.push(func("Created At", "date", "CreationTimestamp is a timestamp representing the server time when this object was created.", |o| {
+                json!(o.pointer("/metadata/creationTimestamp").and_then(Value::as_str).unwrap_or(""))
+            }));
+            return cols;
+        }
+        ("rbac.authorization.k8s.io", "RoleBinding" | "ClusterRoleBinding") => {
+            cols.push(func("Role", "string", "Role is the role the binding grants.", |o| {
+                let kind = o.pointer("/roleRef/kind").and_then(Value::as_str).unwrap_or("");
+                let name = o.pointer("/roleRef/name").and_then(Value::as_str).unwrap_or("");
+                json!(format!("{kind}/{name}"))
+            }));
+            cols.push(age_column());
+            for (title, kind) in [("Users", "User"), ("Groups", "Group"), ("ServiceAccounts", "ServiceAccount")] {
+                let mut c = func(title, "string", &format!("{title} in the binding's subjects."), match kind {
+                    "User" => |o| json!(subjects(o, "User")),
+                    "Group" => |o| json!(subjects(o, "Group")),
+                    _ => |o| json!(subjects(o, "ServiceAccount")),
+                });
+                c.priority = 1;
+                cols.push(c);
+            }
+            return cols;
+        }
+        ("admissionregistration.k8s.io", "ValidatingAdmissionPolicy") => {
+            cols.push(func("Validations", "integer", "Validations indicates the number of validation rules defined in this configuration", |o| {
+                json!(o.pointer("/spec/validations").and_then(Value::as_array).map_or(0, Vec::len))
+            }));
+            cols.push(func("ParamKind", "string", "ParamKind specifies the kind of resources used to parameterize this policy", |o| {
+                match o.pointer("/spec/paramKind") {
+                    Some(pk) => json!(format!(
+                        "{}/{}",
+                        pk.get("apiVersion").and_then(Value::as_str).unwrap_or(""),
+                        pk.get("kind").and_then(Value::as_str).unwrap_or("")
+                    )),
+                    None => json!("<unset>"),
+                }
+            }));
+        }
+        ("admissionregistration.k8s.io", "ValidatingAdmissionPolicyBinding") => {
+            cols.push(func("PolicyName", "string", "PolicyName indicates the policy definition which the policy binding binded to", |o| {
+                json!(o.pointer("/spec/policyName").and_then(Value::as_str).unwrap_or(""))
+            }));
+            cols.push(func("ParamRef", "string", "ParamRef indicates the param resource which sets the configration param", |o| {
+                match o.pointer("/spec/paramRef") {
+                    Some(pr) => {
+                        let ns = pr.get("namespace").and_then(Value::as_str).unwrap_or("");
+                        let name = pr.get("name").and_then(Value::as_str).unwrap_or("*");
+                        json!(if ns.is_empty() { name.to_string() } else { format!("{ns}/{name}") })
+                    }
+                    None => json!("<unset>"),
+                }
+            }));
+        }
         ("", "Event") => {
             // kubectl's event columns: LAST SEEN, TYPE, REASON, OBJECT, MESSAGE (no NAME).
             cols.clear();
@@ -130,6 +187,26 @@ fn columns(rt: &ResourceType) -> Vec<Column> {
     }
     cols.push(age_column());
     cols
+}
+
+/// The subjects of a binding of one kind, comma-separated (ServiceAccounts as `ns/name`).
+fn subjects(o: &Value, kind: &str) -> String {
+    o.get("subjects")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter(|s| s.get("kind").and_then(Value::as_str) == Some(kind))
+                .map(|s| {
+                    let name = s.get("name").and_then(Value::as_str).unwrap_or("");
+                    match s.get("namespace").and_then(Value::as_str) {
+                        Some(ns) if kind == "ServiceAccount" => format!("{ns}/{name}"),
+                        _ => name.to_string(),
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .unwrap_or_default()
 }
 
 fn count(o: &Value, key: &str) -> usize {

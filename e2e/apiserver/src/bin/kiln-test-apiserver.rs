@@ -36,6 +36,12 @@ struct Args {
     /// Log every request (method, URL, Accept, Content-Type, status) to stderr.
     #[arg(long)]
     log_requests: bool,
+    /// Authorize requests with RBAC (system:masters always allowed).
+    #[arg(long)]
+    rbac: bool,
+    /// A YAML file of objects to create at start (repeatable), e.g. a rendered Helm chart.
+    #[arg(long = "manifest")]
+    manifests: Vec<PathBuf>,
 }
 
 #[tokio::main]
@@ -48,11 +54,21 @@ async fn main() -> ExitCode {
         event_window: args.event_window,
         tls: !args.plain_http,
         log_requests: args.log_requests,
+        rbac: args.rbac,
         anonymous_user: args.anonymous_user.map(|u| kiln_test_apiserver::UserInfo::new(&u, &["system:masters"])),
         ..kiln_test_apiserver::Config::default()
     };
     if let Some(dir) = args.crds {
         config.crd_dir = dir;
+    }
+    for path in &args.manifests {
+        match std::fs::read_to_string(path) {
+            Ok(text) => config.manifests.push(text),
+            Err(e) => {
+                eprintln!("kiln-test-apiserver: {}: {e}", path.display());
+                return ExitCode::FAILURE;
+            }
+        }
     }
     let server = match kiln_test_apiserver::start(config).await {
         Ok(s) => s,
@@ -62,6 +78,9 @@ async fn main() -> ExitCode {
         }
     };
     eprintln!("kiln-test-apiserver (test infrastructure) listening on {}", server.url);
+    for skipped in &server.skipped_manifests {
+        eprintln!("kiln-test-apiserver: not served, skipped: {skipped}");
+    }
     println!("{}", server.kubeconfig_path.display());
     if let Err(e) = tokio::signal::ctrl_c().await {
         eprintln!("kiln-test-apiserver: waiting for Ctrl-C: {e}");
