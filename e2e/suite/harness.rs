@@ -137,6 +137,46 @@ pub struct World {
     pub accounts: BTreeMap<String, Account>,
     /// Controllers started (the last is the newest).
     pub controllers: Vec<ControllerProcess>,
+    /// The kubeconfig controllers use (None: the admin's).
+    pub controller_kubeconfig: Option<PathBuf>,
+}
+
+/// The token the controller uses as the chart's ServiceAccount.
+pub const CONTROLLER_TOKEN: &str = "kiln-controller-sa-token";
+
+/// People in a [`World::with_chart`]: (token, user, groups).
+pub const PEOPLE: [(&str, &str, &[&str]); 4] = [
+    ("alice-token", "alice@example.com", &["kiln:security"]),
+    ("bob-token", "bob@example.com", &["kiln:product"]),
+    ("carol-token", "carol@example.com", &["kiln:security"]),
+    ("dave-token", "dave@example.com", &["developers"]),
+];
+
+/// The Helm chart rendered with its default values by the real Helm engine (scripts/chart-test
+/// installs the pinned environment it needs; it runs before the cargo tests in the test command).
+pub fn chart_manifests() -> String {
+    let root = kiln_testkit::repo_root().unwrap_or_else(|e| panic!("{e}"));
+    let python = root.join(".venv-chart/bin/python");
+    assert!(
+        python.exists(),
+        "{} missing: run scripts/chart-test once (it installs the chart's pinned tools)",
+        python.display()
+    );
+    let out = Command::new(&python)
+        .arg(root.join("charts/kiln/tests/render.py"))
+        .args(["--namespace", KILN_NS])
+        .output()
+        .unwrap_or_else(|e| panic!("render the chart: {e}"));
+    assert!(out.status.success(), "render the chart: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap_or_else(|e| panic!("{e}"))
+}
+
+async fn client_for(kubeconfig: &str) -> Client {
+    let kc = Kubeconfig::from_yaml(kubeconfig).unwrap_or_else(|e| panic!("kubeconfig: {e}"));
+    let cfg = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+        .await
+        .unwrap_or_else(|e| panic!("kubeconfig: {e}"));
+    Client::try_from(cfg).unwrap_or_else(|e| panic!("client: {e}"))
 }
 
 fn free_port() -> u16 {
@@ -149,31 +189,67 @@ fn free_port() -> u16 {
 impl World {
     /// Starts the API server and moto and sets up the three accounts (no controller yet).
     pub async fn new(name: &str) -> World {
-        let server = kiln_test_apiserver::start(kiln_test_apiserver::Config::default())
-            .await
-            .unwrap_or_else(|e| panic!("start the API test server: {e}"));
-        let kc = Kubeconfig::from_yaml(&server.kubeconfig).unwrap_or_else(|e| panic!("kubeconfig: {e}"));
-        let cfg = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
-            .await
-            .unwrap_or_else(|e| panic!("kubeconfig: {e}"));
-        let client = Client::try_from(cfg).unwrap_or_else(|e| panic!("client: {e}"));
+        World::start(name, kiln_test_apiserver::Config::default(), None).await
+    }
+
+    /// Like [`World::new`], but the API server enforces RBAC and the admission policy of the
+    /// Helm chart rendered with its default values (`charts/kiln`), and the controller runs as the
+    /// chart's ServiceAccount. People: alice (security), bob (product), carol (security, the
+    /// requester in tests), dave (no kiln group); the test client is an admin.
+    pub async fn with_chart(name: &str) -> World {
+        let config = kiln_test_apiserver::Config::default()
+            .with_user("admin-token", "admin", &["system:masters"])
+            .with_rbac()
+            .with_manifests(&chart_manifests())
+            .with_service_account(CONTROLLER_TOKEN, KILN_NS, "kiln");
+        let config = PEOPLE.iter().fold(config, |c, (token, user, groups)| c.with_user(token, user, groups));
+        World::start(name, config, Some(CONTROLLER_TOKEN)).await
+    }
+
+    async fn start(name: &str, config: kiln_test_apiserver::Config, controller_token: Option<&str>) -> World {
+        let server =
+            kiln_test_apiserver::start(config).await.unwrap_or_else(|e| panic!("start the API test server: {e}"));
+        let client = client_for(&server.kubeconfig).await;
         let ns = name.to_string();
         let namespaces: Api<Namespace> = Api::all(client.clone());
         for n in [ns.as_str(), KILN_NS] {
             let obj: Namespace =
                 serde_json::from_value(json!({"metadata": {"name": n}})).unwrap_or_else(|e| panic!("{e}"));
-            namespaces
-                .create(&PostParams::default(), &obj)
-                .await
-                .unwrap_or_else(|e| panic!("create namespace {n}: {e}"));
+            match namespaces.create(&PostParams::default(), &obj).await {
+                Ok(_) => {}
+                // The chart's manifests may have made it already.
+                Err(kube::Error::Api(s)) if s.code == 409 => {}
+                Err(e) => panic!("create namespace {n}: {e}"),
+            }
         }
+        let controller_kubeconfig = controller_token.map(|token| {
+            let path =
+                std::env::temp_dir().join(format!("kiln-e2e-{name}-{}-controller.kubeconfig", std::process::id()));
+            std::fs::write(&path, server.kubeconfig_for_token(token))
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            path
+        });
         let moto = Moto::start();
         let mut accounts = BTreeMap::new();
         for (env, id) in ACCOUNTS {
             let a = Account::assume(&moto, id, REGION).await.unwrap_or_else(|e| panic!("account {env}: {e}"));
             accounts.insert(env.to_string(), a);
         }
-        World { name: name.to_string(), ns, server, client, moto, accounts, controllers: Vec::new() }
+        World {
+            name: name.to_string(),
+            ns,
+            server,
+            client,
+            moto,
+            accounts,
+            controllers: Vec::new(),
+            controller_kubeconfig,
+        }
+    }
+
+    /// A client acting as the person with `token` (see [`World::with_chart`]).
+    pub async fn client_as(&self, token: &str) -> Client {
+        client_for(&self.server.kubeconfig_for_token(token)).await
     }
 
     /// The account of environment `env`.
@@ -189,7 +265,7 @@ impl World {
         let file = std::fs::File::create(&log).unwrap_or_else(|e| panic!("{}: {e}", log.display()));
         let creds = kiln_testkit::MotoEndpoint::static_credentials();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_kiln-controller"));
-        cmd.env("KUBECONFIG", &self.server.kubeconfig_path)
+        cmd.env("KUBECONFIG", self.controller_kubeconfig.as_ref().unwrap_or(&self.server.kubeconfig_path))
             .env("AWS_ACCESS_KEY_ID", creds.access_key_id())
             .env("AWS_SECRET_ACCESS_KEY", creds.secret_access_key())
             .env("AWS_REGION", REGION)
@@ -440,6 +516,12 @@ pub fn text(v: &Value, path: &str) -> String {
 /// function `<service>` (alias `live` on version 1, an image function) in every account.
 pub async fn lambda_world(name: &str, service: &str, bakes: [&str; 3]) -> World {
     let w = World::new(name).await;
+    lambda_setup(&w, service, bakes).await;
+    w
+}
+
+/// What [`lambda_world`] sets up, in an existing world.
+pub async fn lambda_setup(w: &World, service: &str, bakes: [&str; 3]) {
     w.environments_with(bakes).await;
     w.policy(&format!("{service}-errors")).await;
     for env in ["dev", "stg", "prod"] {
@@ -447,7 +529,6 @@ pub async fn lambda_world(name: &str, service: &str, bakes: [&str; 3]) -> World 
             .await
             .unwrap_or_else(|e| panic!("{env}: {e}"));
     }
-    w
 }
 
 impl World {

@@ -7,6 +7,7 @@ mod harness;
 
 mod approvals;
 mod blocked;
+mod chart;
 mod cli;
 mod crash;
 mod ecs_blue_green;
