@@ -152,9 +152,9 @@ pub const PEOPLE: [(&str, &str, &[&str]); 4] = [
     ("dave-token", "dave@example.com", &["developers"]),
 ];
 
-/// The Helm chart rendered with its default values by the real Helm engine (scripts/chart-test
+/// The Helm chart rendered with `values` (YAML) by the real Helm engine (scripts/chart-test
 /// installs the pinned environment it needs; it runs before the cargo tests in the test command).
-pub fn chart_manifests() -> String {
+pub fn chart_manifests(name: &str, values: &str) -> String {
     let root = kiln_testkit::repo_root().unwrap_or_else(|e| panic!("{e}"));
     let python = root.join(".venv-chart/bin/python");
     assert!(
@@ -162,8 +162,11 @@ pub fn chart_manifests() -> String {
         "{} missing: run scripts/chart-test once (it installs the chart's pinned tools)",
         python.display()
     );
+    let values_file = std::env::temp_dir().join(format!("kiln-e2e-{name}-{}-values.yaml", std::process::id()));
+    std::fs::write(&values_file, values).unwrap_or_else(|e| panic!("{}: {e}", values_file.display()));
     let out = Command::new(&python)
         .arg(root.join("charts/kiln/tests/render.py"))
+        .arg(&values_file)
         .args(["--namespace", KILN_NS])
         .output()
         .unwrap_or_else(|e| panic!("render the chart: {e}"));
@@ -188,19 +191,28 @@ fn free_port() -> u16 {
 
 impl World {
     /// Starts the API server and moto and sets up the three accounts (no controller yet).
+    ///
+    /// Every world is the chart's: the API server enforces the RBAC and admission policy of
+    /// `charts/kiln` (rendered by the real Helm engine) and the controller runs as the chart's
+    /// ServiceAccount, so a permission the chart lacks fails the test that needs it. The test
+    /// client is an admin, listed as a trusted approval writer so tests can write approvals in
+    /// any name; [`World::with_chart`] keeps the default policy for identity tests.
     pub async fn new(name: &str) -> World {
-        World::start(name, kiln_test_apiserver::Config::default(), None).await
+        World::chart_world(name, "admissionPolicy:\n  trustedApprovalWriters: [admin]\n").await
     }
 
-    /// Like [`World::new`], but the API server enforces RBAC and the admission policy of the
-    /// Helm chart rendered with its default values (`charts/kiln`), and the controller runs as the
-    /// chart's ServiceAccount. People: alice (security), bob (product), carol (security, the
-    /// requester in tests), dave (no kiln group); the test client is an admin.
+    /// Like [`World::new`], with the chart's default values: approvals must be written by the
+    /// people they name. People: alice (security), bob (product), carol (security, the requester
+    /// in tests), dave (no kiln group).
     pub async fn with_chart(name: &str) -> World {
+        World::chart_world(name, "").await
+    }
+
+    async fn chart_world(name: &str, values: &str) -> World {
         let config = kiln_test_apiserver::Config::default()
             .with_user("admin-token", "admin", &["system:masters"])
             .with_rbac()
-            .with_manifests(&chart_manifests())
+            .with_manifests(&chart_manifests(name, values))
             .with_service_account(CONTROLLER_TOKEN, KILN_NS, "kiln");
         let config = PEOPLE.iter().fold(config, |c, (token, user, groups)| c.with_user(token, user, groups));
         World::start(name, config, Some(CONTROLLER_TOKEN)).await
