@@ -5,7 +5,7 @@
 //! Keys: a queue is one (namespace, service, environment). Service names are a team's own, so
 //! the same name in two namespaces is two services.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use jiff::Timestamp;
 use kiln_api::PromotionPhase;
@@ -82,19 +82,25 @@ impl<'a> ClusterView<'a> {
         self.releases.iter().copied().find(|r| r.namespace == p.namespace && r.name == p.spec.release)
     }
 
-    fn service_of(&self, p: &PromotionView<'_>) -> Option<&'a str> {
-        self.release_of(p).map(|r| r.spec.service.as_str())
-    }
-
     /// Promotions in the same queue (namespace, service, environment) as `p`, other than `p`.
     fn same_queue<'s>(&'s self, p: &'s PromotionView<'_>) -> impl Iterator<Item = &'s PromotionView<'a>> + 's {
-        let service = self.service_of(p);
+        // The names of the service's Releases first, so the cost is one pass over each list
+        // (not a Release lookup per Promotion: namespaces hold thousands of both).
+        let service = self.release_of(p).map(|r| r.spec.service.as_str());
+        let releases: HashSet<&str> = match service {
+            Some(service) => self
+                .releases
+                .iter()
+                .filter(|r| r.namespace == p.namespace && r.spec.service == service)
+                .map(|r| r.name)
+                .collect(),
+            None => HashSet::new(),
+        };
         self.promotions.iter().filter(move |o| {
             o.namespace == p.namespace
                 && o.spec.environment == p.spec.environment
                 && o.name != p.name
-                && service.is_some()
-                && self.service_of(o) == service
+                && releases.contains(o.spec.release.as_str())
         })
     }
 

@@ -11,6 +11,7 @@ use kube::runtime::events::Recorder;
 use kube::runtime::reflector::Store;
 
 use crate::cloud::Cloud;
+use crate::index::PromotionIndex;
 use crate::metrics::Metrics;
 
 /// The time, from outside the decision core (so tests and the sandbox can see what it sees).
@@ -42,6 +43,8 @@ pub struct Stores {
     pub freezes: Store<FreezeWindow>,
     /// RollbackPolicies.
     pub policies: Store<RollbackPolicy>,
+    /// Promotions by Release and live Promotions by environment (kept with `promotions`).
+    pub promotion_index: PromotionIndex,
 }
 
 /// FreezeWindows compiled once per resourceVersion (time-zone rules are not re-parsed on every

@@ -5,11 +5,13 @@
 //! docs/architecture.md.
 #![forbid(unsafe_code)]
 
+pub mod cache;
 pub mod cloud;
 pub mod config;
 pub mod context;
 pub mod error;
 pub mod http;
+pub mod index;
 pub mod leader;
 pub mod logging;
 pub mod metrics;

@@ -28,6 +28,7 @@ use kiln_core::validate;
 use kube::ResourceExt;
 use kube::api::Api;
 use kube::runtime::controller::Action as Requeue;
+use kube::runtime::reflector::ObjectRef;
 
 use crate::cloud::{TargetError, TargetOf, environment_aws, snapshot_aws};
 use crate::context::Context;
@@ -121,8 +122,20 @@ async fn reconcile_inner(obj: Arc<Promotion>, ctx: &Context) -> Result<Requeue, 
         return Ok(Requeue::await_change());
     }
     let api: Api<Promotion> = Api::namespaced(ctx.client.clone(), &ns);
-    let mut current: Promotion = (*obj).clone();
     let mut fresh = false;
+    let mut current: Promotion = if crate::cache::is_summary(&obj) {
+        // A finished Promotion asked to do something (retry, deletion, edit): the cache holds a
+        // summary of its status, so decide on the whole object.
+        match api.get_opt(&obj.name_any()).await? {
+            Some(latest) => {
+                fresh = true;
+                latest
+            }
+            None => return Ok(Requeue::await_change()),
+        }
+    } else {
+        (*obj).clone()
+    };
     let mut digest_logged = false;
 
     for _ in 0..MAX_ROUNDS {
@@ -279,9 +292,8 @@ fn transition_metrics(ctx: &Context, p: &Promotion, before: &PromotionStatus, af
     }
     if after.phase == PromotionPhase::Succeeded
         && p.spec.rollback.is_none()
-        && let Some(release) = ctx.stores.releases.find(|r| {
-            r.metadata.namespace == p.metadata.namespace && r.metadata.name.as_deref() == Some(p.spec.release.as_str())
-        })
+        && let Some(ns) = p.metadata.namespace.as_deref()
+        && let Some(release) = ctx.stores.releases.get(&ObjectRef::new(&p.spec.release).within(ns))
         && let Some(created) = &release.metadata.creation_timestamp
     {
         m.lead_time(env, seconds(ctx.clock.now().duration_since(created.0)));
@@ -298,9 +310,7 @@ async fn gather(ctx: &Context, p: &Promotion, status: &PromotionStatus) -> Gathe
     let env_objs = stores.environments.state();
     let environments: BTreeMap<String, EnvironmentSpec> =
         env_objs.iter().map(|e| (e.name_any(), e.spec.clone())).collect();
-    let release = stores
-        .releases
-        .find(|r| r.metadata.namespace.as_deref() == Some(ns.as_str()) && r.name_any() == p.spec.release);
+    let release = stores.releases.get(&ObjectRef::new(&p.spec.release).within(&ns));
     let environment = environments.get(&p.spec.environment).cloned();
 
     let mut spec_errors: Vec<String> = Vec::new();
@@ -450,10 +460,7 @@ async fn gather(ctx: &Context, p: &Promotion, status: &PromotionStatus) -> Gathe
 }
 
 fn policy_in(ctx: &Context, ns: &str, name: &str) -> Option<RollbackPolicySpec> {
-    ctx.stores
-        .policies
-        .find(|p| p.metadata.namespace.as_deref() == Some(ns) && p.metadata.name.as_deref() == Some(name))
-        .map(|p| p.spec.clone())
+    ctx.stores.policies.get(&ObjectRef::new(name).within(ns)).map(|p| p.spec.clone())
 }
 
 async fn read_signals(
@@ -600,15 +607,18 @@ fn aws_launch_type() -> aws_sdk_ecs::types::LaunchType {
 /// The Promotions whose decisions may change when `changed` changes: the others in its queue
 /// and this Release's Promotions downstream of it.
 pub fn related(ctx: &Context, changed: &Promotion) -> Vec<kube::runtime::reflector::ObjectRef<Promotion>> {
-    let ns = changed.metadata.namespace.as_deref();
+    let Some(ns) = changed.metadata.namespace.as_deref() else { return Vec::new() };
     let envs = ctx.stores.environments.state();
     let downstream: Vec<String> =
         envs.iter().filter(|e| e.spec.upstream.contains(&changed.spec.environment)).map(|e| e.name_any()).collect();
-    ctx.stores
-        .promotions
-        .state()
+    let index = &ctx.stores.promotion_index;
+    let mut refs = index.live_in(ns, &changed.spec.environment);
+    for env in &downstream {
+        refs.extend(index.live_in(ns, env));
+    }
+    crate::index::resolve(&ctx.stores.promotions, &refs)
         .iter()
-        .filter(|o| o.metadata.namespace.as_deref() == ns && o.metadata.uid != changed.metadata.uid)
+        .filter(|o| o.metadata.uid != changed.metadata.uid)
         .filter(|o| !o.status.as_ref().map(|s| s.phase.is_terminal()).unwrap_or(false))
         .filter(|o| {
             o.spec.environment == changed.spec.environment
@@ -618,19 +628,10 @@ pub fn related(ctx: &Context, changed: &Promotion) -> Vec<kube::runtime::reflect
         .collect()
 }
 
-/// Promotions in `namespace` (all namespaces for `None`) that are not finished.
+/// Promotions in `namespace` (all namespaces for `None`) that are not finished (or are being
+/// deleted).
 pub fn unfinished(ctx: &Context, namespace: Option<&str>) -> Vec<kube::runtime::reflector::ObjectRef<Promotion>> {
-    ctx.stores
-        .promotions
-        .state()
-        .iter()
-        .filter(|o| namespace.is_none() || o.metadata.namespace.as_deref() == namespace)
-        .filter(|o| {
-            !o.status.as_ref().map(|s| s.phase.is_terminal()).unwrap_or(false)
-                || o.metadata.deletion_timestamp.is_some()
-        })
-        .map(|o| kube::runtime::reflector::ObjectRef::from_obj(o.as_ref()))
-        .collect()
+    ctx.stores.promotion_index.live(namespace)
 }
 
 /// Whether `p` is one of `r`'s Promotions.

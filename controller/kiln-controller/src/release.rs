@@ -51,7 +51,9 @@ async fn reconcile_inner(obj: &Release, ctx: &Context) -> Result<Requeue, Error>
     let name = obj.name_any();
     let environments: BTreeMap<String, EnvironmentSpec> =
         ctx.stores.environments.state().iter().map(|e| (e.name_any(), e.spec.clone())).collect();
-    let mut promotions: Vec<Arc<Promotion>> = ctx.stores.promotions.state();
+    let mut promotions: Vec<Arc<Promotion>> =
+        crate::index::resolve(&ctx.stores.promotions, &ctx.stores.promotion_index.of_release(&ns, &name));
+    // The index follows the watch; the Release's own name and namespace decide.
     promotions.retain(|p| crate::promotion::of_release(p, obj));
     promotions.sort_by(|a, b| {
         (a.metadata.creation_timestamp.as_ref().map(|t| t.0), a.name_any())

@@ -4,23 +4,25 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::{FutureExt, StreamExt};
+use futures::{FutureExt, StreamExt, TryStreamExt};
 use kiln_api::{Environment, FreezeWindow, Promotion, Release, RollbackPolicy};
 use kiln_aws::credentials::AwsSettings;
 use kube::api::{Api, ListParams};
 use kube::runtime::controller::{Action as Requeue, Config as ControllerConfig, Controller};
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 
+use crate::cache;
 use crate::cloud::{AwsCloud, Cloud};
 use crate::config::Config;
 use crate::context::{Clock, Context, FreezeCache, Stores, SystemClock};
 use crate::error::Error;
 use crate::http::{self, Readiness};
+use crate::index::PromotionIndex;
 use crate::leader::{LeaderElector, LeaseConfig};
 use crate::metrics::Metrics;
 use crate::{promotion, release};
@@ -231,12 +233,19 @@ async fn controllers(
     let Some(frz_sub) = frz_w.subscribe() else { return Exit::Shutdown };
     let Some(pol_sub) = pol_w.subscribe() else { return Exit::Shutdown };
 
-    fn drive<K>(api: Api<K>, wc: watcher::Config, writer: reflector::store::Writer<K>) -> tokio::task::JoinHandle<()>
+    fn drive<K>(
+        api: Api<K>,
+        wc: watcher::Config,
+        writer: reflector::store::Writer<K>,
+        trim: fn(&mut K),
+        before: impl Fn(&watcher::Event<K>) + Send + 'static,
+    ) -> tokio::task::JoinHandle<()>
     where
         K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
     {
         tokio::spawn(async move {
-            let stream = watcher(api, wc).default_backoff().reflect_shared(writer);
+            let stream =
+                watcher(api, wc).default_backoff().modify(trim).inspect_ok(move |ev| before(ev)).reflect_shared(writer);
             futures::pin_mut!(stream);
             while let Some(ev) = stream.next().await {
                 if let Err(e) = ev {
@@ -245,12 +254,14 @@ async fn controllers(
             }
         })
     }
+    let promotion_index = PromotionIndex::default();
+    let indexer = promotion_index.clone();
     let drivers = vec![
-        drive(rel_api, rel_wc, rel_w),
-        drive(pro_api, pro_wc, pro_w),
-        drive(env_api, env_wc, env_w),
-        drive(frz_api, frz_wc, frz_w),
-        drive(pol_api, pol_wc, pol_w),
+        drive(rel_api, rel_wc, rel_w, cache::slim, |_| {}),
+        drive(pro_api, pro_wc, pro_w, cache::slim_promotion, move |ev| indexer.apply(ev)),
+        drive(env_api, env_wc, env_w, cache::slim, |_| {}),
+        drive(frz_api, frz_wc, frz_w, cache::slim, |_| {}),
+        drive(pol_api, pol_wc, pol_w, cache::slim, |_| {}),
     ];
 
     let stores = Stores {
@@ -259,6 +270,7 @@ async fn controllers(
         environments: environments.clone(),
         freezes: freezes.clone(),
         policies: policies.clone(),
+        promotion_index,
     };
     let reporter = Reporter { controller: "kiln-controller".into(), instance: Some(config.identity()) };
     let ctx = Arc::new(Context {
@@ -318,14 +330,9 @@ async fn controllers(
     let promotion_controller = Controller::for_shared_stream(pro_sub_p, promotions.clone())
         .with_config(ControllerConfig::default().concurrency(config.concurrency))
         .watches_shared_stream(pro_sub_pp, move |p: Arc<Promotion>| promotion::related(&c1, &p))
-        .watches_shared_stream(rel_sub_p, move |r: Arc<Release>| {
-            c2.stores
-                .promotions
-                .state()
-                .iter()
-                .filter(|p| promotion::of_release(p, &r))
-                .map(|p| ObjectRef::from_obj(p.as_ref()))
-                .collect::<Vec<_>>()
+        .watches_shared_stream(rel_sub_p, move |r: Arc<Release>| match r.metadata.namespace.as_deref() {
+            Some(ns) => c2.stores.promotion_index.of_release(ns, &r.name_any()),
+            None => Vec::new(),
         })
         .watches_shared_stream(env_sub_p, move |_e: Arc<Environment>| promotion::unfinished(&c3, None))
         .watches_shared_stream(frz_sub, move |w: Arc<FreezeWindow>| {
@@ -360,7 +367,13 @@ async fn controllers(
             }
         });
 
-    futures::join!(promotion_controller, release_controller);
+    // Separate tasks, so the two controllers' mapping and reconciling use both cores.
+    let promotion_task = tokio::spawn(promotion_controller);
+    let release_task = tokio::spawn(release_controller);
+    let (p, r) = tokio::join!(promotion_task, release_task);
+    for e in [p.err(), r.err()].into_iter().flatten() {
+        tracing::error!(error = %e, "a controller task ended abnormally");
+    }
     gauges.abort();
     for d in drivers {
         d.abort();
