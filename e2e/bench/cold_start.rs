@@ -56,11 +56,11 @@ const IDLE: Duration = Duration::from_secs(10);
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
-    if let [cmd, kind, path] = args.as_slice()
+    if let [cmd, kind, mode, path] = args.as_slice()
         && cmd == "typed-size"
     {
         // Internal: run by `typed_sizes` in a fresh process.
-        typed_size_child(kind, path);
+        typed_size_child(kind, mode == "cached", path);
         return ExitCode::SUCCESS;
     }
     let want = |part: &str| args.is_empty() || args.iter().any(|a| a == part);
@@ -454,7 +454,7 @@ async fn cold_start(n: usize) -> Result<(), String> {
     println!("  | controller CPU until then | {:.2} s |", restart.cpu);
     println!("  | API writes until then and {IDLE:?} after | {} ({}) |", total(&restart.writes), fmt(&restart.writes));
     println!("\n  the stored objects deserialized as kiln's types in a fresh process (RSS growth, glibc malloc):");
-    println!("  | {n} objects | as stored | without metadata.managedFields |");
+    println!("  | {n} objects | as stored | as kiln's caches keep them (cache.rs) |");
     println!("  |---|---|---|");
     for (kind, full, stripped, json) in &sizes {
         println!("  | {kind} ({json} B of JSON each) | {} | {} |", mib(*full), mib(*stripped));
@@ -613,52 +613,66 @@ fn stop_perf(mut p: Child) {
 }
 
 /// For Releases and Promotions as the server holds them: the RSS a fresh process grows by when
-/// it deserializes all of them into kiln's types, with and without `managedFields`, and the
-/// average JSON size. Each figure is measured in its own process (a clean heap).
+/// it deserializes all of them into kiln's types, as they are and slimmed as the controller's
+/// caches keep them (`kiln_controller::cache`), and the average JSON size. Each figure is
+/// measured in its own process (a clean heap).
 fn typed_sizes(handle: &kiln_test_apiserver::Handle) -> Vec<(&'static str, u64, u64, usize)> {
     let mut out = Vec::new();
     for (kind, resource) in [("Release", "releases"), ("Promotion", "promotions")] {
         let items = handle.list(resource);
-        let lines = |strip: bool| {
-            let mut text = String::new();
-            for v in &items {
-                let mut v = v.clone();
-                if strip && let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
-                    m.remove("managedFields");
-                }
-                text.push_str(&v.to_string());
-                text.push('\n');
-            }
-            text
-        };
-        let full = lines(false);
-        let per = full.len() / items.len().max(1);
-        let measure = |text: String| {
-            let path = std::env::temp_dir().join(format!("kiln-bench-{resource}-{}.jsonl", std::process::id()));
-            std::fs::write(&path, text).ok()?;
+        let mut text = String::new();
+        for v in &items {
+            text.push_str(&v.to_string());
+            text.push('\n');
+        }
+        let per = text.len() / items.len().max(1);
+        let path = std::env::temp_dir().join(format!("kiln-bench-{resource}-{}.jsonl", std::process::id()));
+        if std::fs::write(&path, text).is_err() {
+            continue;
+        }
+        let measure = |mode: &str| {
             let exe = std::env::current_exe().ok()?;
-            let out = Command::new(exe).args(["typed-size", kind, &path.to_string_lossy()]).output().ok();
-            let _ = std::fs::remove_file(&path);
+            let out = Command::new(exe).args(["typed-size", kind, mode, &path.to_string_lossy()]).output().ok();
             String::from_utf8_lossy(&out?.stdout).trim().parse::<u64>().ok()
         };
-        out.push((kind, measure(full).unwrap_or(0), measure(lines(true)).unwrap_or(0), per));
+        out.push((kind, measure("stored").unwrap_or(0), measure("cached").unwrap_or(0), per));
+        let _ = std::fs::remove_file(&path);
     }
     out
 }
 
 /// In a fresh process: prints how many KiB RSS grows by while the objects of `path` (JSON, one
-/// a line) are held as kiln's typed objects. The text is one large (mmap-backed) allocation
-/// read before the first measurement, so nothing freed is there to be reused.
-fn typed_size_child(kind: &str, path: &str) {
+/// a line) are held as kiln's typed objects — as stored, or (`cached`) each slimmed as it is
+/// read, like the controller's watch streams do. The text is one large (mmap-backed)
+/// allocation read before the first measurement, so nothing freed is there to be reused.
+fn typed_size_child(kind: &str, cached: bool, path: &str) {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let before = proc_status_kib("/proc/self/status", "VmRSS");
     let after = if kind == "Release" {
-        let typed: Vec<Release> = text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+        let typed: Vec<Release> = text
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .map(|mut r| {
+                if cached {
+                    kiln_controller::cache::slim(&mut r);
+                }
+                r
+            })
+            .collect();
         let after = proc_status_kib("/proc/self/status", "VmRSS");
         std::hint::black_box(&typed);
         after
     } else {
-        let typed: Vec<Promotion> = text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+        let typed: Vec<Promotion> = text
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .map(|mut p| {
+                if cached {
+                    kiln_controller::cache::slim_promotion(&mut p);
+                }
+                p
+            })
+            .collect();
         let after = proc_status_kib("/proc/self/status", "VmRSS");
         std::hint::black_box(&typed);
         after
