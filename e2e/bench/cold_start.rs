@@ -890,8 +890,7 @@ fn finished_status(
 async fn lead_time() -> Result<(), String> {
     println!("\n== lead time dev → stg → prod: zero bake, approvals given up front (moto) ==");
     let service = "lead";
-    // The API refuses a zero bake (`bake.duration` must be positive): 1 ms is the least there is.
-    let mut w = harness::lambda_world("bench-lead", service, ["1ms", "1ms", "1ms"]).await;
+    let mut w = harness::lambda_world("bench-lead", service, ["0s", "0s", "0s"]).await;
     // The harness's settings (alarm poll 500 ms, log filter from KILN_E2E_LOG, default
     // `info,kiln_controller=debug`).
     w.start_controller(harness::ControllerOptions::default());

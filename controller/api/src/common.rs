@@ -15,6 +15,12 @@ pub const DURATION_RULE: &str =
 /// The message users see when [`DURATION_RULE`] fails.
 pub const DURATION_MESSAGE: &str = "must be a positive duration such as 30s, 5m, 1h30m (units: ms, s, m, h)";
 
+/// CEL: a Go-style duration that may be zero ("0s": no wait at all).
+pub const DURATION_OR_ZERO_RULE: &str = "self.matches('^([0-9]+(\\\\.[0-9]+)?(ms|s|m|h))+$')";
+/// The message users see when [`DURATION_OR_ZERO_RULE`] fails.
+pub const DURATION_OR_ZERO_MESSAGE: &str =
+    "must be a duration such as 0s, 30s, 5m, 1h30m (units: ms, s, m, h; 0s for none)";
+
 /// An approval quorum: `count` distinct people holding `role`.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]

@@ -6,7 +6,10 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
-use crate::common::{ApprovalRequirement, DNS_LABEL_MESSAGE, DNS_LABEL_RULE, DURATION_MESSAGE, DURATION_RULE};
+use crate::common::{
+    ApprovalRequirement, DNS_LABEL_MESSAGE, DNS_LABEL_RULE, DURATION_MESSAGE, DURATION_OR_ZERO_MESSAGE,
+    DURATION_OR_ZERO_RULE, DURATION_RULE,
+};
 
 /// An environment releases are promoted into: its AWS account, the role kiln assumes there, and
 /// the rules a Promotion into it must satisfy.
@@ -132,9 +135,10 @@ impl Default for PromotionRules {
 #[serde(rename_all = "camelCase")]
 pub struct BakeSettings {
     /// How long to watch the RollbackPolicy after the last traffic step before declaring
-    /// success (Go duration, e.g. `10m`).
+    /// success (Go duration, e.g. `10m`). `0s` means no bake: the Promotion succeeds as soon as
+    /// all traffic has moved (signals are still watched during intermediate steps).
     #[serde(default = "default_bake")]
-    #[x_kube(validation = Rule::new(DURATION_RULE).message(DURATION_MESSAGE))]
+    #[x_kube(validation = Rule::new(DURATION_OR_ZERO_RULE).message(DURATION_OR_ZERO_MESSAGE))]
     #[schemars(length(max = 32))]
     pub duration: String,
 }

@@ -7,6 +7,16 @@ use crate::SpecError;
 
 /// Parses a positive Go-style duration. `field` names the place for the error message.
 pub fn parse(field: &str, value: &str) -> Result<SignedDuration, SpecError> {
+    let d = parse_or_zero(field, value)?;
+    if d.is_zero() {
+        return Err(SpecError::BadDuration { field: field.to_string(), value: value.to_string() });
+    }
+    Ok(d)
+}
+
+/// Parses a Go-style duration that may be zero (`0s`: no wait), for the fields whose schema
+/// allows it (an Environment's `bake.duration`).
+pub fn parse_or_zero(field: &str, value: &str) -> Result<SignedDuration, SpecError> {
     let bad = || SpecError::BadDuration { field: field.to_string(), value: value.to_string() };
     let mut rest = value;
     let mut total_nanos: i128 = 0;
@@ -44,7 +54,7 @@ pub fn parse(field: &str, value: &str) -> Result<SignedDuration, SpecError> {
         total_nanos = total_nanos.checked_add(nanos).ok_or_else(bad)?;
         rest = tail;
     }
-    if total_nanos <= 0 {
+    if total_nanos < 0 {
         return Err(bad());
     }
     let secs = i64::try_from(total_nanos / 1_000_000_000).map_err(|_| bad())?;
@@ -77,6 +87,17 @@ mod tests {
         for text in ["", "0s", "5", "m", "5d", "-5m", ".5h", "5.m", "1h 30m", "5M", "0m0s"] {
             let err = parse("spec.bake.duration", text).unwrap_err();
             assert!(err.to_string().contains("spec.bake.duration"), "{err}");
+        }
+    }
+
+    #[test]
+    fn zero_only_where_allowed() {
+        for text in ["0s", "0m0s", "0ms", "0.0h"] {
+            assert_eq!(parse_or_zero("spec.bake.duration", text).map(|d| d.is_zero()), Ok(true), "{text}");
+        }
+        assert_eq!(parse_or_zero("f", "1m30s").map(|d| d.as_secs()), Ok(90));
+        for text in ["", "-5m", "5", "0"] {
+            assert!(parse_or_zero("f", text).is_err(), "{text}");
         }
     }
 

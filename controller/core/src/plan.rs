@@ -98,7 +98,7 @@ pub fn resolve(release: &ReleaseSpec, env: &EnvironmentSpec, rollback: bool) -> 
         Some(d) => duration::parse("spec.target.stepBake", d)?,
         None => DEFAULT_STEP_BAKE,
     };
-    let bake = duration::parse("spec.bake.duration", &env.bake.duration)?;
+    let bake = duration::parse_or_zero("spec.bake.duration", &env.bake.duration)?;
     let strategy = lower_first(&strategy);
     if rollback {
         return Ok(Plan {

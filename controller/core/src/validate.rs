@@ -31,7 +31,7 @@ pub fn environments(envs: &BTreeMap<String, EnvironmentSpec>) -> BTreeMap<String
         {
             errs.push(e);
         }
-        if let Err(e) = duration::parse("spec.bake.duration", &env.bake.duration) {
+        if let Err(e) = duration::parse_or_zero("spec.bake.duration", &env.bake.duration) {
             errs.push(e);
         }
         if let Some(cycle) = find_cycle(name, envs) {

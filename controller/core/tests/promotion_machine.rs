@@ -110,6 +110,22 @@ fn prod_requires_a_change_ref() {
 }
 
 #[test]
+fn a_zero_bake_succeeds_once_all_traffic_has_moved() {
+    let mut w = World::new("dev");
+    if let Some(env) = w.env.as_mut() {
+        env.bake.duration = "0s".into();
+    }
+    assert_eq!(w.run(), vec![Action::CaptureSnapshot, Action::Prepare, Action::ShiftTraffic { step: 0, weight: 10 }]);
+    // Intermediate steps still bake (and watch the signals): only the final bake is zero.
+    assert_eq!(w.phase(), PromotionPhase::Baking);
+    w.advance(300);
+    assert_eq!(w.run(), vec![Action::ShiftTraffic { step: 1, weight: 100 }, Action::Finalize]);
+    assert_eq!(w.phase(), PromotionPhase::Succeeded);
+    assert_eq!(w.weight(), Some(100));
+    assert!(!w.reasons().ends_with(&["Baking".to_string(), "Finalizing".to_string(), "Succeeded".to_string()]));
+}
+
+#[test]
 fn prod_waits_until_stg_has_baked_30_minutes() {
     let mut w = World::approved_prod();
     w.upstream[0].full_traffic_at = Some(ts("2026-11-18T14:50:00Z"));

@@ -144,9 +144,17 @@ fn durations() {
         one_error(&errs, DURATION_MSG);
         assert!(errs[0].starts_with("spec.target.ecs.stepBake: Invalid value"), "{bad}: {}", errs[0]);
     }
-    let mut e = environment();
-    e["spec"]["bake"] = json!({"duration": "0s"});
-    one_error(&create_errors(&e), "spec.bake.duration: Invalid value: \"string\": must be a positive duration");
+    // A bake may be zero ("no bake"); it must still be a duration.
+    for ok in ["0s", "0m", "0h0m", "10m", "250ms"] {
+        let mut e = environment();
+        e["spec"]["bake"] = json!({"duration": ok});
+        accepted(&e);
+    }
+    for bad in ["0", "-5m", "10 minutes", "", "5d"] {
+        let mut e = environment();
+        e["spec"]["bake"] = json!({"duration": bad});
+        one_error(&create_errors(&e), "spec.bake.duration: Invalid value: \"string\": must be a duration such as 0s");
+    }
     let mut p = rollback_policy();
     p["spec"]["metrics"] = json!([{"name": "error-rate", "query": {"namespace": "Ingest", "metricName": "ErrorRate"}, "max": 0.01, "for": "5 min"}]);
     one_error(&create_errors(&p), "spec.metrics[0].for: Invalid value");
