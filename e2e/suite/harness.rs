@@ -208,14 +208,25 @@ impl World {
         World::chart_world(name, "").await
     }
 
+    /// Like [`World::new`], with the CRDs of `crd_dir` instead of the repository's (a cluster
+    /// whose CRDs differ from the controller's types).
+    pub async fn with_crds(name: &str, crd_dir: &std::path::Path) -> World {
+        let mut config = World::chart_config(name, "admissionPolicy:\n  trustedApprovalWriters: [admin]\n");
+        config.crd_dir = crd_dir.to_path_buf();
+        World::start(name, config, Some(CONTROLLER_TOKEN)).await
+    }
+
     async fn chart_world(name: &str, values: &str) -> World {
+        World::start(name, World::chart_config(name, values), Some(CONTROLLER_TOKEN)).await
+    }
+
+    fn chart_config(name: &str, values: &str) -> kiln_test_apiserver::Config {
         let config = kiln_test_apiserver::Config::default()
             .with_user("admin-token", "admin", &["system:masters"])
             .with_rbac()
             .with_manifests(&chart_manifests(name, values))
             .with_service_account(CONTROLLER_TOKEN, KILN_NS, "kiln");
-        let config = PEOPLE.iter().fold(config, |c, (token, user, groups)| c.with_user(token, user, groups));
-        World::start(name, config, Some(CONTROLLER_TOKEN)).await
+        PEOPLE.iter().fold(config, |c, (token, user, groups)| c.with_user(token, user, groups))
     }
 
     async fn start(name: &str, config: kiln_test_apiserver::Config, controller_token: Option<&str>) -> World {

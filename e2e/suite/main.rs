@@ -18,3 +18,4 @@ mod invalid;
 mod lambda_breach;
 mod leader;
 mod sandbox;
+mod unreadable;

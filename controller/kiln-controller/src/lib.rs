@@ -10,6 +10,7 @@ pub mod cloud;
 pub mod config;
 pub mod context;
 pub mod error;
+pub mod guard;
 pub mod http;
 pub mod index;
 pub mod leader;

@@ -101,6 +101,7 @@ pub struct Metrics {
     time_to_restore: HistogramFamily<EnvLabels>,
     leader: Gauge,
     promotions_in_phase: Family<PhaseLabels, Gauge>,
+    unreadable: Family<KindLabels, Counter>,
     // The ratio gauge is derived from these; a mutex keeps numerator and denominator consistent.
     deploy_counts: Mutex<HashMap<String, DeployCounts>>,
 }
@@ -217,6 +218,12 @@ impl Metrics {
             "Promotions currently in each phase, as last counted by the leader",
             promotions_in_phase.clone(),
         );
+        let unreadable = Family::<KindLabels, Counter>::default();
+        registry.register(
+            "unreadable_objects",
+            "Watch events carrying an object kiln's types cannot read, by kind (see the object's Unreadable Events)",
+            unreadable.clone(),
+        );
         Metrics {
             registry,
             reconciles,
@@ -232,6 +239,7 @@ impl Metrics {
             time_to_restore,
             leader,
             promotions_in_phase,
+            unreadable,
             deploy_counts: Mutex::new(HashMap::new()),
         }
     }
@@ -252,6 +260,20 @@ impl Metrics {
         let labels = KindLabels { kind };
         self.reconciles.get_or_create(&labels).inc();
         self.reconcile_duration.get_or_create(&labels).observe(duration.as_secs_f64());
+    }
+
+    /// A watch event carried an object of `kind` that kiln's types cannot read.
+    pub fn unreadable_object(&self, kind: &str) {
+        // Lower case, like the reconcile metrics' `kind`; a fixed set of values.
+        let kind = match kind {
+            "Release" => "release",
+            "Promotion" => "promotion",
+            "Environment" => "environment",
+            "FreezeWindow" => "freezewindow",
+            "RollbackPolicy" => "rollbackpolicy",
+            _ => "other",
+        };
+        self.unreadable.get_or_create(&KindLabels { kind }).inc();
     }
 
     /// A reconcile of `kind` failed with the error class `error` (an error enum's

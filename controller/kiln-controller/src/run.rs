@@ -8,6 +8,7 @@ use futures::{FutureExt, StreamExt, TryStreamExt};
 use kiln_api::{Environment, FreezeWindow, Promotion, Release, RollbackPolicy};
 use kiln_aws::credentials::AwsSettings;
 use kube::api::{Api, ListParams};
+use kube::core::DeserializeGuard;
 use kube::runtime::controller::{Action as Requeue, Config as ControllerConfig, Controller};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, Store};
@@ -21,6 +22,7 @@ use crate::cloud::{AwsCloud, Cloud};
 use crate::config::Config;
 use crate::context::{Clock, Context, FreezeCache, Stores, SystemClock};
 use crate::error::Error;
+use crate::guard;
 use crate::http::{self, Readiness};
 use crate::index::PromotionIndex;
 use crate::leader::{LeaderElector, LeaseConfig};
@@ -189,14 +191,50 @@ async fn wait_for_crds(client: &Client, readiness: &Readiness, stop: watch::Rece
     }
 }
 
-/// A shared reflector over `api`: its store, a handle to subscribe to, and the stream that
-/// drives it.
-fn shared<K>(api: Api<K>, wc: watcher::Config) -> (Store<K>, reflector::store::Writer<K>, Api<K>, watcher::Config)
+/// A shared reflector over `api` (read through [`DeserializeGuard`], see `guard.rs`): its
+/// store, its writer, and what drives it.
+#[allow(clippy::type_complexity)]
+fn shared<K>(
+    client: &Client,
+    wc: watcher::Config,
+) -> (Store<K>, reflector::store::Writer<K>, Api<DeserializeGuard<K>>, watcher::Config)
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
 {
     let (reader, writer) = reflector::store_shared::<K>(1024);
-    (reader, writer, api, wc)
+    (reader, writer, Api::all(client.clone()), wc)
+}
+
+/// Reports an object kiln's types cannot read: a log line, the metric, a Warning Event on it.
+fn report_unreadable<K: Resource<DynamicType = ()>>(
+    recorder: Recorder,
+    metrics: Arc<Metrics>,
+) -> impl Fn(guard::Unreadable) + Send + Sync + 'static {
+    move |u: guard::Unreadable| {
+        tracing::warn!(
+            kind = %u.kind,
+            namespace = u.namespace.as_deref().unwrap_or_default(),
+            name = %u.name,
+            error = %u.error,
+            kept_previous = u.kept_previous,
+            "cannot read object"
+        );
+        metrics.unreadable_object(K::kind(&()).as_ref());
+        let reference = u.as_guard::<K>().object_ref(&());
+        let recorder = recorder.clone();
+        tokio::spawn(async move {
+            let ev = kube::runtime::events::Event {
+                type_: kube::runtime::events::EventType::Warning,
+                reason: "Unreadable".into(),
+                note: Some(crate::record::truncate(&u.message(), 1024)),
+                action: "Read".into(),
+                secondary: None,
+            };
+            if let Err(e) = recorder.publish(&ev, &reference).await {
+                tracing::debug!(error = %e, "publishing the Unreadable Event failed");
+            }
+        });
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -215,11 +253,13 @@ async fn controllers(
         wc = wc.labels(sel);
     }
     let plain = watcher::Config::default().any_semantic();
-    let (releases, rel_w, rel_api, rel_wc) = shared(Api::<Release>::all(client.clone()), wc.clone());
-    let (promotions, pro_w, pro_api, pro_wc) = shared(Api::<Promotion>::all(client.clone()), wc);
-    let (environments, env_w, env_api, env_wc) = shared(Api::<Environment>::all(client.clone()), plain.clone());
-    let (freezes, frz_w, frz_api, frz_wc) = shared(Api::<FreezeWindow>::all(client.clone()), plain.clone());
-    let (policies, pol_w, pol_api, pol_wc) = shared(Api::<RollbackPolicy>::all(client.clone()), plain);
+    let (releases, rel_w, rel_api, rel_wc) = shared::<Release>(&client, wc.clone());
+    let (promotions, pro_w, pro_api, pro_wc) = shared::<Promotion>(&client, wc);
+    let (environments, env_w, env_api, env_wc) = shared::<Environment>(&client, plain.clone());
+    let (freezes, frz_w, frz_api, frz_wc) = shared::<FreezeWindow>(&client, plain.clone());
+    let (policies, pol_w, pol_api, pol_wc) = shared::<RollbackPolicy>(&client, plain);
+    let reporter = Reporter { controller: "kiln-controller".into(), instance: Some(config.identity()) };
+    let recorder = Recorder::new(client.clone(), reporter);
 
     // Subscriptions before the streams run, so the controllers see the initial lists.
     let subscribe = |w: &reflector::store::Writer<_>| w.subscribe();
@@ -234,18 +274,30 @@ async fn controllers(
     let Some(pol_sub) = pol_w.subscribe() else { return Exit::Shutdown };
 
     fn drive<K>(
-        api: Api<K>,
+        api: Api<DeserializeGuard<K>>,
         wc: watcher::Config,
         writer: reflector::store::Writer<K>,
         trim: fn(&mut K),
         before: impl Fn(&watcher::Event<K>) + Send + 'static,
+        report: impl Fn(guard::Unreadable) + Send + Sync + 'static,
     ) -> tokio::task::JoinHandle<()>
     where
         K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
     {
+        let store = writer.as_reader();
         tokio::spawn(async move {
-            let stream =
-                watcher(api, wc).default_backoff().modify(trim).inspect_ok(move |ev| before(ev)).reflect_shared(writer);
+            let stream = watcher(api, wc)
+                .default_backoff()
+                .filter_map(move |ev| {
+                    let typed = match ev {
+                        Ok(ev) => guard::admit(ev, &store, &report).map(Ok),
+                        Err(e) => Some(Err(e)),
+                    };
+                    std::future::ready(typed)
+                })
+                .modify(trim)
+                .inspect_ok(move |ev| before(ev))
+                .reflect_shared(writer);
             futures::pin_mut!(stream);
             while let Some(ev) = stream.next().await {
                 if let Err(e) = ev {
@@ -257,11 +309,46 @@ async fn controllers(
     let promotion_index = PromotionIndex::default();
     let indexer = promotion_index.clone();
     let drivers = vec![
-        drive(rel_api, rel_wc, rel_w, cache::slim, |_| {}),
-        drive(pro_api, pro_wc, pro_w, cache::slim_promotion, move |ev| indexer.apply(ev)),
-        drive(env_api, env_wc, env_w, cache::slim, |_| {}),
-        drive(frz_api, frz_wc, frz_w, cache::slim, |_| {}),
-        drive(pol_api, pol_wc, pol_w, cache::slim, |_| {}),
+        drive(
+            rel_api,
+            rel_wc,
+            rel_w,
+            cache::slim,
+            |_| {},
+            report_unreadable::<Release>(recorder.clone(), metrics.clone()),
+        ),
+        drive(
+            pro_api,
+            pro_wc,
+            pro_w,
+            cache::slim_promotion,
+            move |ev| indexer.apply(ev),
+            report_unreadable::<Promotion>(recorder.clone(), metrics.clone()),
+        ),
+        drive(
+            env_api,
+            env_wc,
+            env_w,
+            cache::slim,
+            |_| {},
+            report_unreadable::<Environment>(recorder.clone(), metrics.clone()),
+        ),
+        drive(
+            frz_api,
+            frz_wc,
+            frz_w,
+            cache::slim,
+            |_| {},
+            report_unreadable::<FreezeWindow>(recorder.clone(), metrics.clone()),
+        ),
+        drive(
+            pol_api,
+            pol_wc,
+            pol_w,
+            cache::slim,
+            |_| {},
+            report_unreadable::<RollbackPolicy>(recorder.clone(), metrics.clone()),
+        ),
     ];
 
     let stores = Stores {
@@ -272,12 +359,11 @@ async fn controllers(
         policies: policies.clone(),
         promotion_index,
     };
-    let reporter = Reporter { controller: "kiln-controller".into(), instance: Some(config.identity()) };
     let ctx = Arc::new(Context {
         client: client.clone(),
         stores: stores.clone(),
         cloud,
-        recorder: Recorder::new(client.clone(), reporter),
+        recorder,
         metrics: metrics.clone(),
         clock,
         controller_namespace: config.controller_namespace.clone(),
