@@ -805,7 +805,9 @@ fn finished_status(
     t0: Timestamp,
 ) -> Result<PromotionStatus, String> {
     let name = promotion.name_any();
-    let facts = Facts { promotion: &name, release_name: &promotion.spec.release, controller_version: "0.1.0" };
+    let ns = promotion.namespace().unwrap_or_default();
+    let facts =
+        Facts { namespace: &ns, promotion: &name, release_name: &promotion.spec.release, controller_version: "0.1.0" };
     let mut status = PromotionStatus::default();
     let mut now = t0;
     for _ in 0..32 {
@@ -855,7 +857,9 @@ fn finished_status(
             Action::Prepare => {
                 Outcome::Prepared(DeployedResources { lambda_version: Some("2".into()), ..Default::default() })
             }
-            Action::RunHook(_) | Action::ShiftTraffic { .. } | Action::Finalize => Outcome::Done,
+            Action::RunHook(_) | Action::ShiftTraffic { .. } | Action::Finalize | Action::ArchiveEvidence => {
+                Outcome::Done
+            }
             Action::Restore => return Err(format!("{name}: the simulated promotion rolled back")),
         };
         let decided = decision.status;

@@ -11,6 +11,7 @@ mod chart;
 mod cli;
 mod crash;
 mod ecs_blue_green;
+mod evidence;
 mod flap;
 mod freeze;
 mod human;

@@ -55,7 +55,33 @@ pub struct EnvironmentSpec {
     #[x_kube(validation = Rule::new(DNS_LABEL_RULE).message(DNS_LABEL_MESSAGE))]
     #[schemars(length(max = 63))]
     pub rollback_policy_ref: Option<String>,
+    /// Where the evidence record of every finished Promotion here is archived: an S3 bucket in
+    /// this environment's account, written with the deploy role. Omit to keep evidence in
+    /// status and Events only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<EvidenceArchiveSettings>,
 }
+
+/// An S3 bucket for evidence records. It must have S3 Object Lock enabled with a default
+/// retention rule (COMPLIANCE mode recommended), so a record cannot be changed or deleted before
+/// its retention ends; kiln checks this before each write and refuses a bucket without it.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct EvidenceArchiveSettings {
+    /// The bucket's name (in this environment's account and region).
+    #[x_kube(validation = Rule::new("self.matches('^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$') && !self.contains('..')").message("must be an S3 bucket name: 3-63 lowercase letters, digits, '.' and '-', starting and ending with a letter or digit"))]
+    #[schemars(length(min = 3, max = 63))]
+    pub bucket: String,
+    /// Key prefix for the records (default `kiln/evidence/`). Records are written under
+    /// `<prefix><namespace>/<promotion>/<sha256>.json`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("!self.startsWith('/') && (self == '' || self.endsWith('/'))").message("must not start with '/' and must end with '/' (e.g. audit/kiln/)"))]
+    #[schemars(length(max = 256))]
+    pub prefix: Option<String>,
+}
+
+/// The key prefix used when `spec.evidence.prefix` is not set.
+pub const DEFAULT_EVIDENCE_PREFIX: &str = "kiln/evidence/";
 
 /// Where and as whom kiln acts in AWS for an environment. No static keys: the controller's own
 /// identity (IRSA or EKS Pod Identity) assumes `roleArn`.

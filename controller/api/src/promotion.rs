@@ -236,6 +236,11 @@ pub struct PromotionStatus {
     /// SHA-256 (hex) of the canonical JSON of `evidence`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub evidence_sha256: Option<String>,
+    /// Where the evidence record is archived in S3 (when the Environment sets `spec.evidence`),
+    /// and when it was written. A Promotion whose record is not written yet is not at rest:
+    /// kiln keeps trying, and a retry waits until it is written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evidence_archive: Option<EvidenceArchive>,
     /// Earlier attempts of this Promotion (before each retry), most recent last.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 10))]
@@ -246,6 +251,26 @@ pub struct PromotionStatus {
     /// Ready, Reconciling and Stalled (kstatus).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+}
+
+/// An evidence record's place in S3.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct EvidenceArchive {
+    /// The bucket.
+    pub bucket: String,
+    /// The object key.
+    pub key: String,
+    /// When kiln wrote (or found) the record there; empty until then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archived_at: Option<Time>,
+}
+
+impl EvidenceArchive {
+    /// `s3://bucket/key`.
+    pub fn uri(&self) -> String {
+        format!("s3://{}/{}", self.bucket, self.key)
+    }
 }
 
 /// How an earlier attempt ended, kept across a retry.

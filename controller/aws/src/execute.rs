@@ -13,15 +13,15 @@ use kiln_core::machine::{Action, Outcome};
 use crate::error::{AwsError, ErrorClass};
 use crate::traffic::TrafficTarget;
 
-/// Runs a traffic action (everything but hooks, which go through the hook runner and return
-/// `None` here). `status` is the status the core's `decide` returned with the action.
+/// Runs a traffic action (everything but hooks, which go through the hook runner, and the
+/// evidence archive, see `evidence::archive`: both return `None` here). `status` is the status the core's `decide` returned with the action.
 pub async fn traffic_action(
     target: &dyn TrafficTarget,
     action: &Action,
     status: &PromotionStatus,
 ) -> Option<Result<Outcome, AwsError>> {
     let result = match action {
-        Action::RunHook(_) => return None,
+        Action::RunHook(_) | Action::ArchiveEvidence => return None,
         Action::CaptureSnapshot => target.snapshot().await.map(|s| Outcome::Snapshot(Box::new(s))),
         Action::Prepare => target.prepare().await.map(Outcome::Prepared),
         Action::ShiftTraffic { weight, .. } => match &status.deployed {

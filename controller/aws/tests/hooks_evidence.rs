@@ -72,9 +72,26 @@ async fn ecs_task_hook_runs_once_and_reports_the_stop() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn evidence_is_written_once_and_immutable() {
+    use aws_sdk_s3::types::{
+        DefaultRetention, ObjectLockConfiguration, ObjectLockEnabled, ObjectLockRetentionMode, ObjectLockRule,
+    };
     let moto = Moto::start();
     let clients = moto.clients().await;
-    clients.s3.create_bucket().bucket("kiln-evidence-test").send().await.unwrap();
+    clients.s3.create_bucket().bucket("kiln-evidence-test").object_lock_enabled_for_bucket(true).send().await.unwrap();
+    let retention = DefaultRetention::builder().mode(ObjectLockRetentionMode::Compliance).days(365).build();
+    clients
+        .s3
+        .put_object_lock_configuration()
+        .bucket("kiln-evidence-test")
+        .object_lock_configuration(
+            ObjectLockConfiguration::builder()
+                .object_lock_enabled(ObjectLockEnabled::Enabled)
+                .rule(ObjectLockRule::builder().default_retention(retention).build())
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
     let store = S3Evidence::new(clients.clone(), "kiln-evidence-test");
     let body = br#"{"kind":"kiln.dev/evidence","outcome":"Succeeded"}"#;
     let key = "prod/web/promo-1/abc123.json";
@@ -84,7 +101,29 @@ async fn evidence_is_written_once_and_immutable() {
     let err = store.put(key, b"{}", "def456").await.unwrap_err();
     assert!(err.to_string().contains("immutable"), "{err}");
     let got = clients.s3.get_object().bucket("kiln-evidence-test").key(key).send().await.unwrap();
+    assert_eq!(got.object_lock_mode().map(|m| m.as_str()), Some("COMPLIANCE"), "the bucket's retention applies");
     assert_eq!(got.body.collect().await.unwrap().into_bytes().as_ref(), body);
+
+    // A bucket without Object Lock (or without a default retention) is refused: records there
+    // could be changed or deleted.
+    clients.s3.create_bucket().bucket("kiln-evidence-plain").send().await.unwrap();
+    let plain = S3Evidence::new(clients.clone(), "kiln-evidence-plain");
+    let err = plain.put(key, body, "abc123").await.unwrap_err();
+    assert!(err.to_string().starts_with("evidence bucket kiln-evidence-plain has no Object Lock"), "{err}");
+    assert_eq!(err.class(), kiln_aws::ErrorClass::SpecWrong);
+    clients
+        .s3
+        .create_bucket()
+        .bucket("kiln-evidence-lock-only")
+        .object_lock_enabled_for_bucket(true)
+        .send()
+        .await
+        .unwrap();
+    let lock_only = S3Evidence::new(clients.clone(), "kiln-evidence-lock-only");
+    let err = lock_only.put(key, body, "abc123").await.unwrap_err();
+    assert!(err.to_string().contains("has Object Lock without a default retention rule"), "{err}");
+    let listed = clients.s3.list_objects_v2().bucket("kiln-evidence-plain").send().await.unwrap();
+    assert_eq!(listed.key_count(), Some(0), "nothing written to a bucket that was refused");
 
     let missing = S3Evidence::new(clients, "kiln-no-such-bucket");
     let err = missing.put(key, body, "abc123").await.unwrap_err();

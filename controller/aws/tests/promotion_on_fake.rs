@@ -76,7 +76,12 @@ impl Run {
             release_was_good_here: false,
             freezes: &[],
             signals: Some(obs),
-            context: Context { promotion: "p", release_name: "web-v2-0-0", controller_version: "test" },
+            context: Context {
+                namespace: "shop",
+                promotion: "p",
+                release_name: "web-v2-0-0",
+                controller_version: "test",
+            },
         }
     }
 

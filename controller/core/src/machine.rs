@@ -20,8 +20,8 @@ use kiln_api::PromotionPhase;
 use kiln_api::common::condition;
 use kiln_api::environment::EnvironmentSpec;
 use kiln_api::promotion::{
-    BakeStatus, DeployedResources, MAX_TIMELINE, PromotionSpec, PromotionStatus, RollbackStatus, Snapshot, StepStatus,
-    TimelineEntry,
+    BakeStatus, DeployedResources, EvidenceArchive, MAX_TIMELINE, PromotionSpec, PromotionStatus, RollbackStatus,
+    Snapshot, StepStatus, TimelineEntry,
 };
 use kiln_api::release::ReleaseSpec;
 use kiln_api::rollback_policy::RollbackPolicySpec;
@@ -56,6 +56,8 @@ pub enum PolicyState<'a> {
 /// Facts for the evidence record that live outside the Promotion.
 #[derive(Debug, Clone, Copy)]
 pub struct Context<'a> {
+    /// The Promotion's namespace.
+    pub namespace: &'a str,
     /// The Promotion's name.
     pub promotion: &'a str,
     /// The Release's name.
@@ -126,6 +128,9 @@ pub enum Action {
     Finalize,
     /// Return AWS to `status.previous` and remove what this Promotion created.
     Restore,
+    /// Write the finished Promotion's evidence record to `status.evidenceArchive` (S3, write
+    /// once). Changes nothing in the deployment.
+    ArchiveEvidence,
 }
 
 impl Action {
@@ -138,6 +143,7 @@ impl Action {
             Action::ShiftTraffic { .. } => "shift_traffic",
             Action::Finalize => "finalize",
             Action::Restore => "restore",
+            Action::ArchiveEvidence => "archive_evidence",
         }
     }
 
@@ -267,10 +273,29 @@ impl<'i, 'a> Draft<'i, 'a> {
             reason: "Evidence".into(),
             message: evidence::summary(&ev, &sha),
         });
+        // Where the record goes, decided now: a later change to the Environment does not move it.
+        self.status.evidence_archive = self.input.environment.and_then(|e| e.evidence.as_ref()).map(|a| {
+            let prefix = a.prefix.as_deref().unwrap_or(kiln_api::environment::DEFAULT_EVIDENCE_PREFIX);
+            let ctx = &self.input.context;
+            EvidenceArchive {
+                bucket: a.bucket.clone(),
+                key: format!("{prefix}{}/{}/{sha}.json", ctx.namespace, ctx.promotion),
+                archived_at: None,
+            }
+        });
         self.status.evidence_sha256 = Some(sha);
         self.status.evidence = Some(ev);
     }
 }
+
+/// Whether the finished Promotion's evidence record still has to be written to S3 (then the
+/// Promotion is not at rest, and a retry waits for it).
+pub fn archive_pending(status: &PromotionStatus) -> bool {
+    status.evidence_sha256.is_some() && status.evidence_archive.as_ref().is_some_and(|a| a.archived_at.is_none())
+}
+
+/// How long to wait before writing the evidence record again after S3 refused it.
+pub const ARCHIVE_RETRY: SignedDuration = SignedDuration::from_secs(60);
 
 /// Decides the next status and action.
 pub fn decide(input: &PromotionInput<'_>) -> Decision {
@@ -289,7 +314,8 @@ pub fn decide(input: &PromotionInput<'_>) -> Decision {
 
     // A retry restarts a finished, unsuccessful Promotion from its gates. A retry requested at
     // any other time is acknowledged and has no effect.
-    if input.spec.retry > d.status.observed_retry {
+    // A retry replaces the evidence: the record of the attempt that ended is written first.
+    if input.spec.retry > d.status.observed_retry && !archive_pending(&d.status) {
         d.status.observed_retry = input.spec.retry;
         let retryable = matches!(d.status.phase, PromotionPhase::Failed | PromotionPhase::RolledBack);
         if input.spec.abort || d.status.phase == PromotionPhase::Aborted {
@@ -334,6 +360,16 @@ pub fn decide(input: &PromotionInput<'_>) -> Decision {
                     input.release.map(|r| r.service.as_str()).unwrap_or("<service>"),
                     input.spec.environment
                 ));
+            }
+            if archive_pending(&d.status) && d.status.evidence.is_some() {
+                if input.spec.retry > d.status.observed_retry {
+                    let uri = d.status.evidence_archive.as_ref().map(|a| a.uri()).unwrap_or_default();
+                    d.status.message = Some(format!(
+                        "retry #{} waits until this attempt's evidence is written to {uri}",
+                        input.spec.retry
+                    ));
+                }
+                return d.finish(Some(Action::ArchiveEvidence));
             }
             d.finish(None)
         }
@@ -765,6 +801,32 @@ pub fn complete(input: &PromotionInput<'_>, action: &Action, outcome: Outcome) -
         (_, Outcome::InProgress(msg)) => {
             d.status.message = Some(msg);
             d.requeue_in(RETRY_SOON);
+        }
+        (Action::ArchiveEvidence, Outcome::Done) => {
+            if let Some(a) = d.status.evidence_archive.as_mut() {
+                a.archived_at = Some(to_time(input.now));
+                let uri = a.uri();
+                d.events.push(EventNote {
+                    warning: false,
+                    reason: "EvidenceArchived".into(),
+                    message: format!(
+                        "evidence sha256:{} written to {uri}",
+                        d.status.evidence_sha256.as_deref().unwrap_or_default()
+                    ),
+                });
+            }
+        }
+        (Action::ArchiveEvidence, Outcome::Failed(msg)) => {
+            // The deployment is over and stays as it ended; only the record waits.
+            let uri = d.status.evidence_archive.as_ref().map(|a| a.uri()).unwrap_or_default();
+            let message = format!("evidence not archived to {uri} yet: {msg}; retrying every minute");
+            d.events.push(EventNote {
+                warning: true,
+                reason: "EvidenceArchiveFailed".into(),
+                message: message.clone(),
+            });
+            d.status.message = Some(message);
+            d.requeue_in(ARCHIVE_RETRY);
         }
         (Action::Restore, Outcome::Failed(msg)) => {
             // Never give up on a restore; say so loudly and try again.

@@ -193,6 +193,7 @@ mod tests {
             promotion: PromotionRules::default(),
             bake: BakeSettings::default(),
             rollback_policy_ref: None,
+            evidence: None,
         }
     }
 

@@ -153,6 +153,7 @@ fn decide_prod_at(ex: &Examples, now: &str) -> machine::Decision {
         freezes: &freezes,
         signals: Some(&obs),
         context: Context {
+            namespace: "ingest",
             promotion: "ingest-worker-v1-4-2-prod",
             release_name: &promo.spec.release,
             controller_version: "test",

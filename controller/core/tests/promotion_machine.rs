@@ -7,7 +7,7 @@ use jiff::SignedDuration;
 use kiln_api::PromotionPhase;
 use kiln_api::promotion::StepStatus;
 use kiln_core::evidence;
-use kiln_core::machine::{Action, Outcome};
+use kiln_core::machine::{self, Action, Outcome};
 use kiln_core::plan::HookPoint;
 use kiln_core::signals::AlarmState;
 use support::*;
@@ -720,4 +720,95 @@ fn retry_keeps_the_earlier_attempt_and_abort_cannot_be_retried() {
     aborted.step();
     assert_eq!(aborted.phase(), PromotionPhase::Aborted);
     assert!(aborted.status.message.unwrap().contains("create a new Promotion"));
+}
+
+fn with_evidence_bucket(mut w: World) -> World {
+    if let Some(env) = w.env.as_mut() {
+        env.evidence =
+            Some(kiln_api::environment::EvidenceArchiveSettings { bucket: "nc-audit-dev".into(), prefix: None });
+    }
+    w
+}
+
+#[test]
+fn a_finished_promotion_archives_its_evidence_once_after_finishing() {
+    let mut w = with_evidence_bucket(World::new("dev"));
+    w.run();
+    w.advance(300);
+    // Finalize ends the Promotion; the archive is the next (and last) action.
+    assert_eq!(w.run(), vec![Action::ShiftTraffic { step: 1, weight: 100 }]);
+    w.advance(300);
+    assert_eq!(w.run(), vec![Action::Finalize, Action::ArchiveEvidence]);
+    assert_eq!(w.phase(), PromotionPhase::Succeeded);
+    let sha = w.status.evidence_sha256.clone().expect("evidence digest");
+    let archive = w.status.evidence_archive.clone().expect("an archive place");
+    assert_eq!(archive.bucket, "nc-audit-dev");
+    assert_eq!(archive.key, format!("kiln/evidence/ingest/p/{sha}.json"));
+    assert_eq!(archive.archived_at.map(|t| t.0), Some(w.now), "written now");
+    assert!(w.events.iter().any(|e| e.reason == "EvidenceArchived"
+        && e.message
+            == format!("evidence sha256:{sha} written to s3://nc-audit-dev/kiln/evidence/ingest/p/{sha}.json")));
+    assert!(!machine::archive_pending(&w.status));
+    // Nothing more to do, ever.
+    w.advance(3600);
+    assert_eq!(w.decide().action, None);
+}
+
+#[test]
+fn evidence_refused_by_s3_waits_and_says_why_without_touching_the_outcome() {
+    let mut w = with_evidence_bucket(World::new("dev"));
+    if let Some(env) = w.env.as_mut() {
+        env.bake.duration = "0s".into();
+    }
+    w.spec.abort = true;
+    // Aborted before deploying still leaves a record; the decision after the one that ended
+    // the Promotion (the controller's next reconcile, woken by its own status write) archives it.
+    assert!(w.run().is_empty());
+    assert_eq!(w.phase(), PromotionPhase::Aborted);
+    assert!(machine::archive_pending(&w.status));
+    let refused = "evidence bucket nc-audit-dev has no Object Lock: evidence must not be changeable";
+    let actions = w.run_with(|a| (*a == Action::ArchiveEvidence).then(|| Outcome::Failed(refused.into())));
+    assert_eq!(actions, vec![Action::ArchiveEvidence; 50], "refused every time (no requeue in this loop)");
+    assert_eq!(w.phase(), PromotionPhase::Aborted, "the outcome stands");
+    assert!(machine::archive_pending(&w.status));
+    let message = w.status.message.clone().unwrap_or_default();
+    assert!(message.starts_with("evidence not archived to s3://nc-audit-dev/kiln/evidence/ingest/p/"), "{message}");
+    assert!(message.contains(refused), "{message}");
+    assert!(w.events.iter().any(|e| e.warning && e.reason == "EvidenceArchiveFailed"));
+    let d = w.with_input(|i| machine::complete(i, &Action::ArchiveEvidence, Outcome::Failed(refused.into())));
+    assert_eq!(d.requeue_after, Some(machine::ARCHIVE_RETRY));
+    // Fixed: the next try writes it.
+    assert_eq!(w.run(), vec![Action::ArchiveEvidence]);
+    assert!(!machine::archive_pending(&w.status));
+}
+
+#[test]
+fn a_retry_waits_until_the_ended_attempt_is_archived() {
+    let mut w = with_evidence_bucket(World::new("dev"));
+    w.run();
+    w.breach();
+    let refused = "AccessDenied";
+    w.run_with(|a| (*a == Action::ArchiveEvidence).then(|| Outcome::Failed(refused.into())));
+    assert_eq!(w.phase(), PromotionPhase::RolledBack);
+    let first_sha = w.status.evidence_sha256.clone();
+    w.spec.retry = 1;
+    assert_eq!(w.step(), Some(Action::ArchiveEvidence), "the record first");
+    assert_eq!(w.phase(), PromotionPhase::RolledBack, "not restarted yet");
+    assert!(w.status.message.clone().unwrap_or_default().starts_with("retry #1 waits until this attempt's evidence"));
+    w.complete(&Action::ArchiveEvidence, Outcome::Done);
+    // Archived: now the retry starts, and the attempt keeps its digest.
+    w.step();
+    assert_eq!(w.status.observed_retry, 1);
+    assert_eq!(w.status.attempts.last().and_then(|a| a.evidence_sha256.clone()), first_sha);
+    assert!(w.status.evidence_archive.is_none(), "the new attempt has no record yet");
+}
+
+#[test]
+fn without_an_evidence_bucket_nothing_is_archived() {
+    let mut w = World::new("dev");
+    w.spec.abort = true;
+    assert!(w.run().is_empty());
+    assert_eq!(w.phase(), PromotionPhase::Aborted);
+    assert!(w.status.evidence_sha256.is_some() && w.status.evidence_archive.is_none());
+    assert!(!machine::archive_pending(&w.status));
 }

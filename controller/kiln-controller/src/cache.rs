@@ -32,7 +32,8 @@ pub fn slim<K: Resource>(obj: &mut K) {
 
 /// Slims a Promotion and, if it is finished and not being deleted, keeps of its status only
 /// what other objects' decisions read: the phase, generations, times and message (the Release
-/// aggregate, queues, upstream gates and the phase gauges). Marks it with [`SUMMARY_MARKER`].
+/// aggregate, queues, upstream gates and the phase gauges), and whether its evidence still has
+/// to be archived (the at-rest check). Marks it with [`SUMMARY_MARKER`].
 pub fn slim_promotion(p: &mut Promotion) {
     slim(p);
     let Some(status) = p.status.as_mut() else { return };
@@ -48,6 +49,9 @@ pub fn slim_promotion(p: &mut Promotion) {
         completed_at: full.completed_at,
         full_traffic_at: full.full_traffic_at,
         message: full.message,
+        // Whether the evidence still has to go to S3 (`machine::archive_pending`).
+        evidence_sha256: full.evidence_sha256,
+        evidence_archive: full.evidence_archive,
         ..PromotionStatus::default()
     };
     p.metadata.annotations.get_or_insert_with(Default::default).insert(SUMMARY_MARKER.into(), "true".into());
@@ -124,7 +128,8 @@ mod tests {
         assert_eq!((s.observed_generation, s.observed_retry), (Some(3), 1));
         assert!(s.started_at.is_some() && s.completed_at.is_some() && s.full_traffic_at.is_some());
         assert_eq!(s.message.as_deref(), Some("baked 10m"));
-        assert!(s.timeline.is_empty() && s.evidence_sha256.is_none() && s.gate_summary.is_none());
+        assert!(s.timeline.is_empty() && s.evidence.is_none() && s.gate_summary.is_none());
+        assert_eq!(s.evidence_sha256.map(|h| h.len()), Some(64), "kept for the archive check");
     }
 
     #[test]

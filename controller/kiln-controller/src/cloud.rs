@@ -16,6 +16,7 @@ use kiln_aws::ecs::EcsService;
 use kiln_aws::ecs::blue_green::EcsBlueGreen;
 use kiln_aws::ecs::code_deploy::EcsCodeDeploy;
 use kiln_aws::ecs::rolling::EcsRolling;
+use kiln_aws::evidence::{EvidenceStore, S3Evidence};
 use kiln_aws::hooks::{AwsHooks, HookRunner};
 use kiln_aws::lambda::alias::{LambdaAlias, LambdaCode};
 use kiln_aws::signals::cloudwatch::CloudWatch;
@@ -53,6 +54,14 @@ pub trait Cloud: Send + Sync {
     async fn hooks(&self, env: &EnvironmentAws, promotion: &str, uid: &str) -> Result<Arc<dyn HookRunner>, AwsError>;
     /// The signal reader of `env`'s account (shared by every bake there).
     async fn signals(&self, env: &EnvironmentAws) -> Result<Arc<dyn SignalReader>, AwsError>;
+    /// The evidence archive `bucket` in `env`'s account, as Promotion `uid` (named `promotion`).
+    async fn evidence(
+        &self,
+        env: &EnvironmentAws,
+        promotion: &str,
+        uid: &str,
+        bucket: &str,
+    ) -> Result<Arc<dyn EvidenceStore>, AwsError>;
 }
 
 /// Why no traffic target could be built.
@@ -165,6 +174,17 @@ impl Cloud for AwsCloud {
     async fn hooks(&self, env: &EnvironmentAws, promotion: &str, uid: &str) -> Result<Arc<dyn HookRunner>, AwsError> {
         let clients = self.sessions.clients(env, &session_name(promotion, uid)).await?;
         Ok(Arc::new(AwsHooks::new(clients)))
+    }
+
+    async fn evidence(
+        &self,
+        env: &EnvironmentAws,
+        promotion: &str,
+        uid: &str,
+        bucket: &str,
+    ) -> Result<Arc<dyn EvidenceStore>, AwsError> {
+        let clients = self.sessions.clients(env, &session_name(promotion, uid)).await?;
+        Ok(Arc::new(S3Evidence::new(clients, bucket)))
     }
 
     async fn signals(&self, env: &EnvironmentAws) -> Result<Arc<dyn SignalReader>, AwsError> {

@@ -85,6 +85,7 @@ impl Gathered {
             freezes: &self.freezes,
             signals: self.signals.as_ref(),
             context: Facts {
+                namespace: p.metadata.namespace.as_deref().unwrap_or_default(),
                 promotion: p.metadata.name.as_deref().unwrap_or_default(),
                 release_name: &p.spec.release,
                 controller_version: version,
@@ -212,10 +213,12 @@ async fn reconcile_inner(obj: Arc<Promotion>, ctx: &Context) -> Result<Requeue, 
 }
 
 /// A finished Promotion whose spec has not changed since it finished (no retry, no edit, not
-/// being deleted, no finalizer left to remove) has nothing to decide.
+/// being deleted, no finalizer left to remove, its evidence archived if it goes to S3) has
+/// nothing to decide.
 fn at_rest(p: &Promotion) -> bool {
     let Some(status) = &p.status else { return false };
     status.phase.is_terminal()
+        && !machine::archive_pending(status)
         && p.metadata.deletion_timestamp.is_none()
         && !record::has_finalizer(p)
         && p.spec.retry <= status.observed_retry
@@ -502,6 +505,16 @@ async fn act(
     };
     tracing::info!(action = action.metric_label(), account = %env_aws.account_id, "acting");
 
+    if *action == Action::ArchiveEvidence {
+        let Some(bucket) = status.evidence_archive.as_ref().map(|a| a.bucket.clone()) else {
+            return Ok(Outcome::Done);
+        };
+        let store = match ctx.cloud.evidence(&env_aws, &name, &uid, &bucket).await {
+            Ok(s) => s,
+            Err(e) => return classify(e),
+        };
+        return kiln_aws::evidence::archive(store.as_ref(), status).await.map_err(Error::Aws);
+    }
     if let Action::RunHook(point) = action {
         return run_hook(ctx, p, g, &env_aws, &uid, *point).await;
     }

@@ -314,6 +314,7 @@ mod tests {
             },
             bake: BakeSettings::default(),
             rollback_policy_ref: None,
+            evidence: None,
         }
     }
 

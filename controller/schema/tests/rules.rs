@@ -161,6 +161,31 @@ fn durations() {
 }
 
 #[test]
+fn evidence_buckets_and_prefixes() {
+    for ok in [
+        json!({"bucket": "nc-audit-prod"}),
+        json!({"bucket": "audit.example.com", "prefix": "kiln/"}),
+        json!({"bucket": "abc", "prefix": ""}),
+    ] {
+        let mut e = environment();
+        e["spec"]["evidence"] = ok;
+        accepted(&e);
+    }
+    for (bad, field, msg) in [
+        (json!({"bucket": "Audit_Bucket"}), "spec.evidence.bucket", "must be an S3 bucket name"),
+        (json!({"bucket": "a..b"}), "spec.evidence.bucket", "must be an S3 bucket name"),
+        (json!({"bucket": "nc-audit", "prefix": "/kiln/"}), "spec.evidence.prefix", "must not start with '/'"),
+        (json!({"bucket": "nc-audit", "prefix": "kiln"}), "spec.evidence.prefix", "must end with '/'"),
+    ] {
+        let mut e = environment();
+        e["spec"]["evidence"] = bad.clone();
+        let errs = create_errors(&e);
+        assert!(!errs.is_empty(), "{bad} accepted");
+        assert!(errs.iter().any(|x| x.starts_with(field) && x.contains(msg)), "{bad}: {errs:?}");
+    }
+}
+
+#[test]
 fn exactly_one_of() {
     // target: ecs or lambda
     let mut both = release();

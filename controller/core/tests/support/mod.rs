@@ -116,6 +116,7 @@ pub fn environment(name: &str) -> EnvironmentSpec {
         promotion: rules,
         bake: BakeSettings { duration: bake.into() },
         rollback_policy_ref: Some("slo-default".into()),
+        evidence: None,
     }
 }
 
@@ -336,7 +337,12 @@ impl World {
             release_was_good_here: self.release_was_good_here,
             freezes: &self.freezes,
             signals: signals.as_ref(),
-            context: Context { promotion: "p", release_name: &self.spec.release, controller_version: "0.1.0-test" },
+            context: Context {
+                namespace: "ingest",
+                promotion: "p",
+                release_name: &self.spec.release,
+                controller_version: "0.1.0-test",
+            },
         };
         f(&input)
     }
