@@ -18,5 +18,6 @@ mod human;
 mod invalid;
 mod lambda_breach;
 mod leader;
+mod objects;
 mod sandbox;
 mod unreadable;

@@ -62,6 +62,9 @@ CONTROLLER_RULES = {
 } | {("kiln.dev", "promotions", v) for v in ["get", "create", "patch"]} | {
     ("kiln.dev", "releases/status", "patch"),
     ("kiln.dev", "promotions/status", "patch"),
+    ("kiln.dev", "environments/status", "patch"),
+    ("kiln.dev", "freezewindows/status", "patch"),
+    ("kiln.dev", "rollbackpolicies/status", "patch"),
     ("events.k8s.io", "events", "create"),
     ("events.k8s.io", "events", "patch"),
 }

@@ -25,6 +25,7 @@ pub mod evidence;
 pub mod freeze;
 pub mod gates;
 pub mod machine;
+pub mod objects;
 pub mod observe;
 pub mod plan;
 pub mod release;

@@ -16,6 +16,7 @@ pub mod index;
 pub mod leader;
 pub mod logging;
 pub mod metrics;
+pub mod objects;
 pub mod promotion;
 pub mod record;
 pub mod release;

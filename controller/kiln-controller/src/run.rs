@@ -27,7 +27,7 @@ use crate::http::{self, Readiness};
 use crate::index::PromotionIndex;
 use crate::leader::{LeaderElector, LeaseConfig};
 use crate::metrics::Metrics;
-use crate::{promotion, release};
+use crate::{objects, promotion, release};
 
 /// How the process ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -269,9 +269,13 @@ async fn controllers(
     else {
         return Exit::Shutdown;
     };
-    let (Some(env_sub_p), Some(env_sub_r)) = (env_w.subscribe(), env_w.subscribe()) else { return Exit::Shutdown };
-    let Some(frz_sub) = frz_w.subscribe() else { return Exit::Shutdown };
-    let Some(pol_sub) = pol_w.subscribe() else { return Exit::Shutdown };
+    let (Some(env_sub_p), Some(env_sub_r), Some(env_sub_e), Some(env_sub_ee)) =
+        (env_w.subscribe(), env_w.subscribe(), env_w.subscribe(), env_w.subscribe())
+    else {
+        return Exit::Shutdown;
+    };
+    let (Some(frz_sub), Some(frz_sub_f)) = (frz_w.subscribe(), frz_w.subscribe()) else { return Exit::Shutdown };
+    let (Some(pol_sub), Some(pol_sub_p)) = (pol_w.subscribe(), pol_w.subscribe()) else { return Exit::Shutdown };
 
     fn drive<K>(
         api: Api<DeserializeGuard<K>>,
@@ -453,12 +457,46 @@ async fn controllers(
             }
         });
 
-    // Separate tasks, so the two controllers' mapping and reconciling use both cores.
-    let promotion_task = tokio::spawn(promotion_controller);
-    let release_task = tokio::spawn(release_controller);
-    let (p, r) = tokio::join!(promotion_task, release_task);
-    for e in [p.err(), r.err()].into_iter().flatten() {
-        tracing::error!(error = %e, "a controller task ended abnormally");
+    // The status of the kinds kiln is configured with (objects.rs): cheap, event-driven.
+    let c7 = ctx.clone();
+    let environment_controller = Controller::for_shared_stream(env_sub_e, environments.clone())
+        .watches_shared_stream(env_sub_ee, move |_e: Arc<Environment>| objects::all_environments(&c7))
+        .graceful_shutdown_on(shutdown.clone().map(|_| ()))
+        .run(objects::reconcile_environment, error_policy, ctx.clone())
+        .for_each(|r| async move {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "environment reconcile");
+            }
+        });
+    let freeze_controller = Controller::for_shared_stream(frz_sub_f, freezes.clone())
+        .graceful_shutdown_on(shutdown.clone().map(|_| ()))
+        .run(objects::reconcile_freeze_window, error_policy, ctx.clone())
+        .for_each(|r| async move {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "freezewindow reconcile");
+            }
+        });
+    let policy_controller = Controller::for_shared_stream(pol_sub_p, policies.clone())
+        .graceful_shutdown_on(shutdown.clone().map(|_| ()))
+        .run(objects::reconcile_rollback_policy, error_policy, ctx.clone())
+        .for_each(|r| async move {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "rollbackpolicy reconcile");
+            }
+        });
+
+    // Separate tasks, so the controllers' mapping and reconciling use both cores.
+    let tasks = [
+        tokio::spawn(promotion_controller),
+        tokio::spawn(release_controller),
+        tokio::spawn(environment_controller),
+        tokio::spawn(freeze_controller),
+        tokio::spawn(policy_controller),
+    ];
+    for task in tasks {
+        if let Err(e) = task.await {
+            tracing::error!(error = %e, "a controller task ended abnormally");
+        }
     }
     gauges.abort();
     for d in drivers {
