@@ -88,8 +88,7 @@ async fn environments_policies_and_freeze_windows_report_their_state() {
         })
         .await;
     assert!(jiff::Timestamp::now() >= end);
-    // (`activeUntil` is no longer applied; kube-apiserver removes it. The API test server keeps
-    // it: its status applies lose their managedFields entry — see e2e/README.md.)
+    assert!(over.active_until.is_none(), "a status field kiln stops applying is removed");
     assert_eq!(ready(&over.conditions).map(|r| r.2), Some("not in effect, and no freeze is scheduled".to_string()));
     let typo = w
         .eventually(MIN, "the invalid window's status", || async {

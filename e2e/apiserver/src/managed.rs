@@ -312,6 +312,24 @@ impl Write<'_> {
             let re_applied = applied_set.iter().any(|a| a.starts_with(p));
             if !owned_by_other && !re_applied {
                 remove(&mut merged, p);
+                // A map left empty by the removal goes too, unless something is applied or owned
+                // under it (the real server removes the field, not only its leaves).
+                for len in (1..p.len()).rev() {
+                    let parent = &p[..len];
+                    let empty = get(&merged, parent).and_then(Value::as_object).is_some_and(Map::is_empty);
+                    let kept = applied_set.iter().any(|a| a.starts_with(parent))
+                        || entries.iter().any(|e| {
+                            e.fields.iter().any(|o| o.starts_with(parent)) && {
+                                !(e.manager == self.manager
+                                    && e.operation == "Apply"
+                                    && e.subresource == self.subresource)
+                            }
+                        });
+                    if !empty || kept {
+                        break;
+                    }
+                    remove(&mut merged, parent);
+                }
             }
         }
         self.upsert(&mut entries, "Apply", applied_set);
@@ -373,5 +391,19 @@ mod tests {
         let second = json!({"spec": {"a": 1}});
         let out = w("m").apply(Some(&live), &second, false).unwrap();
         assert_eq!(out["spec"], json!({"a": 1}));
+    }
+
+    #[test]
+    fn a_map_no_longer_applied_goes_as_a_whole() {
+        let first =
+            json!({"spec": {"a": 1, "evidence": {"kind": "k", "rollback": {"cause": "alarm"}}, "keep": {"x": 1}}});
+        let live = w("m").apply(None, &first, false).unwrap();
+        // Another manager owns something under `keep`.
+        let mut live = live;
+        let other = json!({"spec": {"keep": {"y": 2}}});
+        live = w("o").apply(Some(&live), &other, false).unwrap();
+        let second = json!({"spec": {"a": 1}});
+        let out = w("m").apply(Some(&live), &second, false).unwrap();
+        assert_eq!(out["spec"], json!({"a": 1, "keep": {"y": 2}}), "no empty evidence or rollback map left");
     }
 }

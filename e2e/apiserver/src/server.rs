@@ -726,7 +726,17 @@ impl Shared {
             }
         }
         let op = if ctx.status { Operation::StatusUpdate } else { Operation::Update };
+        let managed_after = new.pointer("/metadata/managedFields").cloned();
         let Reply(_, mut new, mut warnings) = self.admit(rt, op, new, Some(old), ctx)?;
+        if ctx.status
+            && ctx.managed_done
+            && let Some(meta) = meta_mut(&mut new)
+        {
+            match managed_after {
+                Some(mf) => meta.insert("managedFields".into(), mf),
+                None => meta.remove("managedFields"),
+            };
+        }
         if old.pointer("/metadata/deletionTimestamp").is_some() {
             let before = finalizers(old);
             if let Some(added) = finalizers(&new).into_iter().find(|f| !before.contains(f)) {

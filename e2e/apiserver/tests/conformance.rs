@@ -564,6 +564,30 @@ async fn patches_merge_json_and_server_side_apply() {
         .unwrap();
     assert_eq!(out.data["status"]["phase"], "Progressing");
     assert_eq!(out.metadata.generation, Some(1));
+    // The status apply is tracked (subresource "status"), so a field the controller stops
+    // applying is removed, maps and all, as kube-apiserver does.
+    let mf = out.metadata.managed_fields.clone().unwrap_or_default();
+    assert!(
+        mf.iter().any(|e| e.manager.as_deref() == Some("kiln.dev/controller")
+            && e.operation.as_deref() == Some("Apply")
+            && e.subresource.as_deref() == Some("status")),
+        "{mf:?}"
+    );
+    let with_env = json!({"apiVersion": "kiln.dev/v1alpha1", "kind": "Release", "metadata": {"name": "r"},
+        "status": {"phase": "Progressing", "currentEnvironment": "dev",
+                   "environments": [{"name": "dev", "phase": "Deploying"}]}});
+    let out = rels
+        .patch_status("r", &PatchParams::apply("kiln.dev/controller").force(), &Patch::Apply(with_env))
+        .await
+        .unwrap();
+    assert_eq!(out.data["status"]["currentEnvironment"], "dev");
+    let without = json!({"apiVersion": "kiln.dev/v1alpha1", "kind": "Release", "metadata": {"name": "r"},
+        "status": {"phase": "Progressing"}});
+    let out = rels
+        .patch_status("r", &PatchParams::apply("kiln.dev/controller").force(), &Patch::Apply(without))
+        .await
+        .unwrap();
+    assert_eq!(out.data["status"], json!({"phase": "Progressing"}));
     body["spec"]["environments"] = json!(["dev", "stg"]);
     let out = rels.patch("r", &PatchParams::apply("ci"), &Patch::Apply(body)).await.unwrap();
     assert_eq!((out.metadata.generation, out.data["status"]["phase"].as_str()), (Some(2), Some("Progressing")));
