@@ -4,9 +4,6 @@
 
 use std::time::Duration;
 
-use aws_sdk_s3::types::{
-    DefaultRetention, ObjectLockConfiguration, ObjectLockEnabled, ObjectLockRetentionMode, ObjectLockRule,
-};
 use kiln_api::{Environment, PromotionPhase};
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
@@ -22,20 +19,7 @@ async fn evidence_is_archived_in_the_environments_account_with_object_lock() {
     // dev: a locked bucket with a default retention (as docs/install.md has it); stg: a bucket
     // someone made without Object Lock.
     let dev_s3 = w.account("dev").clients.s3.clone();
-    dev_s3.create_bucket().bucket("ledger-audit-dev").object_lock_enabled_for_bucket(true).send().await.unwrap();
-    let retention = DefaultRetention::builder().mode(ObjectLockRetentionMode::Compliance).days(2555).build();
-    dev_s3
-        .put_object_lock_configuration()
-        .bucket("ledger-audit-dev")
-        .object_lock_configuration(
-            ObjectLockConfiguration::builder()
-                .object_lock_enabled(ObjectLockEnabled::Enabled)
-                .rule(ObjectLockRule::builder().default_retention(retention).build())
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
+    kiln_testkit::object_lock_bucket(&w.account("dev").clients, "ledger-audit-dev", 2555).await.unwrap();
     let stg_s3 = w.account("stg").clients.s3.clone();
     stg_s3.create_bucket().bucket("ledger-audit-stg").send().await.unwrap();
     let envs: Api<Environment> = Api::all(w.client.clone());

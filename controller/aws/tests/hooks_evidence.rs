@@ -72,26 +72,9 @@ async fn ecs_task_hook_runs_once_and_reports_the_stop() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn evidence_is_written_once_and_immutable() {
-    use aws_sdk_s3::types::{
-        DefaultRetention, ObjectLockConfiguration, ObjectLockEnabled, ObjectLockRetentionMode, ObjectLockRule,
-    };
     let moto = Moto::start();
     let clients = moto.clients().await;
-    clients.s3.create_bucket().bucket("kiln-evidence-test").object_lock_enabled_for_bucket(true).send().await.unwrap();
-    let retention = DefaultRetention::builder().mode(ObjectLockRetentionMode::Compliance).days(365).build();
-    clients
-        .s3
-        .put_object_lock_configuration()
-        .bucket("kiln-evidence-test")
-        .object_lock_configuration(
-            ObjectLockConfiguration::builder()
-                .object_lock_enabled(ObjectLockEnabled::Enabled)
-                .rule(ObjectLockRule::builder().default_retention(retention).build())
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
+    object_lock_bucket(&clients, "kiln-evidence-test", 365).await.unwrap();
     let store = S3Evidence::new(clients.clone(), "kiln-evidence-test");
     let body = br#"{"kind":"kiln.dev/evidence","outcome":"Succeeded"}"#;
     let key = "prod/web/promo-1/abc123.json";

@@ -726,6 +726,36 @@ pub async fn alarm_state(clients: &Clients, name: &str) -> Result<Option<String>
         .map(|a| a.state_value().map(|s| s.as_str().to_string()).unwrap_or_default()))
 }
 
+/// An S3 bucket for evidence as docs/install.md has it: Object Lock enabled at creation, with a
+/// default retention of `days` in COMPLIANCE mode.
+pub async fn object_lock_bucket(clients: &Clients, bucket: &str, days: i32) -> Result<(), String> {
+    use aws_sdk_s3::types::{
+        DefaultRetention, ObjectLockConfiguration, ObjectLockEnabled, ObjectLockRetentionMode, ObjectLockRule,
+    };
+    clients
+        .s3
+        .create_bucket()
+        .bucket(bucket)
+        .object_lock_enabled_for_bucket(true)
+        .send()
+        .await
+        .map_err(sdk(format!("S3 CreateBucket {bucket}"), clients))?;
+    let retention = DefaultRetention::builder().mode(ObjectLockRetentionMode::Compliance).days(days).build();
+    let config = ObjectLockConfiguration::builder()
+        .object_lock_enabled(ObjectLockEnabled::Enabled)
+        .rule(ObjectLockRule::builder().default_retention(retention).build())
+        .build();
+    clients
+        .s3
+        .put_object_lock_configuration()
+        .bucket(bucket)
+        .object_lock_configuration(config)
+        .send()
+        .await
+        .map_err(sdk(format!("S3 PutObjectLockConfiguration {bucket}"), clients))?;
+    Ok(())
+}
+
 /// A valid zip archive holding one stored (uncompressed) file `name` with `content`: Lambda code
 /// without a zip library.
 pub fn zip_file(name: &str, content: &[u8]) -> Vec<u8> {
