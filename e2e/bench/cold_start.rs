@@ -647,37 +647,31 @@ fn typed_sizes(handle: &kiln_test_apiserver::Handle) -> Vec<(&'static str, u64, 
 /// allocation read before the first measurement, so nothing freed is there to be reused.
 fn typed_size_child(kind: &str, cached: bool, path: &str) {
     let text = std::fs::read_to_string(path).unwrap_or_default();
-    let before = proc_status_kib("/proc/self/status", "VmRSS");
-    let after = if kind == "Release" {
-        let typed: Vec<Release> = text
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .map(|mut r| {
-                if cached {
-                    kiln_controller::cache::slim(&mut r);
-                }
-                r
-            })
-            .collect();
-        let after = proc_status_kib("/proc/self/status", "VmRSS");
-        std::hint::black_box(&typed);
-        after
+    let grown = if kind == "Release" {
+        rss_growth_holding::<Release>(&text, cached.then_some(kiln_controller::cache::slim::<Release>))
     } else {
-        let typed: Vec<Promotion> = text
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .map(|mut p| {
-                if cached {
-                    kiln_controller::cache::slim_promotion(&mut p);
-                }
-                p
-            })
-            .collect();
-        let after = proc_status_kib("/proc/self/status", "VmRSS");
-        std::hint::black_box(&typed);
-        after
+        rss_growth_holding::<Promotion>(&text, cached.then_some(kiln_controller::cache::slim_promotion))
     };
-    println!("{}", after.saturating_sub(before));
+    println!("{grown}");
+}
+
+/// KiB of RSS growth while the objects of `text` (one a line) are held as `K`, each passed
+/// through `slim` first when given.
+fn rss_growth_holding<K: serde::de::DeserializeOwned>(text: &str, slim: Option<fn(&mut K)>) -> u64 {
+    let before = proc_status_kib("/proc/self/status", "VmRSS");
+    let typed: Vec<K> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .map(|mut k| {
+            if let Some(slim) = slim {
+                slim(&mut k);
+            }
+            k
+        })
+        .collect();
+    let after = proc_status_kib("/proc/self/status", "VmRSS");
+    std::hint::black_box(&typed);
+    after.saturating_sub(before)
 }
 
 fn verdict(ok: bool) -> &'static str {

@@ -438,11 +438,7 @@ async fn controllers(
         })
         .graceful_shutdown_on(shutdown.clone().map(|_| ()))
         .run(promotion::reconcile, error_policy, ctx.clone())
-        .for_each(|r| async move {
-            if let Err(e) = r {
-                tracing::debug!(error = %e, "promotion reconcile");
-            }
-        });
+        .for_each(log_failed("promotion"));
 
     let c6 = ctx.clone();
     let release_controller = Controller::for_shared_stream(rel_sub_r, releases.clone())
@@ -451,11 +447,7 @@ async fn controllers(
         .watches_shared_stream(env_sub_r, move |e: Arc<Environment>| release::naming_environment(&c6, &e.name_any()))
         .graceful_shutdown_on(shutdown.clone().map(|_| ()))
         .run(release::reconcile, error_policy, ctx.clone())
-        .for_each(|r| async move {
-            if let Err(e) = r {
-                tracing::debug!(error = %e, "release reconcile");
-            }
-        });
+        .for_each(log_failed("release"));
 
     // The status of the kinds kiln is configured with (objects.rs): cheap, event-driven.
     let c7 = ctx.clone();
@@ -463,27 +455,15 @@ async fn controllers(
         .watches_shared_stream(env_sub_ee, move |_e: Arc<Environment>| objects::all_environments(&c7))
         .graceful_shutdown_on(shutdown.clone().map(|_| ()))
         .run(objects::reconcile_environment, error_policy, ctx.clone())
-        .for_each(|r| async move {
-            if let Err(e) = r {
-                tracing::debug!(error = %e, "environment reconcile");
-            }
-        });
+        .for_each(log_failed("environment"));
     let freeze_controller = Controller::for_shared_stream(frz_sub_f, freezes.clone())
         .graceful_shutdown_on(shutdown.clone().map(|_| ()))
         .run(objects::reconcile_freeze_window, error_policy, ctx.clone())
-        .for_each(|r| async move {
-            if let Err(e) = r {
-                tracing::debug!(error = %e, "freezewindow reconcile");
-            }
-        });
+        .for_each(log_failed("freezewindow"));
     let policy_controller = Controller::for_shared_stream(pol_sub_p, policies.clone())
         .graceful_shutdown_on(shutdown.clone().map(|_| ()))
         .run(objects::reconcile_rollback_policy, error_policy, ctx.clone())
-        .for_each(|r| async move {
-            if let Err(e) = r {
-                tracing::debug!(error = %e, "rollbackpolicy reconcile");
-            }
-        });
+        .for_each(log_failed("rollbackpolicy"));
 
     // Separate tasks, so the controllers' mapping and reconciling use both cores.
     let tasks = [
@@ -503,6 +483,17 @@ async fn controllers(
         d.abort();
     }
     shutdown.await
+}
+
+/// Drains a controller's results: a failed reconcile was already reported by `error_policy`
+/// (log, Event, metric), so only a debug line here.
+fn log_failed<T, E: std::fmt::Display>(kind: &'static str) -> impl FnMut(Result<T, E>) -> std::future::Ready<()> {
+    move |r| {
+        if let Err(e) = r {
+            tracing::debug!(error = %e, kind, "reconcile");
+        }
+        std::future::ready(())
+    }
 }
 
 /// Keeps `kiln_promotions_in_phase` current from the cache (a read of memory every 10 s).
