@@ -137,6 +137,27 @@ impl EnvironmentAws {
         }
     }
 
+    /// The identity `snapshot` was taken with: a restore acts there, whatever the Environment
+    /// says now (its account may have been edited since). `current` (the Environment's identity,
+    /// if it still exists) supplies what the snapshot does not record: the external ID, and the
+    /// account, region or role of snapshots taken before they were recorded.
+    pub fn for_restore(
+        snapshot: &kiln_api::promotion::Snapshot,
+        current: Option<&EnvironmentAws>,
+    ) -> std::result::Result<EnvironmentAws, String> {
+        let pick = |recorded: &Option<String>, now: Option<&String>, what: &str| {
+            recorded.clone().or_else(|| now.cloned()).ok_or_else(|| {
+                format!("cannot restore: the snapshot does not record the {what} and the Environment is gone")
+            })
+        };
+        Ok(EnvironmentAws {
+            account_id: pick(&snapshot.account_id, current.map(|c| &c.account_id), "account")?,
+            region: pick(&snapshot.region, current.map(|c| &c.region), "region")?,
+            role_arn: pick(&snapshot.role_arn, current.map(|c| &c.role_arn), "role")?,
+            external_id: current.and_then(|c| c.external_id.clone()),
+        })
+    }
+
     /// Where resources are looked up.
     pub fn scope(&self) -> Scope {
         Scope { account_id: self.account_id.clone(), region: self.region.clone() }
@@ -358,6 +379,30 @@ impl Clients {
 mod tests {
     use super::*;
     use crate::fake::FakeAssumeRole;
+
+    #[test]
+    fn a_restore_acts_where_the_snapshot_was_taken() {
+        let snapshot = kiln_api::promotion::Snapshot {
+            account_id: Some("222222222222".into()),
+            region: Some("eu-west-1".into()),
+            role_arn: Some("arn:aws:iam::222222222222:role/old".into()),
+            ..Default::default()
+        };
+        // The Environment moved to another account since: the restore still goes to the old one.
+        let now = env("arn:aws:iam::111111111111:role/new");
+        let aws = EnvironmentAws::for_restore(&snapshot, Some(&now)).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            (aws.account_id.as_str(), aws.region.as_str(), aws.role_arn.as_str()),
+            ("222222222222", "eu-west-1", "arn:aws:iam::222222222222:role/old")
+        );
+        assert_eq!(aws.external_id.as_deref(), Some("x"));
+        // The Environment is gone: the snapshot alone is enough.
+        assert!(EnvironmentAws::for_restore(&snapshot, None).is_ok());
+        // An old snapshot without its role, and no Environment: refused with the reason.
+        let bare = kiln_api::promotion::Snapshot { role_arn: None, ..snapshot };
+        let err = EnvironmentAws::for_restore(&bare, None).unwrap_err();
+        assert!(err.contains("does not record the role"), "{err}");
+    }
 
     fn env(role: &str) -> EnvironmentAws {
         EnvironmentAws {

@@ -38,14 +38,18 @@ pub async fn traffic_action(
             None => Ok(Outcome::Done),
         },
     };
-    Some(match result {
-        Ok(outcome) => Ok(outcome),
-        Err(e) => match e.class() {
-            ErrorClass::Wait => Ok(Outcome::InProgress(e.to_string())),
-            ErrorClass::SpecWrong => Ok(Outcome::Failed(e.to_string())),
-            ErrorClass::RetryLater => Err(e),
-        },
-    })
+    Some(result.or_else(outcome_of))
+}
+
+/// What an AWS error means to the decision core: `Wait` → still in progress, `SpecWrong` →
+/// failed, `RetryLater` stays an error (retried with backoff, the status untouched). The one
+/// place error classes become outcomes.
+pub fn outcome_of(e: AwsError) -> Result<Outcome, AwsError> {
+    match e.class() {
+        ErrorClass::Wait => Ok(Outcome::InProgress(e.to_string())),
+        ErrorClass::SpecWrong => Ok(Outcome::Failed(e.to_string())),
+        ErrorClass::RetryLater => Err(e),
+    }
 }
 
 fn missing(what: &str, field: &str) -> Outcome {

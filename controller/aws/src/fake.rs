@@ -72,7 +72,7 @@ struct FakeAlarm {
 }
 
 /// CloudWatch in memory: alarms with their history, metric series, call counters.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct FakeCloudWatch {
     alarms: Mutex<BTreeMap<String, FakeAlarm>>,
     series: Mutex<HashMap<(String, String), Series>>,
@@ -82,7 +82,12 @@ pub struct FakeCloudWatch {
     history_calls: AtomicUsize,
     /// Whether DescribeAlarmHistory is throttled.
     history_throttled: std::sync::atomic::AtomicBool,
+    /// The clock reads are stamped with (None: the wall clock).
+    clock: Option<FakeClock>,
 }
+
+/// A test's clock, as the fakes read it.
+pub type FakeClock = std::sync::Arc<dyn Fn() -> Timestamp + Send + Sync>;
 
 impl FakeCloudWatch {
     /// An empty account.
@@ -103,6 +108,12 @@ impl FakeCloudWatch {
             a.changed_at = at;
             a.history.push((at, state));
         }
+    }
+
+    /// Reads stamped by `clock` instead of the wall clock.
+    pub fn with_clock(mut self, clock: FakeClock) -> Self {
+        self.clock = Some(clock);
+        self
     }
 
     /// Makes DescribeAlarmHistory unavailable, as in moto or without the permission.
@@ -136,8 +147,18 @@ impl FakeCloudWatch {
     }
 }
 
+impl std::fmt::Debug for FakeCloudWatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FakeCloudWatch").field("alarms", &self.alarms).finish_non_exhaustive()
+    }
+}
+
 #[async_trait]
 impl AlarmSource for FakeCloudWatch {
+    fn now(&self) -> Timestamp {
+        self.clock.as_ref().map_or_else(Timestamp::now, |c| c())
+    }
+
     async fn alarms_by_name(&self, names: &[String]) -> Result<Vec<AlarmObservation>> {
         if names.len() > MAX_NAMES_PER_CALL {
             return Err(AwsError::Api {
@@ -204,7 +225,7 @@ impl AlarmSource for FakeCloudWatch {
     }
 }
 
-/// The observable state of a [`FakeTraffic`] target.
+/// The observable state of a [`FakeEcs`] service.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct FakeTrafficState {
     /// Listener weights (blue, green).
@@ -217,20 +238,57 @@ pub struct FakeTrafficState {
     pub task_definitions: Vec<String>,
 }
 
-/// An ECS blue/green target in memory, with failure injection.
+/// Where a held call stops ([`FakeEcs::hold_next`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hold {
+    /// Before it reaches AWS: nothing changes until it is released.
+    Before,
+    /// After AWS applied it, before the answer comes back (a crash here leaves the change made
+    /// and unrecorded).
+    After,
+}
+
+/// A call held by [`FakeEcs::hold_next`]: the test waits until it is reached, then releases it
+/// (or drops the caller, as a crash would).
 #[derive(Debug)]
-pub struct FakeTraffic {
-    uid: String,
+pub struct HeldCall {
+    reached: tokio::sync::watch::Sender<bool>,
+    released: tokio::sync::watch::Sender<bool>,
+}
+
+impl HeldCall {
+    /// Waits until the call is reached.
+    pub async fn reached(&self) {
+        let mut rx = self.reached.subscribe();
+        let _ = rx.wait_for(|r| *r).await;
+    }
+
+    /// Lets the call go on.
+    pub fn release(&self) {
+        self.released.send_replace(true);
+    }
+}
+
+/// One ECS service shifted by target-group weights, in memory, shared by every Promotion that
+/// targets it (as AWS is), with failure injection and held calls. Blue serves 100 % at first.
+#[derive(Debug)]
+pub struct FakeEcs {
+    scope: Scope,
+    cluster: String,
+    service: String,
     state: Mutex<FakeTrafficState>,
     fail: Mutex<HashMap<&'static str, AwsError>>,
+    holds: Mutex<HashMap<&'static str, (Hold, std::sync::Arc<HeldCall>)>>,
     calls: Mutex<Vec<String>>,
 }
 
-impl FakeTraffic {
-    /// Blue serving 100%, green at 0, for Promotion `uid`.
-    pub fn new(uid: &str) -> Self {
-        FakeTraffic {
-            uid: uid.to_string(),
+impl FakeEcs {
+    /// `cluster`/`service` in `scope`, blue serving everything.
+    pub fn new(scope: Scope, cluster: &str, service: &str) -> Self {
+        FakeEcs {
+            scope,
+            cluster: cluster.to_string(),
+            service: service.to_string(),
             state: Mutex::new(FakeTrafficState {
                 weights: vec![
                     TargetGroupWeight { target_group_arn: "tg/blue".into(), weight: 100 },
@@ -238,9 +296,10 @@ impl FakeTraffic {
                 ],
                 primary: "ts/blue".into(),
                 task_sets: vec![("ts/blue".into(), "initial".into())],
-                task_definitions: vec!["td/web:1".into()],
+                task_definitions: vec![format!("td/{service}:1")],
             }),
             fail: Mutex::new(HashMap::new()),
+            holds: Mutex::new(HashMap::new()),
             calls: Mutex::new(Vec::new()),
         }
     }
@@ -251,22 +310,90 @@ impl FakeTraffic {
         lock(&self.fail).insert(operation, error);
     }
 
+    /// The next call of `operation` stops at `when` until the returned handle releases it.
+    pub fn hold_next(&self, operation: &'static str, when: Hold) -> std::sync::Arc<HeldCall> {
+        let held = std::sync::Arc::new(HeldCall {
+            reached: tokio::sync::watch::Sender::new(false),
+            released: tokio::sync::watch::Sender::new(false),
+        });
+        lock(&self.holds).insert(operation, (when, held.clone()));
+        held
+    }
+
     /// The current state.
     pub fn state(&self) -> FakeTrafficState {
         lock(&self.state).clone()
     }
 
-    /// Operations called so far.
+    /// Operations called so far, in order (`shift 10`, `prepare`, …).
     pub fn calls(&self) -> Vec<String> {
         lock(&self.calls).clone()
     }
 
-    fn enter(&self, op: &'static str, detail: String) -> Result<()> {
+    async fn wait(&self, op: &'static str, when: Hold) {
+        let held = {
+            let mut holds = lock(&self.holds);
+            match holds.get(op) {
+                Some((w, _)) if *w == when => holds.remove(op).map(|(_, h)| h),
+                _ => None,
+            }
+        };
+        if let Some(h) = held {
+            h.reached.send_replace(true);
+            let mut rx = h.released.subscribe();
+            let _ = rx.wait_for(|r| *r).await;
+        }
+    }
+
+    /// Records the call, honours a hold before it and an injected failure.
+    async fn enter(&self, op: &'static str, detail: String) -> Result<()> {
+        self.wait(op, Hold::Before).await;
         lock(&self.calls).push(detail);
         match lock(&self.fail).remove(op) {
             Some(e) => Err(e),
             None => Ok(()),
         }
+    }
+
+    /// Honours a hold after the call took effect.
+    async fn leave(&self, op: &'static str) {
+        self.wait(op, Hold::After).await;
+    }
+}
+
+/// A [`FakeEcs`] service as one Promotion acts on it.
+#[derive(Debug)]
+pub struct FakeTraffic {
+    uid: String,
+    ecs: std::sync::Arc<FakeEcs>,
+}
+
+impl FakeTraffic {
+    /// A service of its own (cluster and service `web`), blue serving 100%, green at 0, for
+    /// Promotion `uid`.
+    pub fn new(uid: &str) -> Self {
+        FakeTraffic::on(std::sync::Arc::new(FakeEcs::new(scope(), "web", "web")), uid)
+    }
+
+    /// `ecs` as Promotion `uid` acts on it.
+    pub fn on(ecs: std::sync::Arc<FakeEcs>, uid: &str) -> Self {
+        FakeTraffic { uid: uid.to_string(), ecs }
+    }
+
+    /// The next call of `operation` ("snapshot", "prepare", "shift", "finalize", "restore")
+    /// fails with `error`.
+    pub fn fail_next(&self, operation: &'static str, error: AwsError) {
+        self.ecs.fail_next(operation, error);
+    }
+
+    /// The current state.
+    pub fn state(&self) -> FakeTrafficState {
+        self.ecs.state()
+    }
+
+    /// Operations called so far.
+    pub fn calls(&self) -> Vec<String> {
+        self.ecs.calls()
     }
 
     fn green(&self) -> String {
@@ -277,75 +404,94 @@ impl FakeTraffic {
 #[async_trait]
 impl TrafficTarget for FakeTraffic {
     async fn snapshot(&self) -> Result<Snapshot> {
-        self.enter("snapshot", "snapshot".into())?;
-        let st = lock(&self.state);
-        Ok(Snapshot {
-            captured_at: Some(now_time()),
-            account_id: Some(scope().account_id),
-            region: Some(scope().region),
-            role_arn: None,
-            ecs: Some(EcsSnapshot {
-                cluster: Some("web".into()),
-                service: Some("web".into()),
-                task_definition: st.task_definitions.first().cloned(),
-                primary_task_set: Some(st.primary.clone()),
-                listener_weights: st.weights.clone(),
-                listener_or_rule_arn: Some("listener/web/80".into()),
-            }),
-            lambda: None,
-        })
+        self.ecs.enter("snapshot", "snapshot".into()).await?;
+        let snapshot = {
+            let st = lock(&self.ecs.state);
+            Snapshot {
+                captured_at: Some(now_time()),
+                account_id: Some(self.ecs.scope.account_id.clone()),
+                region: Some(self.ecs.scope.region.clone()),
+                role_arn: None,
+                ecs: Some(EcsSnapshot {
+                    cluster: Some(self.ecs.cluster.clone()),
+                    service: Some(self.ecs.service.clone()),
+                    task_definition: st.task_definitions.first().cloned(),
+                    primary_task_set: Some(st.primary.clone()),
+                    listener_weights: st.weights.clone(),
+                    listener_or_rule_arn: Some(format!("listener/{}/80", self.ecs.service)),
+                }),
+                lambda: None,
+            }
+        };
+        self.ecs.leave("snapshot").await;
+        Ok(snapshot)
     }
 
     async fn prepare(&self) -> Result<DeployedResources> {
-        self.enter("prepare", "prepare".into())?;
+        self.ecs.enter("prepare", "prepare".into()).await?;
         let green = self.green();
-        let mut st = lock(&self.state);
-        let td = format!("td/web:{}", self.uid);
-        if !st.task_definitions.contains(&td) {
-            st.task_definitions.push(td.clone());
+        let td = format!("td/{}:{}", self.ecs.service, self.uid);
+        {
+            let mut st = lock(&self.ecs.state);
+            if !st.task_definitions.contains(&td) {
+                st.task_definitions.push(td.clone());
+            }
+            if !st.task_sets.iter().any(|(id, _)| *id == green) {
+                st.task_sets.push((green.clone(), self.uid.clone()));
+            }
         }
-        if !st.task_sets.iter().any(|(id, _)| *id == green) {
-            st.task_sets.push((green.clone(), self.uid.clone()));
-        }
+        self.ecs.leave("prepare").await;
         Ok(DeployedResources { task_definition: Some(td), task_set: Some(green), ..DeployedResources::default() })
     }
 
     async fn shift(&self, _deployed: &DeployedResources, weight: i32) -> Result<()> {
-        self.enter("shift", format!("shift {weight}"))?;
-        let mut st = lock(&self.state);
-        st.weights = vec![
+        self.ecs.enter("shift", format!("shift {weight}")).await?;
+        lock(&self.ecs.state).weights = vec![
             TargetGroupWeight { target_group_arn: "tg/blue".into(), weight: 100 - weight },
             TargetGroupWeight { target_group_arn: "tg/green".into(), weight },
         ];
+        self.ecs.leave("shift").await;
         Ok(())
     }
 
     async fn finalize(&self, _deployed: &DeployedResources) -> Result<()> {
-        self.enter("finalize", "finalize".into())?;
+        self.ecs.enter("finalize", "finalize".into()).await?;
         let green = self.green();
-        let mut st = lock(&self.state);
-        if !st.task_sets.iter().any(|(id, _)| *id == green) {
-            return Err(AwsError::Invalid { message: "the green task set is gone".into(), scope: scope() });
+        {
+            let mut st = lock(&self.ecs.state);
+            if !st.task_sets.iter().any(|(id, _)| *id == green) {
+                return Err(AwsError::Invalid {
+                    message: "the green task set is gone".into(),
+                    scope: self.ecs.scope.clone(),
+                });
+            }
+            st.primary = green.clone();
+            st.task_sets.retain(|(id, _)| *id == green);
         }
-        st.primary = green.clone();
-        st.task_sets.retain(|(id, _)| *id == green);
+        self.ecs.leave("finalize").await;
         Ok(())
     }
 
     async fn restore(&self, snapshot: &Snapshot) -> Result<()> {
-        self.enter("restore", "restore".into())?;
+        self.ecs.enter("restore", "restore".into()).await?;
         let Some(ecs) = &snapshot.ecs else {
-            return Err(AwsError::Invalid { message: "no ECS state in the snapshot".into(), scope: scope() });
+            return Err(AwsError::Invalid {
+                message: "no ECS state in the snapshot".into(),
+                scope: self.ecs.scope.clone(),
+            });
         };
-        let mut st = lock(&self.state);
-        st.weights = ecs.listener_weights.clone();
-        if let Some(p) = &ecs.primary_task_set
-            && st.task_sets.iter().any(|(id, _)| id == p)
         {
-            st.primary = p.clone();
+            let mut st = lock(&self.ecs.state);
+            st.weights = ecs.listener_weights.clone();
+            if let Some(p) = &ecs.primary_task_set
+                && st.task_sets.iter().any(|(id, _)| id == p)
+            {
+                st.primary = p.clone();
+            }
+            let uid = self.uid.clone();
+            st.task_sets.retain(|(_, ext)| *ext != uid);
         }
-        let uid = self.uid.clone();
-        st.task_sets.retain(|(_, ext)| *ext != uid);
+        self.ecs.leave("restore").await;
         Ok(())
     }
 }
@@ -501,6 +647,158 @@ impl EvidenceStore for FakeEvidence {
         }
         o.insert(key.to_string(), (body.to_vec(), sha256_hex.to_string()));
         Ok(format!("s3://fake/{key}"))
+    }
+}
+
+/// The whole of AWS as the controller sees it, in memory: [`FakeEcs`] services keyed by account,
+/// cluster and service (made on first use, shared by every Promotion that targets them, and kept
+/// across controller restarts while the `FakeCloud` lives), one [`FakeCloudWatch`] per account
+/// behind the same batched alarm caches the real cloud uses, scripted [`FakeHooks`] and
+/// [`FakeEvidence`] per bucket. ECS blue/green, canary and linear are modelled; Lambda, rolling
+/// and CodeDeploy targets are refused with a spec error naming the fake (use moto for those).
+pub struct FakeCloud {
+    services: Mutex<BTreeMap<(String, String, String), std::sync::Arc<FakeEcs>>>,
+    cloudwatch: Mutex<BTreeMap<String, std::sync::Arc<FakeCloudWatch>>>,
+    caches: crate::signals::AlarmCaches,
+    hooks: std::sync::Arc<FakeHooks>,
+    evidence: Mutex<BTreeMap<(String, String), std::sync::Arc<FakeEvidence>>>,
+    identities: Mutex<Vec<(String, String)>>,
+    clock: Option<FakeClock>,
+}
+
+impl FakeCloud {
+    /// An empty cloud whose alarm caches refresh at most once per `alarm_poll`.
+    pub fn new(alarm_poll: Duration) -> Self {
+        FakeCloud {
+            clock: None,
+            services: Mutex::new(BTreeMap::new()),
+            cloudwatch: Mutex::new(BTreeMap::new()),
+            caches: crate::signals::AlarmCaches::new(alarm_poll),
+            hooks: std::sync::Arc::new(FakeHooks::default()),
+            evidence: Mutex::new(BTreeMap::new()),
+            identities: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Signal reads stamped by `clock` (the controller's) instead of the wall clock.
+    pub fn with_clock(mut self, clock: FakeClock) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
+    /// Hooks answer `script` in order (then Succeeded).
+    pub fn with_hooks(mut self, script: Vec<HookState>) -> Self {
+        self.hooks = std::sync::Arc::new(FakeHooks::new(script));
+        self
+    }
+
+    /// The ECS service `cluster`/`service` in `account` (made on first use).
+    pub fn ecs(&self, account: &str, cluster: &str, service: &str) -> std::sync::Arc<FakeEcs> {
+        let scope = Scope { account_id: account.to_string(), region: scope().region };
+        lock(&self.services)
+            .entry((account.to_string(), cluster.to_string(), service.to_string()))
+            .or_insert_with(|| std::sync::Arc::new(FakeEcs::new(scope, cluster, service)))
+            .clone()
+    }
+
+    /// CloudWatch of `account` (made on first use).
+    pub fn cloudwatch(&self, account: &str) -> std::sync::Arc<FakeCloudWatch> {
+        lock(&self.cloudwatch)
+            .entry(account.to_string())
+            .or_insert_with(|| {
+                let cw = FakeCloudWatch::new();
+                std::sync::Arc::new(match &self.clock {
+                    Some(c) => cw.with_clock(c.clone()),
+                    None => cw,
+                })
+            })
+            .clone()
+    }
+
+    /// The hooks.
+    pub fn hooks(&self) -> std::sync::Arc<FakeHooks> {
+        self.hooks.clone()
+    }
+
+    /// The evidence bucket `bucket` of `account` (made on first use).
+    pub fn bucket(&self, account: &str, bucket: &str) -> std::sync::Arc<FakeEvidence> {
+        lock(&self.evidence).entry((account.to_string(), bucket.to_string())).or_default().clone()
+    }
+
+    /// (role, session name) of every identity a call was made as, in order.
+    pub fn identities(&self) -> Vec<(String, String)> {
+        lock(&self.identities).clone()
+    }
+
+    fn assume(&self, env: &EnvironmentAws, session: String) {
+        lock(&self.identities).push((env.role_arn.clone(), session));
+    }
+}
+
+impl std::fmt::Debug for FakeCloud {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FakeCloud").field("services", &self.services).finish_non_exhaustive()
+    }
+}
+
+#[async_trait]
+impl crate::cloud::Cloud for FakeCloud {
+    async fn traffic(
+        &self,
+        env: &EnvironmentAws,
+        promotion: &str,
+        uid: &str,
+        target: crate::cloud::TargetOf<'_>,
+    ) -> std::result::Result<Box<dyn TrafficTarget>, crate::cloud::TargetError> {
+        use crate::cloud::{TargetError, TargetOf};
+        use kiln_api::release::EcsStrategy;
+        self.assume(env, crate::credentials::session_name(promotion, uid));
+        let (cluster, service) = match target {
+            TargetOf::Release { release, environment } => {
+                let Some(ecs) = &release.target.ecs else {
+                    return Err(TargetError::Spec("the fake cloud models ECS blue/green only".into()));
+                };
+                if !matches!(ecs.strategy, EcsStrategy::BlueGreen | EcsStrategy::Canary | EcsStrategy::Linear) {
+                    return Err(TargetError::Spec(format!(
+                        "the fake cloud models ECS blue/green only, not {:?}",
+                        ecs.strategy
+                    )));
+                }
+                let (svc, _) = crate::targets::ecs_service(release, ecs, environment).map_err(TargetError::Spec)?;
+                (svc.cluster, svc.service)
+            }
+            TargetOf::RestoreOnly(snapshot) => {
+                let ecs = snapshot.ecs.as_ref();
+                match (ecs.and_then(|e| e.cluster.clone()), ecs.and_then(|e| e.service.clone())) {
+                    (Some(c), Some(s)) => (c, s),
+                    _ => return Err(TargetError::Spec("the snapshot names no ECS cluster and service".into())),
+                }
+            }
+        };
+        Ok(Box::new(FakeTraffic::on(self.ecs(&env.account_id, &cluster, &service), uid)))
+    }
+
+    async fn hooks(&self, env: &EnvironmentAws, promotion: &str, uid: &str) -> Result<std::sync::Arc<dyn HookRunner>> {
+        self.assume(env, crate::credentials::session_name(promotion, uid));
+        Ok(self.hooks.clone())
+    }
+
+    async fn signals(&self, env: &EnvironmentAws) -> Result<std::sync::Arc<dyn crate::signals::SignalReader>> {
+        let cw = self.cloudwatch(&env.account_id);
+        let source: std::sync::Arc<dyn AlarmSource> = cw;
+        let alarms = self.caches.get(&env.scope(), || source.clone()).await;
+        Ok(std::sync::Arc::new(crate::signals::CloudWatchSignals { alarms, source }))
+    }
+
+    async fn evidence(
+        &self,
+        env: &EnvironmentAws,
+        promotion: &str,
+        uid: &str,
+        bucket: &str,
+    ) -> Result<std::sync::Arc<dyn EvidenceStore>> {
+        self.assume(env, crate::credentials::session_name(promotion, uid));
+        Ok(self.bucket(&env.account_id, bucket))
     }
 }
 

@@ -6,6 +6,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use aws_sdk_ecs::types::{DesiredStatus, LaunchType, NetworkConfiguration};
 use aws_sdk_lambda::types::InvocationType;
+use kiln_api::release::ReleaseSpec;
+use kiln_core::plan::HookPoint;
 
 use crate::credentials::Clients;
 use crate::error::{AwsError, Result, sdk};
@@ -29,6 +31,54 @@ pub enum HookTarget {
         /// FARGATE unless the service uses another launch type.
         launch_type: LaunchType,
     },
+}
+
+/// How long a hook may run when the Release does not say (`hooks.*.timeout`).
+pub const DEFAULT_HOOK_TIMEOUT: Duration = Duration::from_secs(600);
+
+impl HookTarget {
+    /// The hook `release` runs at `point` in environment `env`, with how long it may take;
+    /// `Ok(None)` when the Release declares none there. ECS task hooks run in the service's
+    /// cluster after the environment's overrides, on Fargate (kiln's ECS targets are Fargate
+    /// services).
+    pub fn for_release(
+        release: &ReleaseSpec,
+        env: &str,
+        point: HookPoint,
+    ) -> std::result::Result<Option<(HookTarget, Duration)>, String> {
+        let ecs = release.target.ecs.as_ref();
+        let hooks = ecs
+            .and_then(|e| e.hooks.as_ref())
+            .or_else(|| release.target.lambda.as_ref().and_then(|l| l.hooks.as_ref()));
+        let hook = hooks.and_then(|h| match point {
+            HookPoint::PreTraffic => h.pre_traffic.as_ref(),
+            HookPoint::PostTraffic => h.post_traffic.as_ref(),
+        });
+        let Some(hook) = hook else { return Ok(None) };
+        let target = match (&hook.lambda_function, &hook.ecs_task_definition) {
+            (Some(f), _) => HookTarget::Lambda { function: f.clone() },
+            (None, Some(td)) => {
+                let cluster = ecs.map(|e| crate::targets::ecs_cluster(e, env)).ok_or_else(|| {
+                    format!("the {} hook runs ECS task {td}, but the Release has no spec.target.ecs", point.as_str())
+                })?;
+                HookTarget::EcsTask {
+                    cluster,
+                    task_definition: td.clone(),
+                    network: None,
+                    launch_type: LaunchType::Fargate,
+                }
+            }
+            (None, None) => return Err("the hook names neither lambdaFunction nor ecsTaskDefinition".into()),
+        };
+        let timeout = match hook.timeout.as_deref() {
+            None => DEFAULT_HOOK_TIMEOUT,
+            Some(t) => kiln_core::duration::parse("timeout", t)
+                .ok()
+                .and_then(|d| Duration::try_from(d).ok())
+                .ok_or_else(|| format!("the {} hook's timeout {t:?} is not a positive duration", point.as_str()))?,
+        };
+        Ok(Some((target, timeout)))
+    }
 }
 
 /// Where a hook stands.
@@ -259,6 +309,52 @@ fn task_verdict(
 mod tests {
     use super::*;
     use aws_sdk_ecs::types::{Container, Task};
+
+    fn release(target: serde_json::Value) -> ReleaseSpec {
+        serde_json::from_value(serde_json::json!({
+            "service": "web", "version": "v1.0.0", "environments": ["dev", "prod"],
+            "artifacts": [{"name": "app", "image": format!("r.example/app@sha256:{}", "a".repeat(64))}],
+            "target": target
+        }))
+        .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn a_release_hook_runs_in_the_environments_cluster_with_its_timeout() {
+        let r = release(serde_json::json!({"ecs": {
+            "cluster": "dev-cluster", "service": "web", "container": "app", "strategy": "rolling",
+            "hooks": {"preTraffic": {"ecsTaskDefinition": "migrate:3", "timeout": "90s"},
+                      "postTraffic": {"lambdaFunction": "smoke"}},
+            "environmentOverrides": {"prod": {"cluster": "prod-cluster"}}
+        }}));
+        let pre = HookTarget::for_release(&r, "prod", HookPoint::PreTraffic).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            pre,
+            Some((
+                HookTarget::EcsTask {
+                    cluster: "prod-cluster".into(),
+                    task_definition: "migrate:3".into(),
+                    network: None,
+                    launch_type: LaunchType::Fargate,
+                },
+                Duration::from_secs(90)
+            ))
+        );
+        let post = HookTarget::for_release(&r, "dev", HookPoint::PostTraffic).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(post, Some((HookTarget::Lambda { function: "smoke".into() }, DEFAULT_HOOK_TIMEOUT)));
+        let none = release(serde_json::json!({"lambda": {"functionName": "f", "strategy": "canary"}}));
+        assert_eq!(HookTarget::for_release(&none, "dev", HookPoint::PreTraffic), Ok(None));
+    }
+
+    #[test]
+    fn an_ecs_task_hook_on_a_lambda_release_is_refused_with_a_reason() {
+        let r = release(serde_json::json!({"lambda": {
+            "functionName": "f", "strategy": "canary",
+            "hooks": {"preTraffic": {"ecsTaskDefinition": "migrate"}}
+        }}));
+        let err = HookTarget::for_release(&r, "dev", HookPoint::PreTraffic).unwrap_err();
+        assert!(err.contains("has no spec.target.ecs"), "{err}");
+    }
 
     #[test]
     fn task_verdicts() {

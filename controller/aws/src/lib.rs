@@ -5,11 +5,12 @@
 //! signals ([`signals::SignalReader`] over a per-account [`signals::AlarmCache`]), assume an
 //! environment's role ([`credentials::AssumeRole`]), follow CodeDeploy ([`codedeploy::CodeDeploy`]),
 //! run hooks ([`hooks::HookRunner`]), store evidence ([`evidence::EvidenceStore`]) — implemented
-//! on the `aws-sdk-*` crates and, for unit tests, in memory ([`fake`]). Every call has a timeout
+//! on the `aws-sdk-*` crates and, for unit tests, in memory (`fake`, feature `fake`). Every call has a timeout
 //! and retries throttling and 5xx with backoff and jitter ([`credentials::AwsSettings`]); errors
 //! are classified for the controller ([`error::ErrorClass`]). See docs/aws.md.
 #![forbid(unsafe_code)]
 
+pub mod cloud;
 pub mod codedeploy;
 pub mod credentials;
 pub mod ecs;
@@ -17,9 +18,11 @@ pub mod elb;
 pub mod error;
 pub mod evidence;
 pub mod execute;
+#[cfg(any(test, feature = "fake"))]
 pub mod fake;
 pub mod hooks;
 pub mod lambda;
+pub mod restore;
 pub mod signals;
 pub mod targets;
 pub mod traffic;

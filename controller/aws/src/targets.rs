@@ -17,6 +17,11 @@ fn artifact<'a>(release: &'a ReleaseSpec, named: Option<&str>, fallback: Option<
     }
 }
 
+/// The ECS cluster of `ecs` in `env` (after the environment's override).
+pub fn ecs_cluster(ecs: &EcsTarget, env: &str) -> String {
+    ecs.environment_overrides.get(env).and_then(|o| o.cluster.clone()).unwrap_or_else(|| ecs.cluster.clone())
+}
+
 /// The ECS service, container image and traffic for `env`.
 pub fn ecs_service(
     release: &ReleaseSpec,
@@ -28,7 +33,7 @@ pub fn ecs_service(
     let image =
         a.image.clone().ok_or_else(|| format!("artifact {} is not an image; an ECS container needs one", a.name))?;
     let service = EcsService {
-        cluster: o.and_then(|o| o.cluster.clone()).unwrap_or_else(|| ecs.cluster.clone()),
+        cluster: ecs_cluster(ecs, env),
         service: o.and_then(|o| o.service.clone()).unwrap_or_else(|| ecs.service.clone()),
         container: ecs.container.clone(),
         image,

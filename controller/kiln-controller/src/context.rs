@@ -10,9 +10,9 @@ use kiln_core::freeze::CompiledWindow;
 use kube::runtime::events::Recorder;
 use kube::runtime::reflector::Store;
 
-use crate::cloud::Cloud;
 use crate::index::PromotionIndex;
 use crate::metrics::Metrics;
+use kiln_aws::cloud::Cloud;
 
 /// The time, from outside the decision core (so tests and the sandbox can see what it sees).
 pub trait Clock: Send + Sync {
@@ -27,6 +27,39 @@ pub struct SystemClock;
 impl Clock for SystemClock {
     fn now(&self) -> Timestamp {
         Timestamp::now()
+    }
+}
+
+/// A clock that moves only when told: the in-process tests and benchmarks step time through
+/// bakes and freeze windows without waiting.
+#[derive(Debug)]
+pub struct ManualClock {
+    now: Mutex<Timestamp>,
+}
+
+impl ManualClock {
+    /// Stopped at `start`.
+    pub fn new(start: Timestamp) -> Self {
+        ManualClock { now: Mutex::new(start) }
+    }
+
+    /// Moves the clock forward by `by` (never backwards: a negative step is ignored).
+    pub fn advance(&self, by: jiff::SignedDuration) {
+        let mut now = self.now.lock().unwrap_or_else(|p| p.into_inner());
+        if let Ok(later) = now.checked_add(by.max(jiff::SignedDuration::ZERO)) {
+            *now = later;
+        }
+    }
+
+    /// Sets the time (tests that jump into a freeze window).
+    pub fn set(&self, to: Timestamp) {
+        *self.now.lock().unwrap_or_else(|p| p.into_inner()) = to;
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> Timestamp {
+        *self.now.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -104,6 +137,9 @@ pub struct Context {
     pub version: &'static str,
     /// Whether this replica still holds the Lease (None: leader election is off).
     pub leading: Option<tokio::sync::watch::Receiver<bool>>,
+    /// Decide/act rounds per Promotion reconcile before handing back to the queue
+    /// (`promotion::MAX_ROUNDS`).
+    pub max_rounds: usize,
 }
 
 impl Context {

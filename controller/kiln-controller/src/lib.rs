@@ -6,7 +6,6 @@
 #![forbid(unsafe_code)]
 
 pub mod cache;
-pub mod cloud;
 pub mod config;
 pub mod context;
 pub mod error;

@@ -14,8 +14,9 @@ use kiln_api::environment::EnvironmentSpec;
 use kiln_api::promotion::PromotionStatus;
 use kiln_api::rollback_policy::RollbackPolicySpec;
 use kiln_api::{Promotion, PromotionPhase, Release};
+use kiln_aws::cloud::{TargetError, TargetOf};
 use kiln_aws::credentials::EnvironmentAws;
-use kiln_aws::execute::traffic_action;
+use kiln_aws::execute::{outcome_of, traffic_action};
 use kiln_aws::hooks::{HookState, HookTarget};
 use kiln_aws::{AwsError, ErrorClass};
 use kiln_core::freeze::CompiledWindow;
@@ -30,13 +31,13 @@ use kube::api::Api;
 use kube::runtime::controller::Action as Requeue;
 use kube::runtime::reflector::ObjectRef;
 
-use crate::cloud::{TargetError, TargetOf, environment_aws, snapshot_aws};
 use crate::context::Context;
 use crate::error::Error;
 use crate::record;
 
-/// How many decide/act rounds one reconcile runs before handing back to the queue.
-const MAX_ROUNDS: usize = 24;
+/// How many decide/act rounds one reconcile runs before handing back to the queue (so one
+/// Promotion moving through many quick steps does not starve the others).
+pub const MAX_ROUNDS: usize = 24;
 /// The longest a Promotion sleeps without a watch event (a safety net, not a poll).
 const MAX_REQUEUE: Duration = Duration::from_secs(600);
 
@@ -139,7 +140,7 @@ async fn reconcile_inner(obj: Arc<Promotion>, ctx: &Context) -> Result<Requeue, 
     };
     let mut digest_logged = false;
 
-    for _ in 0..MAX_ROUNDS {
+    for _ in 0..ctx.max_rounds {
         if !ctx.is_leader() {
             // Leadership was lost mid-reconcile: the new leader takes it from the status.
             return Ok(Requeue::await_change());
@@ -411,7 +412,7 @@ async fn gather(ctx: &Context, p: &Promotion, status: &PromotionStatus) -> Gathe
                 None => Ok(()),
                 Some(name) => match policy_in(ctx, &ns, name) {
                     None => Err(format!("RollbackPolicy {name} not found in {ns}")),
-                    Some(pol) => match read_signals(ctx, &environment_aws(up_env), &pol, None).await {
+                    Some(pol) => match read_signals(ctx, &EnvironmentAws::from_spec(&up_env.aws), &pol, None).await {
                         Ok(obs) => signals::current_health(&pol, &obs),
                         Err(e) => Err(format!("alarms cannot be read: {e}")),
                     },
@@ -426,9 +427,11 @@ async fn gather(ctx: &Context, p: &Promotion, status: &PromotionStatus) -> Gathe
     let mut signal_obs = None;
     if !terminal && let (Some(env), Some(pol)) = (&environment, &policy) {
         let since = status.started_at.as_ref().map(|t| t.0);
+        // During a bake, read where the snapshot was taken (the account that was changed).
+        let current = EnvironmentAws::from_spec(&env.aws);
         let aws = match &status.previous {
-            Some(s) => snapshot_aws(s, &environment_aws(env)),
-            None => environment_aws(env),
+            Some(s) => EnvironmentAws::for_restore(s, Some(&current)).unwrap_or(current),
+            None => current,
         };
         match read_signals(ctx, &aws, pol, since).await {
             Ok(obs) => {
@@ -487,20 +490,14 @@ async fn act(
 ) -> Result<Outcome, Error> {
     let uid = p.metadata.uid.clone().unwrap_or_default();
     let name = p.name_any();
-    let env_aws = match (&g.environment, &status.previous) {
-        (_, Some(s)) if *action == Action::Restore => match &g.environment {
-            Some(e) => snapshot_aws(s, &environment_aws(e)),
-            None => snapshot_aws(
-                s,
-                &EnvironmentAws {
-                    account_id: String::new(),
-                    region: String::new(),
-                    role_arn: String::new(),
-                    external_id: None,
-                },
-            ),
+    let current = g.environment.as_ref().map(|e| EnvironmentAws::from_spec(&e.aws));
+    let env_aws = match (&current, &status.previous) {
+        // A restore acts where the snapshot was taken, even if the Environment changed or is gone.
+        (_, Some(s)) if *action == Action::Restore => match EnvironmentAws::for_restore(s, current.as_ref()) {
+            Ok(aws) => aws,
+            Err(m) => return Ok(Outcome::Failed(m)),
         },
-        (Some(e), _) => environment_aws(e),
+        (Some(e), _) => e.clone(),
         (None, _) => return Ok(Outcome::Failed(format!("Environment {} not found", p.spec.environment))),
     };
     tracing::info!(action = action.metric_label(), account = %env_aws.account_id, "acting");
@@ -521,7 +518,7 @@ async fn act(
 
     let target = match (&g.release, &status.previous) {
         (Some(r), _) => TargetOf::Release { release: &r.spec, environment: &p.spec.environment },
-        (None, Some(s)) if *action == Action::Restore => TargetOf::Snapshot(s),
+        (None, Some(s)) if *action == Action::Restore => TargetOf::RestoreOnly(s),
         (None, _) => return Ok(Outcome::Failed(format!("Release {} not found", p.spec.release))),
     };
     let target = match ctx.cloud.traffic(&env_aws, &name, &uid, target).await {
@@ -536,12 +533,9 @@ async fn act(
     }
 }
 
+/// An AWS error as an outcome for the core, or a retry.
 fn classify(e: AwsError) -> Result<Outcome, Error> {
-    match e.class() {
-        ErrorClass::Wait => Ok(Outcome::InProgress(e.to_string())),
-        ErrorClass::SpecWrong => Ok(Outcome::Failed(e.to_string())),
-        ErrorClass::RetryLater => Err(Error::Aws(e)),
-    }
+    outcome_of(e).map_err(Error::Aws)
 }
 
 async fn run_hook(
@@ -555,44 +549,11 @@ async fn run_hook(
     let Some(release) = &g.release else {
         return Ok(Outcome::Failed(format!("Release {} not found", p.spec.release)));
     };
-    let hooks = release.spec.target.ecs.as_ref().and_then(|e| e.hooks.as_ref()).or(release
-        .spec
-        .target
-        .lambda
-        .as_ref()
-        .and_then(|l| l.hooks.as_ref()));
-    let hook = hooks.and_then(|h| match point {
-        HookPoint::PreTraffic => h.pre_traffic.as_ref(),
-        HookPoint::PostTraffic => h.post_traffic.as_ref(),
-    });
-    let Some(hook) = hook else { return Ok(Outcome::Done) };
-    let target = match (&hook.lambda_function, &hook.ecs_task_definition) {
-        (Some(f), _) => HookTarget::Lambda { function: f.clone() },
-        (None, Some(td)) => {
-            let cluster = release
-                .spec
-                .target
-                .ecs
-                .as_ref()
-                .map(|e| {
-                    e.environment_overrides
-                        .get(&p.spec.environment)
-                        .and_then(|o| o.cluster.clone())
-                        .unwrap_or_else(|| e.cluster.clone())
-                })
-                .unwrap_or_default();
-            HookTarget::EcsTask { cluster, task_definition: td.clone(), network: None, launch_type: aws_launch_type() }
-        }
-        (None, None) => {
-            return Ok(Outcome::Failed("the hook names neither lambdaFunction nor ecsTaskDefinition".into()));
-        }
+    let (target, timeout) = match HookTarget::for_release(&release.spec, &p.spec.environment, point) {
+        Ok(Some(hook)) => hook,
+        Ok(None) => return Ok(Outcome::Done),
+        Err(m) => return Ok(Outcome::Failed(m)),
     };
-    let timeout = hook
-        .timeout
-        .as_deref()
-        .and_then(|t| kiln_core::duration::parse("timeout", t).ok())
-        .and_then(|d| Duration::try_from(d).ok())
-        .unwrap_or(Duration::from_secs(600));
     let runner = match ctx.cloud.hooks(env_aws, &p.name_any(), uid).await {
         Ok(r) => r,
         Err(e) => return classify(e),
@@ -610,11 +571,6 @@ async fn run_hook(
         },
         Err(e) => classify(e),
     }
-}
-
-/// Hook tasks run on Fargate (kiln's ECS targets are Fargate services).
-fn aws_launch_type() -> aws_sdk_ecs::types::LaunchType {
-    aws_sdk_ecs::types::LaunchType::Fargate
 }
 
 /// The Promotions whose decisions may change when `changed` changes: the others in its queue

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use futures::{FutureExt, StreamExt, TryStreamExt};
 use kiln_api::{Environment, FreezeWindow, Promotion, Release, RollbackPolicy};
+use kiln_aws::cloud::{AwsCloud, Cloud};
 use kiln_aws::credentials::AwsSettings;
 use kube::api::{Api, ListParams};
 use kube::core::DeserializeGuard;
@@ -18,7 +19,6 @@ use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 
 use crate::cache;
-use crate::cloud::{AwsCloud, Cloud};
 use crate::config::Config;
 use crate::context::{Clock, Context, FreezeCache, Stores, SystemClock};
 use crate::error::Error;
@@ -375,6 +375,7 @@ async fn controllers(
         freeze_cache: FreezeCache::default(),
         version: env!("CARGO_PKG_VERSION"),
         leading: elector.map(|e| e.subscribe()),
+        max_rounds: promotion::MAX_ROUNDS,
     });
 
     // Decide nothing on a partial cache (a FreezeWindow or RollbackPolicy not listed yet could

@@ -31,16 +31,7 @@ impl EcsBlueGreen {
     }
 
     async fn task_sets(&self, cluster: &str, service: &str) -> Result<Vec<TaskSet>> {
-        let out = self
-            .clients
-            .ecs
-            .describe_task_sets()
-            .cluster(cluster)
-            .service(service)
-            .send()
-            .await
-            .map_err(sdk("ecs", "DescribeTaskSets"))?;
-        Ok(out.task_sets().iter().filter(|t| t.status() != Some("DRAINING")).cloned().collect())
+        task_sets(&self.clients, cluster, service).await
     }
 
     fn green_of<'a>(&self, sets: &'a [TaskSet]) -> Option<&'a TaskSet> {
@@ -313,54 +304,78 @@ impl TrafficTarget for EcsBlueGreen {
         };
         let cluster = ecs.cluster.as_deref().unwrap_or(&self.target.cluster);
         let service = ecs.service.as_deref().unwrap_or(&self.target.service);
-        let sets = self.task_sets(cluster, service).await?;
-        // The task set that served before this Promotion must still exist: after a finalize it
-        // was retired, and restoring the old weights would point traffic at an empty target
-        // group and delete the only task set that serves.
-        if let Some(want) = &ecs.primary_task_set
-            && !sets.iter().any(|t| t.task_set_arn() == Some(want.as_str()))
-        {
-            return Err(AwsError::Invalid {
-                message: format!(
-                    "cannot restore ECS service {service}: the task set that served before Promotion {} ({want}) \
-                     no longer exists (retired by finalize); nothing was changed — roll forward with a new Release",
-                    self.uid
-                ),
-                scope: self.clients.scope.clone(),
-            });
-        }
-        // Traffic first: the captured task set serves everything again before anything is removed.
-        if let Some(arn) = &ecs.listener_or_rule_arn
-            && !ecs.listener_weights.is_empty()
-        {
-            let current = elb::weights(&self.clients.elb, arn).await?;
-            if current != ecs.listener_weights {
-                elb::set_weights(&self.clients.elb, arn, &ecs.listener_weights).await?;
-            }
-        }
-        if let Some(want) = &ecs.primary_task_set
-            && primary(&sets).and_then(|t| t.task_set_arn()) != Some(want.as_str())
-            && sets.iter().any(|t| t.task_set_arn() == Some(want.as_str()))
-        {
-            self.clients
-                .ecs
-                .update_service_primary_task_set()
-                .cluster(cluster)
-                .service(service)
-                .primary_task_set(want)
-                .send()
-                .await
-                .map_err(sdk("ecs", "UpdateServicePrimaryTaskSet"))?;
-        }
-        for created in
-            sets.iter().filter(|t| t.external_id() == Some(self.uid.as_str())).filter_map(|t| t.task_set_arn())
-        {
-            if ecs.primary_task_set.as_deref() != Some(created) {
-                delete_task_set(&self.clients.ecs, cluster, service, created).await?;
-            }
-        }
-        Ok(())
+        restore(&self.clients, &self.uid, cluster, service, ecs).await
     }
+}
+
+/// The live task sets of `service` (draining ones are on their way out).
+async fn task_sets(clients: &Clients, cluster: &str, service: &str) -> Result<Vec<TaskSet>> {
+    let out = clients
+        .ecs
+        .describe_task_sets()
+        .cluster(cluster)
+        .service(service)
+        .send()
+        .await
+        .map_err(sdk("ecs", "DescribeTaskSets"))?;
+    Ok(out.task_sets().iter().filter(|t| t.status() != Some("DRAINING")).cloned().collect())
+}
+
+/// Returns `cluster`/`service` to `ecs` (weights, primary task set) and deletes the task sets
+/// Promotion `uid` created. Needs nothing but the snapshot, so a Promotion whose Release is gone
+/// can still restore ([`crate::restore::RestoreOnly`]).
+pub(crate) async fn restore(
+    clients: &Clients,
+    uid: &str,
+    cluster: &str,
+    service: &str,
+    ecs: &EcsSnapshot,
+) -> Result<()> {
+    let sets = task_sets(clients, cluster, service).await?;
+    // The task set that served before this Promotion must still exist: after a finalize it
+    // was retired, and restoring the old weights would point traffic at an empty target
+    // group and delete the only task set that serves.
+    if let Some(want) = &ecs.primary_task_set
+        && !sets.iter().any(|t| t.task_set_arn() == Some(want.as_str()))
+    {
+        return Err(AwsError::Invalid {
+            message: format!(
+                "cannot restore ECS service {service}: the task set that served before Promotion {} ({want}) \
+                 no longer exists (retired by finalize); nothing was changed — roll forward with a new Release",
+                uid
+            ),
+            scope: clients.scope.clone(),
+        });
+    }
+    // Traffic first: the captured task set serves everything again before anything is removed.
+    if let Some(arn) = &ecs.listener_or_rule_arn
+        && !ecs.listener_weights.is_empty()
+    {
+        let current = elb::weights(&clients.elb, arn).await?;
+        if current != ecs.listener_weights {
+            elb::set_weights(&clients.elb, arn, &ecs.listener_weights).await?;
+        }
+    }
+    if let Some(want) = &ecs.primary_task_set
+        && primary(&sets).and_then(|t| t.task_set_arn()) != Some(want.as_str())
+        && sets.iter().any(|t| t.task_set_arn() == Some(want.as_str()))
+    {
+        clients
+            .ecs
+            .update_service_primary_task_set()
+            .cluster(cluster)
+            .service(service)
+            .primary_task_set(want)
+            .send()
+            .await
+            .map_err(sdk("ecs", "UpdateServicePrimaryTaskSet"))?;
+    }
+    for created in sets.iter().filter(|t| t.external_id() == Some(uid)).filter_map(|t| t.task_set_arn()) {
+        if ecs.primary_task_set.as_deref() != Some(created) {
+            delete_task_set(&clients.ecs, cluster, service, created).await?;
+        }
+    }
+    Ok(())
 }
 
 async fn delete_task_set(ecs: &aws_sdk_ecs::Client, cluster: &str, service: &str, id: &str) -> Result<()> {

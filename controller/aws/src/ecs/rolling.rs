@@ -25,26 +25,37 @@ impl EcsRolling {
     }
 
     async fn update_service(&self, cluster: &str, service: &str, td: &str) -> Result<()> {
-        let current = describe_service(
-            &self.clients.ecs,
-            &self.clients.scope,
-            &EcsService { cluster: cluster.into(), service: service.into(), ..self.target.clone() },
-        )
-        .await?;
-        if current.task_definition() == Some(td) {
-            return Ok(());
-        }
-        self.clients
-            .ecs
-            .update_service()
-            .cluster(cluster)
-            .service(service)
-            .task_definition(td)
-            .send()
-            .await
-            .map_err(sdk("ecs", "UpdateService"))?;
-        Ok(())
+        update_service(&self.clients, cluster, service, td).await
     }
+}
+
+/// Points `cluster`/`service` at task definition `td` (nothing when it already runs it). Needs only
+/// names, so a restore without the Release can use it ([`crate::restore::RestoreOnly`]).
+pub(crate) async fn update_service(clients: &Clients, cluster: &str, service: &str, td: &str) -> Result<()> {
+    let current = describe_service(
+        &clients.ecs,
+        &clients.scope,
+        &EcsService {
+            cluster: cluster.into(),
+            service: service.into(),
+            container: String::new(),
+            image: String::new(),
+        },
+    )
+    .await?;
+    if current.task_definition() == Some(td) {
+        return Ok(());
+    }
+    clients
+        .ecs
+        .update_service()
+        .cluster(cluster)
+        .service(service)
+        .task_definition(td)
+        .send()
+        .await
+        .map_err(sdk("ecs", "UpdateService"))?;
+    Ok(())
 }
 
 #[async_trait]

@@ -96,49 +96,11 @@ impl LambdaAlias {
     }
 
     async fn alias_state(&self) -> Result<(String, HashMap<String, f64>)> {
-        self.alias_state_of(&self.function, &self.alias).await
-    }
-
-    async fn alias_state_of(&self, function: &str, alias: &str) -> Result<(String, HashMap<String, f64>)> {
-        let out = self.clients.lambda.get_alias().function_name(function).name(alias).send().await.map_err(|e| {
-            self.not_found(
-                crate::error::from_sdk("lambda", "GetAlias", e),
-                "Lambda alias",
-                format!("{function}:{alias}"),
-            )
-        })?;
-        let version = out.function_version().unwrap_or("$LATEST").to_string();
-        let routing = out.routing_config().and_then(|r| r.additional_version_weights().cloned()).unwrap_or_default();
-        Ok((version, routing))
+        alias_state(&self.clients, &self.function, &self.alias).await
     }
 
     async fn set_alias(&self, version: &str, routing: HashMap<String, f64>) -> Result<()> {
-        self.set_alias_of(&self.function, &self.alias, version, routing).await
-    }
-
-    async fn set_alias_of(
-        &self,
-        function: &str,
-        alias: &str,
-        version: &str,
-        routing: HashMap<String, f64>,
-    ) -> Result<()> {
-        let (current_version, current_routing) = self.alias_state_of(function, alias).await?;
-        if current_version == version && current_routing == routing {
-            return Ok(());
-        }
-        self.clients
-            .lambda
-            .update_alias()
-            .function_name(function)
-            .name(alias)
-            .function_version(version)
-            // An empty map clears the routing.
-            .routing_config(AliasRoutingConfiguration::builder().set_additional_version_weights(Some(routing)).build())
-            .send()
-            .await
-            .map_err(sdk("lambda", "UpdateAlias"))?;
-        Ok(())
+        set_alias(&self.clients, &self.function, &self.alias, version, routing).await
     }
 
     /// Checks that `qualifier` (`None`: $LATEST) of the function runs the image `uri` exactly.
@@ -304,6 +266,65 @@ fn image_is(code: Option<&FunctionCodeLocation>, uri: &str, what: String, scope:
     })
 }
 
+/// The version and routing of `function`'s `alias`.
+async fn alias_state(clients: &Clients, function: &str, alias: &str) -> Result<(String, HashMap<String, f64>)> {
+    let out = clients.lambda.get_alias().function_name(function).name(alias).send().await.map_err(|e| {
+        let e = crate::error::from_sdk("lambda", "GetAlias", e);
+        if e.code() == Some("ResourceNotFoundException") {
+            AwsError::NotFound {
+                kind: "Lambda alias",
+                name: format!("{function}:{alias}"),
+                scope: clients.scope.clone(),
+            }
+        } else {
+            e
+        }
+    })?;
+    let version = out.function_version().unwrap_or("$LATEST").to_string();
+    let routing = out.routing_config().and_then(|r| r.additional_version_weights().cloned()).unwrap_or_default();
+    Ok((version, routing))
+}
+
+/// Points `function`'s `alias` at `version` with `routing` (nothing when it already is). Needs only
+/// names, so a restore without the Release can use it ([`crate::restore::RestoreOnly`]).
+pub(crate) async fn set_alias(
+    clients: &Clients,
+    function: &str,
+    alias: &str,
+    version: &str,
+    routing: HashMap<String, f64>,
+) -> Result<()> {
+    let (current_version, current_routing) = alias_state(clients, function, alias).await?;
+    if current_version == version && current_routing == routing {
+        return Ok(());
+    }
+    clients
+        .lambda
+        .update_alias()
+        .function_name(function)
+        .name(alias)
+        .function_version(version)
+        // An empty map clears the routing.
+        .routing_config(AliasRoutingConfiguration::builder().set_additional_version_weights(Some(routing)).build())
+        .send()
+        .await
+        .map_err(sdk("lambda", "UpdateAlias"))?;
+    Ok(())
+}
+
+/// Returns the function and alias `l` names to the version and routing it recorded.
+pub(crate) async fn restore(clients: &Clients, l: &LambdaSnapshot, function: &str, alias: &str) -> Result<()> {
+    let mut routing = HashMap::new();
+    for (v, w) in &l.routing {
+        let w: f64 = w.parse().map_err(|_| AwsError::Invalid {
+            message: format!("snapshot routing weight {w:?} for version {v} is not a number"),
+            scope: clients.scope.clone(),
+        })?;
+        routing.insert(v.clone(), w);
+    }
+    set_alias(clients, function, alias, &l.version, routing).await
+}
+
 #[async_trait]
 impl TrafficTarget for LambdaAlias {
     async fn snapshot(&self) -> Result<Snapshot> {
@@ -444,18 +465,10 @@ impl TrafficTarget for LambdaAlias {
                 scope: self.clients.scope.clone(),
             });
         };
-        let mut routing = HashMap::new();
-        for (v, w) in &l.routing {
-            let w: f64 = w.parse().map_err(|_| AwsError::Invalid {
-                message: format!("snapshot routing weight {w:?} for version {v} is not a number"),
-                scope: self.clients.scope.clone(),
-            })?;
-            routing.insert(v.clone(), w);
-        }
         // The snapshot is self-contained: restore the function and alias it names.
         let function = l.function_name.as_deref().unwrap_or(&self.function);
         let alias = l.alias.as_deref().unwrap_or(&self.alias);
-        self.set_alias_of(function, alias, &l.version, routing).await
+        restore(&self.clients, l, function, alias).await
     }
 }
 

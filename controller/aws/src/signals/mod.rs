@@ -32,9 +32,14 @@ pub struct MetricRequest {
 }
 
 /// The CloudWatch calls kiln makes. The real one is [`cloudwatch::CloudWatch`]; tests use
-/// [`crate::fake::FakeCloudWatch`].
+/// `fake::FakeCloudWatch`.
 #[async_trait]
 pub trait AlarmSource: Send + Sync {
+    /// The time of a read, by the source's clock: the wall clock for CloudWatch, the test's clock
+    /// for a fake (so a test that moves its clock sees reads as fresh as a real bake would).
+    fn now(&self) -> Timestamp {
+        Timestamp::now()
+    }
     /// Alarms (metric and composite) by exact name; at most [`MAX_NAMES_PER_CALL`] names.
     async fn alarms_by_name(&self, names: &[String]) -> Result<Vec<AlarmObservation>>;
     /// Alarms (metric and composite) whose names start with `prefix`, all pages.
@@ -163,7 +168,7 @@ impl AlarmCache {
                 scope: self.scope.clone(),
             });
         }
-        let observed_at = st.observed_at.unwrap_or_else(Timestamp::now);
+        let observed_at = st.observed_at.unwrap_or_else(|| self.source.now());
         let mut out: Vec<AlarmObservation> = st
             .alarms
             .values()
@@ -233,7 +238,7 @@ impl AlarmCache {
         st.alarms = alarms;
         st.refused = refused;
         st.read_at = Some(tokio::time::Instant::now());
-        st.observed_at = Some(Timestamp::now());
+        st.observed_at = Some(self.source.now());
         Ok(())
     }
 
@@ -274,7 +279,7 @@ impl AlarmCaches {
 }
 
 /// Reads the signals of a RollbackPolicy in one account and region. The controller holds one
-/// per environment; tests can use [`CloudWatchSignals`] over [`crate::fake::FakeCloudWatch`].
+/// per environment; tests can use [`CloudWatchSignals`] over `fake::FakeCloudWatch`.
 #[async_trait]
 pub trait SignalReader: Send + Sync {
     /// Everything `policy` watches, as of now. Alarms that changed state after `history_since`
@@ -316,7 +321,7 @@ pub async fn read_policy(
     let names: Vec<String> = policy.alarms.iter().filter_map(|a| a.name.clone()).collect();
     let prefixes: Vec<String> = policy.alarms.iter().filter_map(|a| a.prefix.clone()).collect();
     let read = alarms.read(&names, &prefixes, history_since).await?;
-    let now = Timestamp::now();
+    let now = source.now();
     let bad = |what: &str, e: kiln_core::SpecError| AwsError::Invalid {
         message: format!("{what}: {e}"),
         scope: alarms.scope().clone(),

@@ -1,28 +1,31 @@
-//! The controller's port to AWS: for a Promotion, the traffic target its strategy needs, the
-//! hook runner and the signal reader of its environment's account. The real implementation
-//! assumes each environment's role through STS (cached until near expiry) and shares one
-//! batched alarm cache per account and region.
+//! The controller's one port to AWS: for a Promotion, the traffic target its strategy needs, the
+//! hook runner, the signal reader of its environment's account and the evidence archive. Which
+//! adapter a Release needs is decided here, so the controller knows no AWS details.
+//! [`AwsCloud`] assumes each environment's role through STS (cached until near expiry) and shares
+//! one batched alarm cache per account and region; `fake::FakeCloud` (feature `fake`) keeps it
+//! all in memory for the controller's in-process tests.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use kiln_api::environment::EnvironmentSpec;
 use kiln_api::promotion::Snapshot;
-use kiln_api::release::{EcsStrategy, EcsTraffic, ListenerRef, ReleaseSpec, TargetGroupRef};
-use kiln_aws::codedeploy::{CodeDeploy, CodeDeployEcs};
-use kiln_aws::credentials::{AwsSettings, EnvironmentAws, Sessions, StsAssumeRole, session_name};
-use kiln_aws::ecs::EcsService;
-use kiln_aws::ecs::blue_green::EcsBlueGreen;
-use kiln_aws::ecs::code_deploy::EcsCodeDeploy;
-use kiln_aws::ecs::rolling::EcsRolling;
-use kiln_aws::evidence::{EvidenceStore, S3Evidence};
-use kiln_aws::hooks::{AwsHooks, HookRunner};
-use kiln_aws::lambda::alias::{LambdaAlias, LambdaCode};
-use kiln_aws::signals::cloudwatch::CloudWatch;
-use kiln_aws::signals::{AlarmCaches, AlarmSource, CloudWatchSignals, SignalReader};
-use kiln_aws::traffic::TrafficTarget;
-use kiln_aws::{AwsError, Scope, targets};
+use kiln_api::release::{EcsStrategy, ReleaseSpec};
+
+use crate::codedeploy::{CodeDeploy, CodeDeployEcs};
+use crate::credentials::{AwsSettings, Clients, EnvironmentAws, Sessions, StsAssumeRole, session_name};
+use crate::ecs::EcsService;
+use crate::ecs::blue_green::EcsBlueGreen;
+use crate::ecs::code_deploy::EcsCodeDeploy;
+use crate::ecs::rolling::EcsRolling;
+use crate::evidence::{EvidenceStore, S3Evidence};
+use crate::hooks::{AwsHooks, HookRunner};
+use crate::lambda::alias::LambdaAlias;
+use crate::restore::RestoreOnly;
+use crate::signals::cloudwatch::CloudWatch;
+use crate::signals::{AlarmCaches, AlarmSource, CloudWatchSignals, SignalReader};
+use crate::traffic::TrafficTarget;
+use crate::{AwsError, Scope, targets};
 
 /// What a Promotion acts on: its Release in one environment, or (when the Release is gone) only
 /// the snapshot a restore returns to.
@@ -35,8 +38,9 @@ pub enum TargetOf<'a> {
         /// The environment's name (per-environment overrides).
         environment: &'a str,
     },
-    /// Only the snapshot (restore without the Release).
-    Snapshot(&'a Snapshot),
+    /// Only a restore of this snapshot (the Release is gone): it names everything the restore
+    /// touches.
+    RestoreOnly(&'a Snapshot),
 }
 
 /// AWS as the controller uses it.
@@ -73,21 +77,6 @@ pub enum TargetError {
     /// The Release does not say enough for this environment.
     #[error("{0}")]
     Spec(String),
-}
-
-/// An environment's AWS identity from its spec.
-pub fn environment_aws(env: &EnvironmentSpec) -> EnvironmentAws {
-    EnvironmentAws::from_spec(&env.aws)
-}
-
-/// The identity a snapshot was taken with (restores act there, whatever the Environment says now).
-pub fn snapshot_aws(snapshot: &Snapshot, fallback: &EnvironmentAws) -> EnvironmentAws {
-    EnvironmentAws {
-        account_id: snapshot.account_id.clone().unwrap_or_else(|| fallback.account_id.clone()),
-        region: snapshot.region.clone().unwrap_or_else(|| fallback.region.clone()),
-        role_arn: snapshot.role_arn.clone().unwrap_or_else(|| fallback.role_arn.clone()),
-        external_id: fallback.external_id.clone(),
-    }
 }
 
 /// AWS through the SDK: STS sessions per environment, one alarm cache per account and region.
@@ -167,7 +156,7 @@ impl Cloud for AwsCloud {
                 }
                 Err(TargetError::Spec("the Release has neither spec.target.ecs nor spec.target.lambda".into()))
             }
-            TargetOf::Snapshot(s) => restore_only(clients, role, uid, s),
+            TargetOf::RestoreOnly(_) => Ok(Box::new(RestoreOnly::new(clients, uid))),
         }
     }
 
@@ -204,7 +193,7 @@ impl Cloud for AwsCloud {
 /// ECS through CodeDeploy: kiln creates the deployment and follows it; a restore stops it with
 /// rollback (or redeploys the snapshot's task definition once it had finished).
 fn code_deploy(
-    clients: kiln_aws::credentials::Clients,
+    clients: Clients,
     role: Option<String>,
     uid: &str,
     service: EcsService,
@@ -216,39 +205,4 @@ fn code_deploy(
         .ok_or_else(|| TargetError::Spec("strategy codeDeploy needs spec.target.ecs.codeDeploy".into()))?;
     let deployer: Arc<dyn CodeDeploy> = Arc::new(CodeDeployEcs::new(clients.clone()));
     Ok(Box::new(EcsCodeDeploy::new(clients, role, uid, service, settings, deployer)))
-}
-
-/// A target that can only restore `snapshot` (the Release was deleted mid-deployment): the
-/// snapshot names everything a restore touches.
-fn restore_only(
-    clients: kiln_aws::credentials::Clients,
-    role: Option<String>,
-    uid: &str,
-    snapshot: &Snapshot,
-) -> Result<Box<dyn TrafficTarget>, TargetError> {
-    if let Some(ecs) = &snapshot.ecs {
-        let cluster = ecs.cluster.clone().unwrap_or_default();
-        let service_name = ecs.service.clone().unwrap_or_default();
-        let service = EcsService { cluster, service: service_name, container: String::new(), image: String::new() };
-        if ecs.listener_weights.is_empty() {
-            return Ok(Box::new(EcsRolling::new(clients, role, uid, service)));
-        }
-        // The listener and target groups are taken from the snapshot by ARN; the traffic
-        // description is only a placeholder a restore does not resolve.
-        let arn = |i: usize| ecs.listener_weights.get(i).map(|w| w.target_group_arn.clone());
-        let traffic = EcsTraffic {
-            listener: ListenerRef { arn: ecs.listener_or_rule_arn.clone(), load_balancer_name: None, port: None },
-            rule: None,
-            blue_target_group: TargetGroupRef { name: None, arn: arn(0), tags: None },
-            green_target_group: TargetGroupRef { name: None, arn: arn(1), tags: None },
-        };
-        return Ok(Box::new(EcsBlueGreen::new(clients, role, uid, service, traffic)));
-    }
-    if let Some(l) = &snapshot.lambda {
-        let function = l.function_name.clone().unwrap_or_default();
-        let alias = l.alias.clone().unwrap_or_default();
-        let code = LambdaCode::Image { uri: String::new() };
-        return Ok(Box::new(LambdaAlias::new(clients, role, uid, &function, &alias, code)));
-    }
-    Err(TargetError::Spec("the snapshot records neither ECS nor Lambda state".into()))
 }

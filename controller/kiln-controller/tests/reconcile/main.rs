@@ -1,0 +1,202 @@
+//! The Promotion reconciler called in process (as controller-rs tests its `reconcile`): the real
+//! `promotion::reconcile` against the in-repo API server, on kiln-aws's in-memory cloud with a
+//! manual clock. Fast enough to try every crash point; the e2e suite runs the binary.
+
+mod support;
+
+use std::time::Duration;
+
+use jiff::SignedDuration;
+use kiln_api::PromotionPhase;
+use kiln_api::promotion::TargetGroupWeight;
+use kiln_aws::fake::Hold;
+use kube::ResourceExt;
+use kube::runtime::controller::Action as Requeue;
+use support::{Bench, DEV_ACCOUNT, PROD_ACCOUNT, crash_at};
+
+const MINUTE: SignedDuration = SignedDuration::from_mins(1);
+const FINALIZER: &str = "kiln.dev/restore";
+
+fn weights(blue: i32, green: i32) -> Vec<TargetGroupWeight> {
+    vec![
+        TargetGroupWeight { target_group_arn: "tg/blue".into(), weight: blue },
+        TargetGroupWeight { target_group_arn: "tg/green".into(), weight: green },
+    ]
+}
+
+/// What a user checks after a Promotion of `uid` succeeded in dev: all traffic on green, the new
+/// task set primary and alone, one new task definition, the snapshot of blue at 100 %, evidence.
+async fn assert_succeeded_once(bench: &Bench, name: &str) {
+    let p = bench.read(name).await;
+    let uid = p.metadata.uid.clone().unwrap_or_default();
+    let status = p.status.clone().unwrap_or_default();
+    assert_eq!(status.phase, PromotionPhase::Succeeded, "{:?}", status.message);
+    let ecs = bench.ecs(DEV_ACCOUNT).state();
+    assert_eq!(ecs.weights, weights(0, 100), "listener weights");
+    assert_eq!(ecs.primary, format!("ts/{uid}"), "the new task set is primary");
+    assert_eq!(ecs.task_sets, vec![(format!("ts/{uid}"), uid.clone())], "one task set, the new one");
+    assert_eq!(ecs.task_definitions, vec!["td/web:1".to_string(), format!("td/web:{uid}")], "one new task definition");
+    let previous = status.previous.and_then(|s| s.ecs).map(|e| e.listener_weights);
+    assert_eq!(previous, Some(weights(100, 0)), "the snapshot is the state before the change");
+    assert!(status.evidence.is_some(), "evidence recorded");
+    assert!(!p.finalizers().iter().any(|f| f == FINALIZER), "the finalizer is removed once finished");
+}
+
+#[tokio::test]
+async fn a_promotion_goes_to_succeeded_step_by_step() {
+    let bench = Bench::new("happy").await;
+    bench.release("web-v1", 1, &[10, 100]).await;
+    bench.promotion("web-v1-dev", "web-v1", "dev").await;
+    let mut r = bench.replica("kiln-0");
+    r.drive(&bench, "web-v1-dev", MINUTE, 40).await;
+    assert_succeeded_once(&bench, "web-v1-dev").await;
+    assert_eq!(bench.ecs(DEV_ACCOUNT).calls(), ["snapshot", "prepare", "shift 10", "shift 100", "finalize"]);
+    let reasons: Vec<String> = bench.events("web-v1-dev").await.into_iter().map(|(r, _)| r).collect();
+    assert!(reasons.iter().any(|r| r == "Succeeded"), "a Succeeded Event: {reasons:?}");
+    // Everything was done as dev's role.
+    let roles: Vec<String> = bench.cloud.identities().into_iter().map(|(role, _)| role).collect();
+    assert!(roles.iter().all(|r| r == "arn:aws:iam::111111111111:role/kiln-deploy"), "{roles:?}");
+}
+
+#[tokio::test]
+async fn a_stale_cache_is_read_again_before_anything_is_repeated() {
+    let bench = Bench::new("stale").await;
+    bench.release("web-v1", 1, &[10, 100]).await;
+    bench.promotion("web-v1-dev", "web-v1", "dev").await;
+    let mut r = bench.replica("kiln-0");
+    r.sync().await;
+    // The Promotion as first listed: no status yet.
+    let stale = r.cached(&bench.ns, "web-v1-dev");
+    for _ in 0..5 {
+        r.sync().await;
+        r.reconcile(r.cached(&bench.ns, "web-v1-dev")).await.unwrap_or_else(|e| panic!("{e}"));
+        if bench.ecs(DEV_ACCOUNT).calls().iter().any(|c| c == "shift 10") {
+            break;
+        }
+    }
+    assert_eq!(bench.ecs(DEV_ACCOUNT).state().weights, weights(90, 10));
+    // A watch that lags hands the reconciler the old object: deciding on it would take a new
+    // snapshot of the split traffic and overwrite the real one.
+    r.reconcile(stale).await.unwrap_or_else(|e| panic!("{e}"));
+    let calls = bench.ecs(DEV_ACCOUNT).calls();
+    assert_eq!(calls.iter().filter(|c| *c == "snapshot").count(), 1, "{calls:?}");
+    assert_eq!(calls.iter().filter(|c| *c == "prepare").count(), 1, "{calls:?}");
+    let status = bench.read("web-v1-dev").await.status.unwrap_or_default();
+    assert_eq!(status.phase, PromotionPhase::Baking);
+    assert_eq!(status.previous.and_then(|s| s.ecs).map(|e| e.listener_weights), Some(weights(100, 0)));
+    r.drive(&bench, "web-v1-dev", MINUTE, 40).await;
+    assert_succeeded_once(&bench, "web-v1-dev").await;
+}
+
+#[tokio::test]
+async fn the_finalizer_is_on_before_the_first_aws_call_and_off_at_the_end() {
+    let bench = Bench::new("finalizer").await;
+    bench.release("web-v1", 1, &[10, 100]).await;
+    bench.promotion("web-v1-dev", "web-v1", "dev").await;
+    bench.promotion("web-v1-prod", "web-v1", "prod").await;
+    let mut r = bench.replica("kiln-0");
+    r.sync().await;
+
+    // prod waits (dev has not succeeded, approvals missing): nothing to restore, no finalizer.
+    r.reconcile(r.cached(&bench.ns, "web-v1-prod")).await.unwrap_or_else(|e| panic!("{e}"));
+    let prod = bench.read("web-v1-prod").await;
+    assert!(!prod.status.as_ref().is_some_and(|s| s.phase.is_in_flight()), "{:?}", prod.status);
+    assert!(prod.finalizers().is_empty(), "{:?}", prod.finalizers());
+    assert!(bench.ecs(PROD_ACCOUNT).calls().is_empty());
+
+    let held = bench.ecs(DEV_ACCOUNT).hold_next("snapshot", Hold::Before);
+    let ctx = r.ctx.clone();
+    let obj = r.cached(&bench.ns, "web-v1-dev");
+    let task = tokio::spawn(kiln_controller::promotion::reconcile(obj, ctx));
+    tokio::time::timeout(Duration::from_secs(20), held.reached()).await.unwrap_or_else(|_| panic!("never reached"));
+    let dev = bench.read("web-v1-dev").await;
+    assert!(dev.finalizers().iter().any(|f| f == FINALIZER), "finalizer before the first AWS call");
+    held.release();
+    task.await.unwrap_or_else(|e| panic!("{e}")).unwrap_or_else(|e| panic!("{e}"));
+    r.drive(&bench, "web-v1-dev", MINUTE, 40).await;
+    assert_succeeded_once(&bench, "web-v1-dev").await;
+}
+
+#[tokio::test]
+async fn a_replica_that_loses_the_lease_mid_reconcile_stops_acting() {
+    let bench = Bench::new("lease").await;
+    bench.release("web-v1", 1, &[10, 100]).await;
+    bench.promotion("web-v1-dev", "web-v1", "dev").await;
+    let mut old = bench.replica("kiln-0");
+    old.sync().await;
+    let held = bench.ecs(DEV_ACCOUNT).hold_next("prepare", Hold::After);
+    let task =
+        tokio::spawn(kiln_controller::promotion::reconcile(old.cached(&bench.ns, "web-v1-dev"), old.ctx.clone()));
+    tokio::time::timeout(Duration::from_secs(20), held.reached()).await.unwrap_or_else(|_| panic!("never reached"));
+    old.set_leading(false);
+    held.release();
+    let requeue = task.await.unwrap_or_else(|e| panic!("{e}")).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(requeue, Requeue::await_change(), "a former leader waits; the new one carries on");
+    assert_eq!(bench.ecs(DEV_ACCOUNT).calls(), ["snapshot", "prepare"], "no traffic moved after the Lease was lost");
+
+    let mut new = bench.replica("kiln-1");
+    new.drive(&bench, "web-v1-dev", MINUTE, 40).await;
+    assert_succeeded_once(&bench, "web-v1-dev").await;
+}
+
+#[tokio::test]
+async fn a_reconcile_hands_back_to_the_queue_after_its_rounds() {
+    let bench = Bench::new("rounds").await;
+    bench.release("web-v1", 1, &[10, 100]).await;
+    bench.promotion("web-v1-dev", "web-v1", "dev").await;
+    let mut r = bench.replica_with_rounds("kiln-0", 2);
+    r.sync().await;
+    let requeue = r.reconcile(r.cached(&bench.ns, "web-v1-dev")).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(requeue, Requeue::requeue(Duration::from_millis(100)), "still moving: back to the queue at once");
+    assert_eq!(bench.ecs(DEV_ACCOUNT).calls(), ["snapshot", "prepare"], "two rounds, two actions");
+    r.sync().await;
+    let requeue = r.reconcile(r.cached(&bench.ns, "web-v1-dev")).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(requeue, Requeue::requeue(Duration::from_secs(1)), "baking: the policy is read every interval (1s)");
+    assert_eq!(bench.ecs(DEV_ACCOUNT).calls(), ["snapshot", "prepare", "shift 10"]);
+    r.drive(&bench, "web-v1-dev", MINUTE, 40).await;
+    assert_succeeded_once(&bench, "web-v1-dev").await;
+}
+
+/// Kills the controller at `op` (before the call reaches AWS, or after AWS applied it and before
+/// the answer came back), restarts it and checks the Promotion finishes exactly once.
+async fn crash_and_resume(case: &str, op: &'static str, when: Hold) {
+    let bench = Bench::new(case).await;
+    bench.release("web-v1", 1, &[10, 100]).await;
+    bench.promotion("web-v1-dev", "web-v1", "dev").await;
+    let held = bench.ecs(DEV_ACCOUNT).hold_next(op, when);
+    let mut first = bench.replica("kiln-0");
+    let ns = bench.ns.clone();
+    let clock = bench.clock.clone();
+    let api = bench.api::<kiln_api::Promotion>();
+    crash_at(
+        async move {
+            for _ in 0..40 {
+                first.sync().await;
+                let _ = first.reconcile(first.cached(&ns, "web-v1-dev")).await;
+                if api.get("web-v1-dev").await.ok().and_then(|p| p.status).is_some_and(|s| s.phase.is_terminal()) {
+                    return;
+                }
+                clock.advance(MINUTE);
+            }
+        },
+        &held,
+    )
+    .await;
+    assert!(!bench.phase("web-v1-dev").await.is_terminal(), "{case}: crashed mid-way");
+
+    // The restarted controller lists everything afresh and finishes the job.
+    let mut second = bench.replica("kiln-1");
+    second.drive(&bench, "web-v1-dev", MINUTE, 40).await;
+    assert_succeeded_once(&bench, "web-v1-dev").await;
+}
+
+#[tokio::test]
+async fn a_crash_at_any_aws_call_is_resumed_without_duplicates() {
+    // Before: the status write that precedes the call happened, the call did not.
+    // After: AWS applied the call, its result was never recorded.
+    for op in ["snapshot", "prepare", "shift", "finalize"] {
+        for (when, label) in [(Hold::Before, "before"), (Hold::After, "after")] {
+            crash_and_resume(&format!("crash-{op}-{label}"), op, when).await;
+        }
+    }
+}

@@ -1,0 +1,366 @@
+//! The reconciler in process: the in-repo API server, kiln-aws's in-memory cloud, a manual
+//! clock, and caches the test fills from the API server when it says so (so a test can hold the
+//! cache back, as a lagging watch would). A [`Replica`] is one controller process; dropping it
+//! and starting another over the same server and cloud is a restart.
+#![allow(dead_code)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::FutureExt;
+use jiff::{SignedDuration, Timestamp};
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::events::v1::Event;
+use kiln_api::{Environment, FreezeWindow, Promotion, PromotionPhase, Release, RollbackPolicy};
+use kiln_aws::fake::{FakeCloud, FakeEcs};
+use kiln_controller::context::{Clock, Context, FreezeCache, ManualClock, Stores};
+use kiln_controller::index::PromotionIndex;
+use kiln_controller::metrics::Metrics;
+use kiln_controller::{cache, promotion};
+use kiln_core::signals::AlarmState;
+use kiln_test_apiserver::TestServer;
+use kube::api::{Api, ListParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::runtime::controller::Action as Requeue;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::{self, ObjectRef, store::Writer};
+use kube::runtime::watcher;
+use kube::{Client, Resource};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+/// The dev account (auto-promoting, no approvals).
+pub const DEV_ACCOUNT: &str = "111111111111";
+/// The prod account (approvals required).
+pub const PROD_ACCOUNT: &str = "333333333333";
+/// The region.
+pub const REGION: &str = "us-east-1";
+/// The controller's namespace.
+pub const KILN_NS: &str = "kiln-system";
+/// The alarm the RollbackPolicy `slo` watches.
+pub const ALARM: &str = "web-5xx";
+/// The ECS cluster and service the Releases target.
+pub const CLUSTER: &str = "web-cluster";
+/// The ECS service.
+pub const SERVICE: &str = "web";
+
+/// A digest-pinned image for version `n`.
+pub fn image(n: u32) -> String {
+    let hex: String = format!("{n:x}").repeat(64).chars().take(64).collect();
+    format!("111111111111.dkr.ecr.us-east-1.amazonaws.com/web@sha256:{hex}")
+}
+
+/// One test's world: server, cloud, clock, namespace.
+pub struct Bench {
+    /// The API server (in this test's runtime).
+    pub server: TestServer,
+    /// An admin client.
+    pub client: Client,
+    /// The test's namespace.
+    pub ns: String,
+    /// AWS.
+    pub cloud: Arc<FakeCloud>,
+    /// The time every replica sees.
+    pub clock: Arc<ManualClock>,
+}
+
+/// One controller process: its context (caches, recorder, leadership) and the writers that fill
+/// its caches.
+pub struct Replica {
+    /// What the reconcilers get.
+    pub ctx: Arc<Context>,
+    releases: Writer<Release>,
+    promotions: Writer<Promotion>,
+    environments: Writer<Environment>,
+    freezes: Writer<FreezeWindow>,
+    policies: Writer<RollbackPolicy>,
+    index: PromotionIndex,
+    leading: tokio::sync::watch::Sender<bool>,
+}
+
+async fn client_for(kubeconfig: &str) -> Client {
+    let kc = Kubeconfig::from_yaml(kubeconfig).unwrap_or_else(|e| panic!("kubeconfig: {e}"));
+    let cfg = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+        .await
+        .unwrap_or_else(|e| panic!("kubeconfig: {e}"));
+    Client::try_from(cfg).unwrap_or_else(|e| panic!("client: {e}"))
+}
+
+impl Bench {
+    /// A server with the dev and prod Environments, RollbackPolicy `slo` in namespace `ns`
+    /// watching [`ALARM`] (OK in both accounts), and the clock at 2026-12-07T10:00Z (a Monday).
+    pub async fn new(ns: &str) -> Bench {
+        let server = kiln_test_apiserver::start(kiln_test_apiserver::Config::default())
+            .await
+            .unwrap_or_else(|e| panic!("start the API test server: {e}"));
+        let client = client_for(&server.kubeconfig).await;
+        let namespaces: Api<Namespace> = Api::all(client.clone());
+        for n in [ns, KILN_NS] {
+            let obj: Namespace = from_json(json!({"metadata": {"name": n}}));
+            namespaces.create(&PostParams::default(), &obj).await.unwrap_or_else(|e| panic!("namespace {n}: {e}"));
+        }
+        let start: Timestamp = "2026-12-07T10:00:00Z".parse().unwrap_or_else(|e| panic!("{e}"));
+        let clock = Arc::new(ManualClock::new(start));
+        let now = clock.clone();
+        let cloud = FakeCloud::new(Duration::ZERO).with_clock(Arc::new(move || now.now()));
+        let bench = Bench { server, client, ns: ns.to_string(), cloud: Arc::new(cloud), clock };
+        for (env, account, upstream, rules) in [
+            ("dev", DEV_ACCOUNT, json!([]), json!({"auto": true})),
+            (
+                "prod",
+                PROD_ACCOUNT,
+                json!(["dev"]),
+                json!({"approvals": [{"role": "security", "count": 1}], "requireUpstreamGreen": false}),
+            ),
+        ] {
+            bench
+                .create_cluster::<Environment>(json!({
+                    "apiVersion": "kiln.dev/v1alpha1", "kind": "Environment",
+                    "metadata": {"name": env},
+                    "spec": {"upstream": upstream,
+                             "aws": {"accountId": account, "region": REGION,
+                                     "roleArn": format!("arn:aws:iam::{account}:role/kiln-deploy")},
+                             "promotion": rules, "bake": {"duration": "10m"}, "rollbackPolicyRef": "slo"}
+                }))
+                .await;
+            bench.cloud.cloudwatch(account).set_state(ALARM, AlarmState::Ok, start - SignedDuration::from_hours(1));
+        }
+        bench
+            .create::<RollbackPolicy>(json!({
+                "apiVersion": "kiln.dev/v1alpha1", "kind": "RollbackPolicy",
+                "metadata": {"name": "slo"},
+                "spec": {"alarms": [{"name": ALARM}], "interval": "1s"}
+            }))
+            .await;
+        bench
+    }
+
+    /// A namespaced API in the test's namespace.
+    pub fn api<K>(&self) -> Api<K>
+    where
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+    {
+        Api::namespaced(self.client.clone(), &self.ns)
+    }
+
+    /// Creates a namespaced object in the test's namespace.
+    pub async fn create<K>(&self, obj: Value) -> K
+    where
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+            + Clone
+            + DeserializeOwned
+            + Serialize
+            + std::fmt::Debug,
+    {
+        let typed: K = from_json(obj);
+        self.api::<K>().create(&PostParams::default(), &typed).await.unwrap_or_else(|e| panic!("create: {e}"))
+    }
+
+    /// Creates a cluster-scoped object.
+    pub async fn create_cluster<K>(&self, obj: Value) -> K
+    where
+        K: Resource<Scope = k8s_openapi::ClusterResourceScope, DynamicType = ()>
+            + Clone
+            + DeserializeOwned
+            + Serialize
+            + std::fmt::Debug,
+    {
+        let typed: K = from_json(obj);
+        Api::<K>::all(self.client.clone())
+            .create(&PostParams::default(), &typed)
+            .await
+            .unwrap_or_else(|e| panic!("create: {e}"))
+    }
+
+    /// Release `name` of service [`SERVICE`] with image `n`: ECS canary on [`CLUSTER`], the
+    /// given steps, a 1m step bake, into dev and prod.
+    pub async fn release(&self, name: &str, n: u32, steps: &[i32]) -> Release {
+        self.create::<Release>(json!({
+            "apiVersion": "kiln.dev/v1alpha1", "kind": "Release",
+            "metadata": {"name": name},
+            "spec": {
+                "service": SERVICE, "version": format!("v1.0.{n}"), "changeRef": "CHG-1",
+                "artifacts": [{"name": "app", "image": image(n)}],
+                "target": {"ecs": {
+                    "cluster": CLUSTER, "service": SERVICE, "container": "app", "strategy": "canary",
+                    "steps": steps, "stepBake": "1m",
+                    "traffic": {"listener": {"loadBalancerName": "web-alb", "port": 80},
+                                "blueTargetGroup": {"name": "web-blue"}, "greenTargetGroup": {"name": "web-green"}}
+                }},
+                "environments": ["dev", "prod"]
+            }
+        }))
+        .await
+    }
+
+    /// Promotion `name` of Release `release` into `env`.
+    pub async fn promotion(&self, name: &str, release: &str, env: &str) -> Promotion {
+        self.create::<Promotion>(json!({
+            "apiVersion": "kiln.dev/v1alpha1", "kind": "Promotion",
+            "metadata": {"name": name},
+            "spec": {"release": release, "environment": env}
+        }))
+        .await
+    }
+
+    /// Promotion `name` as the API server holds it now.
+    pub async fn read(&self, name: &str) -> Promotion {
+        self.api::<Promotion>().get(name).await.unwrap_or_else(|e| panic!("get promotion {name}: {e}"))
+    }
+
+    /// The phase the API server holds.
+    pub async fn phase(&self, name: &str) -> PromotionPhase {
+        self.read(name).await.status.map(|s| s.phase).unwrap_or_default()
+    }
+
+    /// The ECS service of `account` the Releases target.
+    pub fn ecs(&self, account: &str) -> Arc<FakeEcs> {
+        self.cloud.ecs(account, CLUSTER, SERVICE)
+    }
+
+    /// (reason, note) of every Event about Promotion `name`, oldest first.
+    pub async fn events(&self, name: &str) -> Vec<(String, String)> {
+        let api: Api<Event> = Api::namespaced(self.client.clone(), &self.ns);
+        let mut out: Vec<(String, String)> = api
+            .list(&ListParams::default())
+            .await
+            .unwrap_or_else(|e| panic!("list events: {e}"))
+            .items
+            .into_iter()
+            .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+            .map(|e| (e.reason.unwrap_or_default(), e.note.unwrap_or_default()))
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// A controller process with empty caches (call [`Replica::sync`]), leading.
+    pub fn replica(&self, identity: &str) -> Replica {
+        self.replica_with_rounds(identity, promotion::MAX_ROUNDS)
+    }
+
+    /// [`Bench::replica`] running at most `max_rounds` decide/act rounds per reconcile.
+    pub fn replica_with_rounds(&self, identity: &str, max_rounds: usize) -> Replica {
+        let (releases_r, releases) = reflector::store::<Release>();
+        let (promotions_r, promotions) = reflector::store::<Promotion>();
+        let (environments_r, environments) = reflector::store::<Environment>();
+        let (freezes_r, freezes) = reflector::store::<FreezeWindow>();
+        let (policies_r, policies) = reflector::store::<RollbackPolicy>();
+        let index = PromotionIndex::default();
+        let (leading, leading_rx) = tokio::sync::watch::channel(true);
+        let reporter = Reporter { controller: "kiln-controller".into(), instance: Some(identity.into()) };
+        let ctx = Arc::new(Context {
+            client: self.client.clone(),
+            stores: Stores {
+                releases: releases_r,
+                promotions: promotions_r,
+                environments: environments_r,
+                freezes: freezes_r,
+                policies: policies_r,
+                promotion_index: index.clone(),
+            },
+            cloud: self.cloud.clone(),
+            recorder: Recorder::new(self.client.clone(), reporter),
+            metrics: Arc::new(Metrics::new()),
+            clock: self.clock.clone(),
+            controller_namespace: KILN_NS.into(),
+            namespaces: Vec::new(),
+            freeze_cache: FreezeCache::default(),
+            version: "test",
+            leading: Some(leading_rx),
+            max_rounds,
+        });
+        Replica { ctx, releases, promotions, environments, freezes, policies, index, leading }
+    }
+}
+
+fn from_json<T: DeserializeOwned>(v: Value) -> T {
+    serde_json::from_value(v).unwrap_or_else(|e| panic!("test object: {e}"))
+}
+
+/// Replaces a cache with what the API server holds, as a watch's re-list does.
+async fn relist<K>(client: &Client, writer: &mut Writer<K>, trim: fn(&mut K), mut also: impl FnMut(&watcher::Event<K>))
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+{
+    let items =
+        Api::<K>::all(client.clone()).list(&ListParams::default()).await.unwrap_or_else(|e| panic!("{e}")).items;
+    let mut events = vec![watcher::Event::Init];
+    events.extend(items.into_iter().map(|mut o| {
+        trim(&mut o);
+        watcher::Event::InitApply(o)
+    }));
+    events.push(watcher::Event::InitDone);
+    for ev in &events {
+        also(ev);
+        writer.apply_watcher_event(ev);
+    }
+}
+
+impl Replica {
+    /// Fills every cache from the API server (trimmed as the controller trims them).
+    pub async fn sync(&mut self) {
+        let client = self.ctx.client.clone();
+        relist(&client, &mut self.releases, cache::slim, |_| {}).await;
+        let index = self.index.clone();
+        relist(&client, &mut self.promotions, cache::slim_promotion, |ev| index.apply(ev)).await;
+        relist(&client, &mut self.environments, cache::slim, |_| {}).await;
+        relist(&client, &mut self.freezes, cache::slim, |_| {}).await;
+        relist(&client, &mut self.policies, cache::slim, |_| {}).await;
+    }
+
+    /// Loses (or regains) the Lease.
+    pub fn set_leading(&self, leading: bool) {
+        self.leading.send_replace(leading);
+    }
+
+    /// The cached Promotion `name` of namespace `ns`.
+    pub fn cached(&self, ns: &str, name: &str) -> Arc<Promotion> {
+        self.ctx
+            .stores
+            .promotions
+            .get(&ObjectRef::new(name).within(ns))
+            .unwrap_or_else(|| panic!("Promotion {ns}/{name} is not in the cache"))
+    }
+
+    /// One reconcile of `obj`, as the controller runs it.
+    pub async fn reconcile(&self, obj: Arc<Promotion>) -> Result<Requeue, kiln_controller::error::Error> {
+        promotion::reconcile(obj, self.ctx.clone()).await
+    }
+
+    /// Syncs and reconciles Promotion `name` until it rests in a terminal phase, moving the
+    /// clock by `step` whenever a reconcile asks to be woken later. Panics after `limit`
+    /// reconciles with the phase it saw.
+    pub async fn drive(&mut self, bench: &Bench, name: &str, step: SignedDuration, limit: usize) -> Promotion {
+        for _ in 0..limit {
+            self.sync().await;
+            let obj = self.cached(&bench.ns, name);
+            let requeue = self.reconcile(obj).await.unwrap_or_else(|e| panic!("reconcile {name}: {e}"));
+            let p = bench.read(name).await;
+            let phase = p.status.as_ref().map(|s| s.phase).unwrap_or_default();
+            if phase.is_terminal() && requeue == Requeue::await_change() {
+                return p;
+            }
+            if requeue != Requeue::requeue(Duration::from_millis(100)) {
+                bench.clock.advance(step);
+            }
+        }
+        let p = bench.read(name).await;
+        panic!("Promotion {name} did not finish in {limit} reconciles: {:?}", p.status.map(|s| (s.phase, s.message)));
+    }
+}
+
+/// Runs `fut` until the fake cloud reaches `held`, then drops it: the controller crashed there.
+pub async fn crash_at<F>(fut: F, held: &kiln_aws::fake::HeldCall)
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let task = tokio::spawn(fut.map(|_| ()));
+    tokio::time::timeout(Duration::from_secs(20), held.reached())
+        .await
+        .unwrap_or_else(|_| panic!("the held AWS call was never reached"));
+    task.abort();
+    let _ = task.await;
+}
