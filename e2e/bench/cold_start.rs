@@ -35,7 +35,7 @@ use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::core::v1::Namespace;
 use kiln_api::promotion::{DeployedResources, LambdaSnapshot, Snapshot};
 use kiln_api::{Environment, FIELD_MANAGER, Promotion, PromotionPhase, PromotionStatus, Release};
-use kiln_core::machine::{self, Action, Context as Facts, Outcome, PolicyState, PromotionInput};
+use kiln_core::machine::{Action, Outcome};
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Resource, ResourceExt};
@@ -800,38 +800,18 @@ fn finished_status(
 ) -> Result<PromotionStatus, String> {
     let name = promotion.name_any();
     let ns = promotion.namespace().unwrap_or_default();
-    let facts =
-        Facts { namespace: &ns, promotion: &name, release_name: &promotion.spec.release, controller_version: "0.1.0" };
-    let mut status = PromotionStatus::default();
-    let mut now = t0;
+    let mut w = kiln_core::sim::World::of(&ns, &name, promotion.spec.clone(), release.spec.clone(), env.clone(), t0);
+    w.generation = promotion.metadata.generation;
     for _ in 0..32 {
-        let input = PromotionInput {
-            now,
-            generation: promotion.metadata.generation,
-            spec: &promotion.spec,
-            status: &status,
-            release: Some(&release.spec),
-            environment: Some(env),
-            policy: PolicyState::NotRequired,
-            spec_errors: &[],
-            upstream: &[],
-            ahead: &[],
-            preempted_by: None,
-            deleting: false,
-            release_was_good_here: false,
-            freezes: &[],
-            signals: None,
-            context: facts,
-        };
-        let decision = machine::decide(&input);
+        let decision = w.decide();
         let Some(action) = decision.action else {
             if decision.status.phase == PromotionPhase::Succeeded {
                 return Ok(decision.status);
             }
             // Baking: the next look is when the bake ends.
             let wait = decision.requeue_after.unwrap_or(SignedDuration::from_secs(1));
-            status = decision.status;
-            now += wait.max(SignedDuration::from_secs(1));
+            w.status = decision.status;
+            w.now += wait.max(SignedDuration::from_secs(1));
             continue;
         };
         let outcome = match &action {
@@ -856,28 +836,10 @@ fn finished_status(
             }
             Action::Restore => return Err(format!("{name}: the simulated promotion rolled back")),
         };
-        let decided = decision.status;
-        now += SignedDuration::from_secs(2);
-        let input = PromotionInput {
-            now,
-            generation: promotion.metadata.generation,
-            spec: &promotion.spec,
-            status: &decided,
-            release: Some(&release.spec),
-            environment: Some(env),
-            policy: PolicyState::NotRequired,
-            spec_errors: &[],
-            upstream: &[],
-            ahead: &[],
-            preempted_by: None,
-            deleting: false,
-            release_was_good_here: false,
-            freezes: &[],
-            signals: None,
-            context: facts,
-        };
-        status = machine::complete(&input, &action, outcome).status;
-        now += SignedDuration::from_secs(1);
+        w.status = decision.status;
+        w.now += SignedDuration::from_secs(2);
+        w.complete(&action, outcome);
+        w.now += SignedDuration::from_secs(1);
     }
     Err(format!("{name}: the simulated promotion did not finish"))
 }

@@ -3,120 +3,52 @@
 //! started from. The loop is the one the controller runs: decide → execute → complete.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use jiff::{SignedDuration, Timestamp};
+use jiff::Timestamp;
 use kiln_api::PromotionPhase;
 use kiln_api::environment::EnvironmentSpec;
-use kiln_api::promotion::{PromotionSpec, PromotionStatus, TargetGroupWeight};
+use kiln_api::promotion::{PromotionSpec, TargetGroupWeight};
 use kiln_api::release::ReleaseSpec;
 use kiln_api::rollback_policy::RollbackPolicySpec;
 use kiln_aws::execute::traffic_action;
 use kiln_aws::fake::FakeTraffic;
-use kiln_core::machine::{self, Context, PolicyState, PromotionInput};
-use kiln_core::signals::{AlarmObservation, AlarmState, SignalObservations};
+use kiln_core::sim::World;
 
-struct Run {
-    now: Timestamp,
-    spec: PromotionSpec,
-    status: PromotionStatus,
-    release: ReleaseSpec,
-    env: EnvironmentSpec,
-    policy: RollbackPolicySpec,
-    alarm: AlarmState,
-    alarm_at: Timestamp,
+/// A canary of `web` (10 % then 100 %, 1m step bake, 2m bake) into dev, watching `web-5xx`.
+fn world() -> World {
+    let release: ReleaseSpec = serde_json::from_value(serde_json::json!({
+        "service": "web", "version": "v2.0.0",
+        "artifacts": [{"name": "app", "image": format!("r.example/web@sha256:{}", "a".repeat(64))}],
+        "target": {"ecs": {"cluster": "c", "service": "web", "container": "app", "strategy": "canary",
+            "steps": [10, 100], "stepBake": "1m",
+            "traffic": {"listener": {"loadBalancerName": "alb", "port": 443},
+                        "blueTargetGroup": {"name": "blue"}, "greenTargetGroup": {"name": "green"}}}},
+        "environments": ["dev"]
+    }))
+    .unwrap();
+    let env: EnvironmentSpec = serde_json::from_value(serde_json::json!({
+        "aws": {"accountId": "111111111111", "region": "us-east-1", "roleArn": "arn:aws:iam::111111111111:role/k"},
+        "promotion": {"auto": true}, "bake": {"duration": "2m"}, "rollbackPolicyRef": "slo"
+    }))
+    .unwrap();
+    let policy: RollbackPolicySpec =
+        serde_json::from_value(serde_json::json!({"alarms": [{"name": "web-5xx"}]})).unwrap();
+    let spec: PromotionSpec =
+        serde_json::from_value(serde_json::json!({"release": "web-v2-0-0", "environment": "dev"})).unwrap();
+    let now: Timestamp = "2026-11-18T15:00:00Z".parse().unwrap();
+    let mut w = World::of("shop", "p", spec, release, env, now);
+    w.policy = Some(policy);
+    w
 }
 
-impl Run {
-    fn new() -> Run {
-        let release: ReleaseSpec = serde_json::from_value(serde_json::json!({
-            "service": "web", "version": "v2.0.0",
-            "artifacts": [{"name": "app", "image": format!("r.example/web@sha256:{}", "a".repeat(64))}],
-            "target": {"ecs": {"cluster": "c", "service": "web", "container": "app", "strategy": "canary",
-                "steps": [10, 100], "stepBake": "1m",
-                "traffic": {"listener": {"loadBalancerName": "alb", "port": 443},
-                            "blueTargetGroup": {"name": "blue"}, "greenTargetGroup": {"name": "green"}}}},
-            "environments": ["dev"]
-        }))
-        .unwrap();
-        let env: EnvironmentSpec = serde_json::from_value(serde_json::json!({
-            "aws": {"accountId": "111111111111", "region": "us-east-1", "roleArn": "arn:aws:iam::111111111111:role/k"},
-            "promotion": {"auto": true}, "bake": {"duration": "2m"}, "rollbackPolicyRef": "slo"
-        }))
-        .unwrap();
-        let policy: RollbackPolicySpec =
-            serde_json::from_value(serde_json::json!({"alarms": [{"name": "web-5xx"}]})).unwrap();
-        let spec: PromotionSpec =
-            serde_json::from_value(serde_json::json!({"release": "web-v2-0-0", "environment": "dev"})).unwrap();
-        let now: Timestamp = "2026-11-18T15:00:00Z".parse().unwrap();
-        Run {
-            now,
-            spec,
-            status: PromotionStatus::default(),
-            release,
-            env,
-            policy,
-            alarm: AlarmState::Ok,
-            alarm_at: "2026-11-01T00:00:00Z".parse().unwrap(),
-        }
+/// decide → execute → complete until the machine rests: the world's driver, with the fake's
+/// outcomes.
+async fn drive(w: &mut World, target: &FakeTraffic) {
+    for _ in 0..20 {
+        let Some(action) = w.step() else { return };
+        let outcome = traffic_action(target, &action, &w.status).await.expect("traffic action").unwrap();
+        w.complete(&action, outcome);
     }
-
-    fn input<'a>(&'a self, obs: &'a SignalObservations) -> PromotionInput<'a> {
-        PromotionInput {
-            now: self.now,
-            generation: Some(1),
-            spec: &self.spec,
-            status: &self.status,
-            release: Some(&self.release),
-            environment: Some(&self.env),
-            policy: PolicyState::Found(&self.policy),
-            spec_errors: &[],
-            upstream: &[],
-            ahead: &[],
-            preempted_by: None,
-            deleting: false,
-            release_was_good_here: false,
-            freezes: &[],
-            signals: Some(obs),
-            context: Context {
-                namespace: "shop",
-                promotion: "p",
-                release_name: "web-v2-0-0",
-                controller_version: "test",
-            },
-        }
-    }
-
-    fn signals(&self) -> SignalObservations {
-        SignalObservations {
-            observed_at: self.now,
-            alarms: vec![AlarmObservation {
-                name: "web-5xx".into(),
-                state: self.alarm,
-                state_changed_at: self.alarm_at,
-                history: None,
-            }],
-            metrics: vec![],
-            error_budget: None,
-        }
-    }
-
-    /// decide → execute → complete until the machine rests.
-    async fn drive(&mut self, target: &FakeTraffic) {
-        for _ in 0..20 {
-            let obs = self.signals();
-            let d = machine::decide(&self.input(&obs));
-            self.status = d.status;
-            let Some(action) = d.action else { return };
-            let outcome = traffic_action(target, &action, &self.status).await.expect("traffic action").unwrap();
-            let obs = self.signals();
-            let done = machine::complete(&self.input(&obs), &action, outcome);
-            self.status = done.status;
-        }
-        panic!("the machine did not come to rest");
-    }
-
-    fn advance(&mut self, secs: i64) {
-        self.now = self.now.checked_add(SignedDuration::from_secs(secs)).unwrap();
-    }
+    panic!("the machine did not come to rest");
 }
 
 fn weights(blue: i32, green: i32) -> Vec<TargetGroupWeight> {
@@ -129,15 +61,15 @@ fn weights(blue: i32, green: i32) -> Vec<TargetGroupWeight> {
 #[tokio::test]
 async fn a_canary_that_stays_green_ends_on_green() {
     let target = FakeTraffic::new("uid-green");
-    let mut run = Run::new();
-    run.drive(&target).await;
+    let mut run = world();
+    drive(&mut run, &target).await;
     assert_eq!(run.status.phase, PromotionPhase::Baking);
     assert_eq!(target.state().weights, weights(90, 10));
     run.advance(60);
-    run.drive(&target).await;
+    drive(&mut run, &target).await;
     assert_eq!(target.state().weights, weights(0, 100));
     run.advance(120);
-    run.drive(&target).await;
+    drive(&mut run, &target).await;
     assert_eq!(run.status.phase, PromotionPhase::Succeeded);
     let state = target.state();
     assert_eq!(state.weights, weights(0, 100));
@@ -149,14 +81,13 @@ async fn a_canary_that_stays_green_ends_on_green() {
 async fn a_breach_at_ten_percent_restores_exactly() {
     let target = FakeTraffic::new("uid-breach");
     let before = target.state();
-    let mut run = Run::new();
-    run.drive(&target).await;
+    let mut run = world();
+    drive(&mut run, &target).await;
     assert_eq!(target.state().weights, weights(90, 10));
     run.advance(20);
-    run.alarm = AlarmState::Alarm;
-    run.alarm_at = run.now;
+    run.breach();
     run.advance(2);
-    run.drive(&target).await;
+    drive(&mut run, &target).await;
     assert_eq!(run.status.phase, PromotionPhase::RolledBack);
     assert_eq!(run.status.rollback.as_ref().unwrap().cause, "alarm");
     let after = target.state();

@@ -14,6 +14,7 @@ use kiln_api::release::ReleaseSpec;
 use crate::approvals::{self, SelfApprovalRule};
 use crate::duration;
 use crate::freeze::{self, CompiledWindow};
+use crate::problem::Problem;
 
 /// Gate names as they appear in status.
 pub mod name {
@@ -88,7 +89,7 @@ pub struct GateInput<'a> {
     /// The target Environment.
     pub environment: &'a EnvironmentSpec,
     /// Problems found validating references (unknown environment, missing policy, ...).
-    pub spec_errors: &'a [String],
+    pub problems: &'a [Problem],
     /// This Release's Promotions in the environment's upstreams.
     pub upstream: &'a [UpstreamObservation],
     /// Non-terminal Promotions of the same service and environment ahead of this one.
@@ -170,10 +171,10 @@ pub fn evaluate(input: &GateInput<'_>) -> GateReport {
     let mut recheck_at = None;
     let mut freeze_exception = None;
 
-    results.push(if input.spec_errors.is_empty() {
+    results.push(if input.problems.is_empty() {
         gate(name::VALIDATION, true, "release and environment are valid")
     } else {
-        gate(name::VALIDATION, false, input.spec_errors.join("; "))
+        gate(name::VALIDATION, false, crate::problem::joined(input.problems))
     });
 
     if input.promotion.rollback.is_some() {

@@ -12,10 +12,14 @@
 //! - [`gates`]: every gate of a Promotion, with a human message.
 //! - [`plan`]: steps, bakes and hooks resolved from the Release and Environment.
 //! - [`machine`]: the Promotion state machine (status, now) → (next status, action).
-//! - [`observe`]: per-Promotion observations (queue, preemption, upstream, freeze scope) from the caches.
+//! - [`observe`]: per-Promotion observations (queue, preemption, upstream, freeze scope) from the
+//!   caches, and the owned [`observe::Observations`] a decision reads.
+//! - [`problem`]: typed reasons a Promotion cannot go ahead as specified.
 //! - [`release`]: a Release's aggregate status and the Promotions kiln should create.
 //! - [`validate`]: what the schema cannot check (unknown environments, cycles, time zones).
 //! - [`evidence`]: the evidence record and its digest.
+//! - `sim` (feature `sim`, for tests and benchmarks): a simulated world around one Promotion and
+//!   the decide → act → complete driver they share.
 #![forbid(unsafe_code)]
 
 pub mod approvals;
@@ -28,9 +32,13 @@ pub mod machine;
 pub mod objects;
 pub mod observe;
 pub mod plan;
+pub mod problem;
 pub mod release;
 pub mod signals;
+#[cfg(feature = "sim")]
+pub mod sim;
 pub mod time;
 pub mod validate;
 
 pub use error::SpecError;
+pub use problem::Problem;

@@ -24,13 +24,13 @@ use kiln_api::promotion::{
     Snapshot, StepStatus, TimelineEntry,
 };
 use kiln_api::release::ReleaseSpec;
-use kiln_api::rollback_policy::RollbackPolicySpec;
 
 use crate::evidence;
-use crate::freeze::CompiledWindow;
-use crate::gates::{self, GateInput, QueuedAhead, TargetHealth, UpstreamObservation};
+use crate::gates::{self, GateInput, TargetHealth};
+pub use crate::observe::{Observations, PolicyState};
 use crate::plan::{self, HookPoint, Plan};
-use crate::signals::{self, SignalObservations};
+use crate::problem::Problem;
+use crate::signals;
 use crate::time::{human_duration, to_time};
 
 /// How soon to look again while an action is in progress elsewhere (CodeDeploy, a hook) or a
@@ -41,17 +41,6 @@ pub const RETRY_SOON: SignedDuration = SignedDuration::from_secs(5);
 pub const PREEMPTION_WAIT: SignedDuration = SignedDuration::from_secs(60);
 /// How often to re-read upstream health while it blocks a Promotion.
 pub const UPSTREAM_HEALTH_RECHECK: SignedDuration = SignedDuration::from_secs(30);
-
-/// The RollbackPolicy guarding the environment.
-#[derive(Debug, Clone, Copy)]
-pub enum PolicyState<'a> {
-    /// The environment names no policy: bakes are timers only.
-    NotRequired,
-    /// The policy.
-    Found(&'a RollbackPolicySpec),
-    /// The environment names a policy that does not exist (fail closed).
-    Missing(&'a str),
-}
 
 /// Facts for the evidence record that live outside the Promotion.
 #[derive(Debug, Clone, Copy)]
@@ -66,7 +55,8 @@ pub struct Context<'a> {
     pub controller_version: &'a str,
 }
 
-/// Everything [`decide`] needs, gathered by the controller.
+/// Everything [`decide`] needs: the Promotion, what the controller observed around it, and the
+/// time.
 #[derive(Debug, Clone)]
 pub struct PromotionInput<'a> {
     /// The time of the decision.
@@ -77,30 +67,11 @@ pub struct PromotionInput<'a> {
     pub spec: &'a PromotionSpec,
     /// Its current status.
     pub status: &'a PromotionStatus,
-    /// The Release (None if it does not exist).
-    pub release: Option<&'a ReleaseSpec>,
-    /// The Environment (None if it does not exist).
-    pub environment: Option<&'a EnvironmentSpec>,
-    /// The RollbackPolicy.
-    pub policy: PolicyState<'a>,
-    /// Problems found validating the Release, Environment and references, as messages.
-    pub spec_errors: &'a [String],
-    /// This Release's Promotions in the upstream environments.
-    pub upstream: &'a [UpstreamObservation],
-    /// Non-terminal Promotions of the same service and environment ahead of this one.
-    pub ahead: &'a [QueuedAhead],
-    /// A rollback Promotion that takes this environment over, if any.
-    pub preempted_by: Option<&'a str>,
     /// The Promotion is being deleted (it has a deletionTimestamp): traffic must be restored
     /// before the finalizer is removed.
     pub deleting: bool,
-    /// For a rollback Promotion: whether this Release's forward Promotion into this environment
-    /// succeeded before (only a known-good Release may take the rollback fast path).
-    pub release_was_good_here: bool,
-    /// Freeze windows in scope.
-    pub freezes: &'a [CompiledWindow],
-    /// The latest signal reads for the policy in this environment's account.
-    pub signals: Option<&'a SignalObservations>,
+    /// Everything outside the Promotion, as observed.
+    pub observed: &'a Observations,
     /// Facts for the evidence.
     pub context: Context<'a>,
 }
@@ -252,7 +223,7 @@ impl<'i, 'a> Draft<'i, 'a> {
 
     fn finish(mut self, action: Option<Action>) -> Decision {
         let now = self.now();
-        set_conditions(&mut self.status, self.input.generation, now, !self.input.spec_errors.is_empty());
+        set_conditions(&mut self.status, self.input.generation, now, !self.input.observed.problems.is_empty());
         Decision { status: self.status, action, requeue_after: self.requeue, events: self.events }
     }
 
@@ -263,8 +234,8 @@ impl<'i, 'a> Draft<'i, 'a> {
         let ev = evidence::build(
             &self.input.context,
             self.input.spec,
-            self.input.release,
-            self.input.environment,
+            self.input.observed.release.as_ref(),
+            self.input.observed.environment.as_ref(),
             &self.status,
         );
         let sha = evidence::digest(&ev);
@@ -274,15 +245,16 @@ impl<'i, 'a> Draft<'i, 'a> {
             message: evidence::summary(&ev, &sha),
         });
         // Where the record goes, decided now: a later change to the Environment does not move it.
-        self.status.evidence_archive = self.input.environment.and_then(|e| e.evidence.as_ref()).map(|a| {
-            let prefix = a.prefix.as_deref().unwrap_or(kiln_api::environment::DEFAULT_EVIDENCE_PREFIX);
-            let ctx = &self.input.context;
-            EvidenceArchive {
-                bucket: a.bucket.clone(),
-                key: format!("{prefix}{}/{}/{sha}.json", ctx.namespace, ctx.promotion),
-                archived_at: None,
-            }
-        });
+        self.status.evidence_archive =
+            self.input.observed.environment.as_ref().and_then(|e| e.evidence.as_ref()).map(|a| {
+                let prefix = a.prefix.as_deref().unwrap_or(kiln_api::environment::DEFAULT_EVIDENCE_PREFIX);
+                let ctx = &self.input.context;
+                EvidenceArchive {
+                    bucket: a.bucket.clone(),
+                    key: format!("{prefix}{}/{}/{sha}.json", ctx.namespace, ctx.promotion),
+                    archived_at: None,
+                }
+            });
         self.status.evidence_sha256 = Some(sha);
         self.status.evidence = Some(ev);
     }
@@ -357,7 +329,7 @@ pub fn decide(input: &PromotionInput<'_>) -> Decision {
                 d.status.message = Some(format!(
                     "already succeeded; abort has no effect. To return {} to an earlier release, create a rollback Promotion (kubectl kiln rollback {} --env {})",
                     input.spec.environment,
-                    input.release.map(|r| r.service.as_str()).unwrap_or("<service>"),
+                    input.observed.release.as_ref().map(|r| r.service.as_str()).unwrap_or("<service>"),
                     input.spec.environment
                 ));
             }
@@ -393,7 +365,7 @@ pub fn decide(input: &PromotionInput<'_>) -> Decision {
 
 /// The target environment's signals right now (for the `health` gate).
 fn target_health(input: &PromotionInput<'_>) -> TargetHealth {
-    match (input.policy, input.signals) {
+    match (&input.observed.policy, input.observed.signals.as_ref()) {
         (PolicyState::NotRequired, _) => TargetHealth::NoPolicy,
         // A missing policy is reported by the validation gate.
         (PolicyState::Missing(_), _) => TargetHealth::NoPolicy,
@@ -412,10 +384,10 @@ fn gate_input<'x>(input: &'x PromotionInput<'x>, release: &'x ReleaseSpec, env: 
         promotion: input.spec,
         release,
         environment: env,
-        spec_errors: input.spec_errors,
-        upstream: input.upstream,
-        ahead: input.ahead,
-        freezes: input.freezes,
+        problems: &input.observed.problems,
+        upstream: &input.observed.upstream,
+        ahead: &input.observed.ahead,
+        freezes: &input.observed.freezes,
     }
 }
 
@@ -426,7 +398,7 @@ fn waiting(d: &mut Draft<'_, '_>) -> Option<Action> {
         d.terminate(PromotionPhase::Aborted, "Aborted", format!("{why} before any change was made"), true);
         return None;
     }
-    if let Some(by) = input.preempted_by {
+    if let Some(by) = input.observed.preempted_by.as_deref() {
         d.terminate(
             PromotionPhase::Aborted,
             "Superseded",
@@ -435,16 +407,16 @@ fn waiting(d: &mut Draft<'_, '_>) -> Option<Action> {
         );
         return None;
     }
-    let (Some(release), Some(env)) = (input.release, input.environment) else {
+    let (Some(release), Some(env)) = (input.observed.release.as_ref(), input.observed.environment.as_ref()) else {
         let mut missing = Vec::new();
-        if input.release.is_none() {
+        if input.observed.release.is_none() {
             missing.push(format!("Release {} not found in this namespace", input.spec.release));
         }
-        if input.environment.is_none() {
+        if input.observed.environment.is_none() {
             missing.push(format!("Environment {} not found", input.spec.environment));
         }
         let mut all = missing;
-        all.extend(input.spec_errors.iter().cloned());
+        all.extend(input.observed.problems.iter().map(ToString::to_string));
         let message = all.join("; ");
         d.status.gates = vec![kiln_api::promotion::GateResult {
             name: gates::name::VALIDATION.into(),
@@ -455,30 +427,27 @@ fn waiting(d: &mut Draft<'_, '_>) -> Option<Action> {
         d.enter(PromotionPhase::WaitingForGates, "InvalidSpec", message);
         return None;
     };
-    let mut spec_errors: Vec<String> = input.spec_errors.to_vec();
-    if input.spec.rollback.is_some() && !input.release_was_good_here {
-        spec_errors.push(format!(
-            "a rollback must return {} to a Release that succeeded there before, and {} never did; promote it normally instead",
-            input.spec.environment, input.spec.release
-        ));
+    let mut problems: Vec<Problem> = input.observed.problems.clone();
+    if input.spec.rollback.is_some() && !input.observed.release_was_good_here {
+        problems.push(Problem::RollbackNotKnownGood {
+            environment: input.spec.environment.clone(),
+            release: input.spec.release.clone(),
+        });
     }
     // A rollback restores a known-good Release and never rolls itself back on signals, so it
     // does not need the policy; a forward Promotion without its policy would bake unguarded.
-    if let (PolicyState::Missing(name), None) = (input.policy, &input.spec.rollback) {
-        spec_errors.push(format!(
-            "RollbackPolicy {name} (required by Environment {}) not found in this namespace; create it so the bake is guarded",
-            input.spec.environment
-        ));
+    if let (PolicyState::Missing(name), None) = (&input.observed.policy, &input.spec.rollback) {
+        problems.push(Problem::PolicyMissing { policy: name.clone(), environment: input.spec.environment.clone() });
     }
     let plan = match plan::resolve(release, env, input.spec.rollback.is_some()) {
         Ok(p) => Some(p),
         Err(e) => {
-            spec_errors.push(e.to_string());
+            problems.push(Problem::Spec(e));
             None
         }
     };
     let mut gi = gate_input(input, release, env);
-    gi.spec_errors = &spec_errors;
+    gi.problems = &problems;
     let report = gates::evaluate(&gi);
     d.status.gates = report.results.clone();
     d.status.gate_summary = Some(report.summary());
@@ -498,7 +467,7 @@ fn waiting(d: &mut Draft<'_, '_>) -> Option<Action> {
             d.status.started_at = Some(to_time(d.now()));
             // The signals as the deployment starts: a later read compares against them, so a
             // state change that settled before the start is not mistaken for a flap.
-            if let (PolicyState::Found(policy), Some(obs)) = (input.policy, input.signals) {
+            if let (PolicyState::Found(policy), Some(obs)) = (&input.observed.policy, input.observed.signals.as_ref()) {
                 let ev = signals::evaluate(policy, obs, d.now(), &[]);
                 d.status.bake = Some(BakeStatus { signals: ev.signals, ..BakeStatus::default() });
             }
@@ -580,7 +549,7 @@ fn in_flight(d: &mut Draft<'_, '_>) -> Option<Action> {
         let why = if input.deleting { "the Promotion is being deleted" } else { "aborted by a person" };
         return begin_rollback(d, "abort", None, why.into(), None);
     }
-    if let Some(by) = input.preempted_by {
+    if let Some(by) = input.observed.preempted_by.as_deref() {
         return begin_rollback(d, "superseded", None, format!("superseded by rollback Promotion {by}"), None);
     }
 
@@ -593,8 +562,8 @@ fn in_flight(d: &mut Draft<'_, '_>) -> Option<Action> {
         return None;
     }
 
-    let (Some(release), Some(env)) = (input.release, input.environment) else {
-        let missing = if input.release.is_none() {
+    let (Some(release), Some(env)) = (input.observed.release.as_ref(), input.observed.environment.as_ref()) else {
+        let missing = if input.observed.release.is_none() {
             format!("Release {}", input.spec.release)
         } else {
             format!("Environment {}", input.spec.environment)
@@ -616,7 +585,7 @@ fn in_flight(d: &mut Draft<'_, '_>) -> Option<Action> {
     // snapshot within seconds. If one cannot (its restore keeps failing), take over anyway.
     if rollback_promotion
         && d.status.previous.is_none()
-        && let Some(a) = input.ahead.iter().find(|a| a.phase.is_in_flight() && !a.rollback)
+        && let Some(a) = input.observed.ahead.iter().find(|a| a.phase.is_in_flight() && !a.rollback)
     {
         let started = d.status.started_at.as_ref().map(|t| t.0).unwrap_or(d.now());
         let deadline = started.checked_add(PREEMPTION_WAIT).unwrap_or(started);
@@ -681,7 +650,7 @@ fn in_flight(d: &mut Draft<'_, '_>) -> Option<Action> {
 /// Moves to step `index` (see [`forward`]).
 fn shift(d: &mut Draft<'_, '_>, plan: &Plan, index: usize) -> Option<Action> {
     let weight = plan.steps.get(index).copied().unwrap_or(100);
-    let version = d.input.release.map(|r| r.version.clone()).unwrap_or_default();
+    let version = d.input.observed.release.as_ref().map(|r| r.version.clone()).unwrap_or_default();
     forward(d, Action::ShiftTraffic { step: index, weight }, format!("shifting {weight}% of traffic to {version}"))
 }
 
@@ -690,7 +659,9 @@ fn shift(d: &mut Draft<'_, '_>, plan: &Plan, index: usize) -> Option<Action> {
 /// signals are still watched and a breach still rolls back.
 fn forward(d: &mut Draft<'_, '_>, action: Action, what: String) -> Option<Action> {
     let input = d.input;
-    let (Some(release), Some(env)) = (input.release, input.environment) else { return None };
+    let (Some(release), Some(env)) = (input.observed.release.as_ref(), input.observed.environment.as_ref()) else {
+        return None;
+    };
     let gi = gate_input(input, release, env);
     if let Some((why, until)) = gates::traffic_hold(&gi) {
         let phase = d.status.phase;
@@ -711,7 +682,7 @@ fn forward(d: &mut Draft<'_, '_>, action: Action, what: String) -> Option<Action
 }
 
 fn watch_requeue(d: &mut Draft<'_, '_>) {
-    if let PolicyState::Found(p) = d.input.policy {
+    if let PolicyState::Found(p) = &d.input.observed.policy {
         let interval = crate::duration::parse("interval", &p.interval).unwrap_or(SignedDuration::from_secs(2));
         d.requeue_in(interval);
     }
@@ -735,8 +706,8 @@ fn bake_done(d: &mut Draft<'_, '_>, ends: Timestamp, started: Timestamp, what: &
         watch_requeue(d);
         return false;
     }
-    if let PolicyState::Found(_) = d.input.policy {
-        let fresh = d.input.signals.is_some_and(|s| s.observed_at >= ends);
+    if let PolicyState::Found(_) = &d.input.observed.policy {
+        let fresh = d.input.observed.signals.as_ref().is_some_and(|s| s.observed_at >= ends);
         if !fresh {
             d.enter(
                 PromotionPhase::Baking,
@@ -760,7 +731,7 @@ fn watch_signals(d: &mut Draft<'_, '_>, act: bool) -> Option<Action> {
     // Nothing the new version did can show before the deployment started.
     let since = d.status.started_at.as_ref().map(|t| t.0)?;
     d.status.previous.as_ref()?;
-    match input.policy {
+    match &input.observed.policy {
         PolicyState::NotRequired => None,
         PolicyState::Missing(_) if !act => None,
         PolicyState::Missing(name) => begin_rollback(
@@ -771,7 +742,7 @@ fn watch_signals(d: &mut Draft<'_, '_>, act: bool) -> Option<Action> {
             None,
         ),
         PolicyState::Found(policy) => {
-            let obs = input.signals?;
+            let obs = input.observed.signals.as_ref()?;
             let previous = d.status.bake.as_ref().map(|b| b.signals.clone()).unwrap_or_default();
             let ev = signals::evaluate(policy, obs, since, &previous);
             let bake = d.status.bake.get_or_insert_with(BakeStatus::default);
@@ -877,8 +848,10 @@ pub fn complete(input: &PromotionInput<'_>, action: &Action, outcome: Outcome) -
         }
         (Action::ShiftTraffic { step, weight }, Outcome::Done) => {
             let total = input
+                .observed
                 .release
-                .zip(input.environment)
+                .as_ref()
+                .zip(input.observed.environment.as_ref())
                 .and_then(|(r, e)| plan::resolve(r, e, input.spec.rollback.is_some()).ok())
                 .map(|p| p.steps.len())
                 .unwrap_or(1);
@@ -891,7 +864,7 @@ pub fn complete(input: &PromotionInput<'_>, action: &Action, outcome: Outcome) -
             if *weight >= 100 {
                 d.status.full_traffic_at = Some(to_time(input.now));
             }
-            let version = input.release.map(|r| r.version.as_str()).unwrap_or("the new version");
+            let version = input.observed.release.as_ref().map(|r| r.version.as_str()).unwrap_or("the new version");
             let phase = d.status.phase;
             d.note(
                 phase,

@@ -1,6 +1,8 @@
 //! From everything kiln sees in the cluster to the observations one Promotion is decided on:
 //! its queue position, who preempts it, its upstream Promotions, whether a rollback target was
-//! good, and which freeze windows are in scope. Pure: the controller passes in its caches.
+//! good, and which freeze windows are in scope ([`ClusterView`]); and the owned
+//! [`Observations`] the controller's observe step fills and the decision core reads. Pure: the
+//! controller passes in its caches.
 //!
 //! Keys: a queue is one (namespace, service, environment). Service names are a team's own, so
 //! the same name in two namespaces is two services.
@@ -13,8 +15,54 @@ use kiln_api::environment::EnvironmentSpec;
 use kiln_api::promotion::{PromotionSpec, PromotionStatus};
 use kiln_api::release::ReleaseSpec;
 
+use kiln_api::rollback_policy::RollbackPolicySpec;
+
 use crate::freeze::CompiledWindow;
 use crate::gates::{QueuedAhead, UpstreamObservation};
+use crate::problem::Problem;
+use crate::signals::SignalObservations;
+
+/// The RollbackPolicy guarding the environment, as found.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum PolicyState {
+    /// The environment names no policy: bakes are timers only.
+    #[default]
+    NotRequired,
+    /// The policy.
+    Found(Box<RollbackPolicySpec>),
+    /// The environment names a policy that does not exist (fail closed).
+    Missing(String),
+}
+
+/// Everything a Promotion's decision needs that lives outside the Promotion, as the controller
+/// observed it in its caches and in AWS. Owned, so the observe step returns it and the decide
+/// and complete steps borrow it; `Default` is "nothing found" (no Release, no Environment, no
+/// policy required, no problems, nothing ahead, no signals). A new observation is a field here,
+/// filled by the observe step and read by the core.
+#[derive(Debug, Clone, Default)]
+pub struct Observations {
+    /// The Release (None if it does not exist).
+    pub release: Option<ReleaseSpec>,
+    /// The target Environment (None if it does not exist).
+    pub environment: Option<EnvironmentSpec>,
+    /// The RollbackPolicy the Environment names.
+    pub policy: PolicyState,
+    /// What blocks the Promotion as specified (validation, unreadable inputs).
+    pub problems: Vec<Problem>,
+    /// This Release's Promotions in the upstream environments.
+    pub upstream: Vec<UpstreamObservation>,
+    /// Non-terminal Promotions of the same service and environment ahead of this one.
+    pub ahead: Vec<QueuedAhead>,
+    /// A rollback Promotion that takes this environment over, if any.
+    pub preempted_by: Option<String>,
+    /// For a rollback Promotion: whether this Release's forward Promotion into this environment
+    /// succeeded before (only a known-good Release may take the rollback fast path).
+    pub release_was_good_here: bool,
+    /// Freeze windows in scope.
+    pub freezes: Vec<CompiledWindow>,
+    /// The latest signal reads for the policy in the environment's account (None: not read).
+    pub signals: Option<SignalObservations>,
+}
 
 /// A Release as cached.
 #[derive(Debug, Clone, Copy)]

@@ -43,8 +43,8 @@ pub struct ReleaseInput<'a> {
     pub environments: &'a BTreeMap<String, EnvironmentSpec>,
     /// This Release's Promotions (forward and rollback), oldest first.
     pub promotions: &'a [PromotionView<'a>],
-    /// Validation problems (from [`crate::validate::release`]), as messages.
-    pub spec_errors: &'a [String],
+    /// Validation problems (from [`crate::validate::release`]).
+    pub problems: &'a [crate::problem::Problem],
 }
 
 /// A Promotion kiln should create.
@@ -94,7 +94,7 @@ pub fn decide(input: &ReleaseInput<'_>) -> ReleaseDecision {
     let spec = input.spec;
     let mut create = Vec::new();
     let mut envs = Vec::new();
-    let invalid = !input.spec_errors.is_empty();
+    let invalid = !input.problems.is_empty();
 
     for name in &spec.environments {
         // The forward Promotion of this release into this environment (the newest, if several).
@@ -163,7 +163,7 @@ pub fn decide(input: &ReleaseInput<'_>) -> ReleaseDecision {
     status.environments = envs;
 
     let message = if invalid {
-        format!("invalid spec: {}", input.spec_errors.join("; "))
+        format!("invalid spec: {}", crate::problem::joined(input.problems))
     } else {
         match (&current, phase) {
             (_, ReleasePhase::Succeeded) => format!("{} {} is in every environment", spec.service, spec.version),

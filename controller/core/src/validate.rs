@@ -10,6 +10,7 @@ use kiln_api::release::ReleaseSpec;
 use crate::SpecError;
 use crate::duration;
 use crate::plan;
+use crate::problem::Problem;
 
 /// Problems of each Environment: unknown upstreams and cycles in the upstream graph.
 pub fn environments(envs: &BTreeMap<String, EnvironmentSpec>) -> BTreeMap<String, Vec<SpecError>> {
@@ -173,6 +174,32 @@ pub fn promotion(environment: &str, release: &ReleaseSpec, release_name: &str) -
             release.environments.join(", ")
         ))]
     }
+}
+
+/// Everything validation finds wrong with a Promotion into `environment`: its Release
+/// (`release`, named `release_name`, if it exists) against the Environments, how the Promotion
+/// fits the Release, the target Environment's own spec and the RollbackPolicy it names (if
+/// found). What the controller cannot read is added by its observe step.
+pub fn promotion_problems(
+    environment: &str,
+    release: Option<(&str, &ReleaseSpec)>,
+    envs: &BTreeMap<String, EnvironmentSpec>,
+    policy: Option<(&str, &kiln_api::rollback_policy::RollbackPolicySpec)>,
+) -> Vec<Problem> {
+    let mut out: Vec<Problem> = Vec::new();
+    if let Some((name, spec)) = release {
+        out.extend(self::release(spec, envs).into_iter().map(Problem::Spec));
+        out.extend(promotion(environment, spec, name).into_iter().map(Problem::Spec));
+    }
+    if let Some(errs) = environments(envs).remove(environment) {
+        out.extend(errs.into_iter().map(|error| Problem::Environment { environment: environment.to_string(), error }));
+    }
+    if let Some((name, spec)) = policy
+        && let Err(error) = crate::signals::validate_policy(spec)
+    {
+        out.push(Problem::Policy { policy: name.to_string(), error });
+    }
+    out
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use jiff::Timestamp;
 use kiln_api::{Environment, FreezeWindow, Promotion, PromotionPhase, Release, RollbackPolicy};
 use kiln_core::freeze::CompiledWindow;
 use kiln_core::gates::UpstreamObservation;
-use kiln_core::machine::{self, Action, Context, PolicyState, PromotionInput};
+use kiln_core::machine::{self, Action, Context, Observations, PolicyState, PromotionInput};
 use kiln_core::signals::{self, AlarmObservation, AlarmState, SignalObservations};
 use kiln_core::validate;
 
@@ -136,22 +136,22 @@ fn decide_prod_at(ex: &Examples, now: &str) -> machine::Decision {
         },
     ];
     let obs = SignalObservations { observed_at: now, alarms, metrics: vec![], error_budget: None };
+    let observed = Observations {
+        release: Some(release.clone()),
+        environment: Some(env.clone()),
+        policy: PolicyState::Found(Box::new(policy.clone())),
+        upstream: upstream.to_vec(),
+        freezes,
+        signals: Some(obs),
+        ..Observations::default()
+    };
     machine::decide(&PromotionInput {
         now,
         generation: Some(1),
         spec: &promo.spec,
         status: &status,
-        release: Some(release),
-        environment: Some(env),
-        policy: PolicyState::Found(policy),
-        spec_errors: &[],
-        upstream: &upstream,
-        ahead: &[],
-        preempted_by: None,
         deleting: false,
-        release_was_good_here: false,
-        freezes: &freezes,
-        signals: Some(&obs),
+        observed: &observed,
         context: Context {
             namespace: "ingest",
             promotion: "ingest-worker-v1-4-2-prod",

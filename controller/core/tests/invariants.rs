@@ -2,8 +2,6 @@
 //! passing (across weekends and their freezes), approvals arriving, alarms firing and clearing,
 //! aborts, retries, failing AWS steps and controller crashes that lose a status write.
 
-mod support;
-
 use kiln_api::PromotionPhase;
 use kiln_api::common::ReleaseType;
 use kiln_core::approvals::{self, SelfApprovalRule};
@@ -11,8 +9,8 @@ use kiln_core::evidence;
 use kiln_core::freeze;
 use kiln_core::machine::{Action, Decision, Outcome};
 use kiln_core::signals::AlarmState;
+use kiln_core::sim::*;
 use proptest::prelude::*;
-use support::*;
 
 #[derive(Debug, Clone)]
 enum Event {

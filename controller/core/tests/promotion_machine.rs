@@ -1,8 +1,6 @@
 //! The Promotion state machine, transition by transition, asserting what a user would see:
 //! phases, gate messages, traffic weights, rollback cause, timeline and evidence.
 
-mod support;
-
 use jiff::SignedDuration;
 use kiln_api::PromotionPhase;
 use kiln_api::promotion::StepStatus;
@@ -10,7 +8,7 @@ use kiln_core::evidence;
 use kiln_core::machine::{self, Action, Outcome};
 use kiln_core::plan::HookPoint;
 use kiln_core::signals::AlarmState;
-use support::*;
+use kiln_core::sim::*;
 
 #[test]
 fn dev_auto_promotion_deploys_step_by_step_and_succeeds() {

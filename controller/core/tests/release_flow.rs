@@ -1,15 +1,14 @@
 //! A Release's aggregate status and the Promotions kiln creates for it, from the first
 //! environment to the last.
 
-mod support;
-
 use std::collections::BTreeMap;
 
 use kiln_api::PromotionPhase;
 use kiln_api::promotion::{PromotionSpec, PromotionStatus, RollbackRequest};
 use kiln_api::release::{ReleaseEnvironmentPhase, ReleasePhase, ReleaseStatus};
 use kiln_core::release::{self, NewPromotion, PromotionView, ReleaseInput};
-use support::*;
+use kiln_core::sim::*;
+use kiln_core::{Problem, SpecError};
 
 fn envs() -> BTreeMap<String, kiln_api::environment::EnvironmentSpec> {
     ["dev", "stg", "prod"].iter().map(|n| (n.to_string(), environment(n))).collect()
@@ -31,7 +30,7 @@ fn status(phase: PromotionPhase) -> PromotionStatus {
     PromotionStatus { phase, message: Some(format!("{phase}")), ..Default::default() }
 }
 
-fn decide(promotions: &[PromotionView<'_>], errors: &[String]) -> release::ReleaseDecision {
+fn decide(promotions: &[PromotionView<'_>], problems: &[Problem]) -> release::ReleaseDecision {
     let spec = ecs_release();
     let envs = envs();
     let st = ReleaseStatus::default();
@@ -43,7 +42,7 @@ fn decide(promotions: &[PromotionView<'_>], errors: &[String]) -> release::Relea
         status: &st,
         environments: &envs,
         promotions,
-        spec_errors: errors,
+        problems,
     })
 }
 
@@ -126,7 +125,12 @@ fn rollback_promotions_do_not_count_as_progress() {
 
 #[test]
 fn invalid_release_creates_nothing_and_says_why() {
-    let d = decide(&[], &["spec.environments[2]: environment \"qa\" does not exist".into()]);
+    let qa = SpecError::UnknownEnvironment {
+        field: "spec.environments[2]".into(),
+        name: "qa".into(),
+        known: "dev, stg, prod".into(),
+    };
+    let d = decide(&[], &[Problem::Spec(qa)]);
     assert!(d.create.is_empty());
     let stalled = d.status.conditions.iter().find(|c| c.type_ == "Stalled").unwrap();
     assert_eq!((stalled.status.as_str(), stalled.reason.as_str()), ("True", "InvalidSpec"));

@@ -13,7 +13,7 @@ use kiln_api::promotion::PromotionSpec;
 use kiln_api::{Promotion, Release};
 use kiln_core::machine::EventNote;
 use kiln_core::release::{self as core_release, PromotionView, ReleaseInput};
-use kiln_core::validate;
+use kiln_core::{Problem, validate};
 use kube::api::{Api, PostParams};
 use kube::runtime::controller::Action as Requeue;
 use kube::{Resource, ResourceExt};
@@ -67,7 +67,7 @@ async fn reconcile_inner(obj: &Release, ctx: &Context) -> Result<Requeue, Error>
             status: p.status.as_ref(),
         })
         .collect();
-    let spec_errors: Vec<String> = validate::release(&obj.spec, &environments).iter().map(|e| e.to_string()).collect();
+    let problems: Vec<Problem> = validate::release(&obj.spec, &environments).into_iter().map(Problem::Spec).collect();
     let status = obj.status.clone().unwrap_or_default();
     let decision = core_release::decide(&ReleaseInput {
         now: ctx.clock.now(),
@@ -77,7 +77,7 @@ async fn reconcile_inner(obj: &Release, ctx: &Context) -> Result<Requeue, Error>
         status: &status,
         environments: &environments,
         promotions: &views,
-        spec_errors: &spec_errors,
+        problems: &problems,
     });
 
     let api: Api<Release> = Api::namespaced(ctx.client.clone(), &ns);

@@ -1,8 +1,15 @@
-//! A small world for driving the decision core in tests: one Promotion with its Release,
-//! Environment, policy, freeze windows and observations, and a clock that only moves when the
-//! test says so.
-#![allow(dead_code)]
+//! **Test support** (feature `sim`): a small world for driving the decision core — one
+//! Promotion with its Release, Environment, policy, freeze windows and observations, and a clock
+//! that only moves when the test says so — and the one decide → act → complete driver
+//! ([`World::run_with`], [`World::drive`]) that kiln's tests and benchmarks share. Fixtures
+//! follow the examples: the ingest-worker canary into dev, stg and prod.
 
+use crate::Problem;
+use crate::freeze::CompiledWindow;
+use crate::gates::{QueuedAhead, UpstreamObservation};
+use crate::machine::{self, Action, Context, Decision, Outcome, PromotionInput};
+use crate::observe::{Observations, PolicyState};
+use crate::signals::{AlarmObservation, AlarmState, SignalObservations};
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kiln_api::PromotionPhase;
@@ -17,10 +24,6 @@ use kiln_api::release::{
     Artifact, EcsStrategy, EcsTarget, EcsTraffic, ListenerRef, ReleaseSpec, Target, TargetGroupRef,
 };
 use kiln_api::rollback_policy::{AlarmSelector, MissingData, RollbackPolicySpec};
-use kiln_core::freeze::CompiledWindow;
-use kiln_core::gates::{QueuedAhead, UpstreamObservation};
-use kiln_core::machine::{self, Action, Context, Decision, Outcome, PolicyState, PromotionInput};
-use kiln_core::signals::{AlarmObservation, AlarmState, SignalObservations};
 
 pub const DIGEST: &str = "111111111111.dkr.ecr.ca-central-1.amazonaws.com/ingest-worker@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
@@ -160,6 +163,10 @@ pub fn lambda_hook(name: &str) -> kiln_api::release::Hook {
 /// One Promotion and everything around it.
 #[derive(Debug, Clone)]
 pub struct World {
+    /// The Promotion's namespace and name (recorded in evidence).
+    pub namespace: String,
+    pub name: String,
+    pub generation: Option<i64>,
     pub now: Timestamp,
     pub env_name: String,
     pub spec: PromotionSpec,
@@ -167,7 +174,7 @@ pub struct World {
     pub release: Option<ReleaseSpec>,
     pub env: Option<EnvironmentSpec>,
     pub policy: Option<RollbackPolicySpec>,
-    pub spec_errors: Vec<String>,
+    pub problems: Vec<Problem>,
     pub upstream: Vec<UpstreamObservation>,
     pub ahead: Vec<QueuedAhead>,
     pub preempted_by: Option<String>,
@@ -198,6 +205,9 @@ impl World {
             })
             .collect();
         World {
+            namespace: "ingest".into(),
+            name: "p".into(),
+            generation: Some(1),
             now,
             env_name: env.into(),
             spec: PromotionSpec {
@@ -213,7 +223,7 @@ impl World {
             release: Some(ecs_release()),
             env: Some(environment(env)),
             policy: Some(policy()),
-            spec_errors: vec![],
+            problems: vec![],
             upstream,
             ahead: vec![],
             preempted_by: None,
@@ -221,6 +231,42 @@ impl World {
             release_was_good_here: false,
             freezes: vec![weekend_freeze()],
             alarm: Some((AlarmState::Ok, ts("2026-11-01T00:00:00Z"))),
+            signals_fresh: true,
+            events: vec![],
+            executed: vec![],
+        }
+    }
+
+    /// Promotion `spec` (named `namespace`/`name`) of `release` into `env` at `now`, with nothing
+    /// else around it: no upstream, nothing ahead, no freeze, no policy unless the Environment
+    /// names one (then `policy` must be set), the alarm OK.
+    pub fn of(
+        namespace: &str,
+        name: &str,
+        spec: PromotionSpec,
+        release: ReleaseSpec,
+        env: EnvironmentSpec,
+        now: Timestamp,
+    ) -> World {
+        World {
+            namespace: namespace.into(),
+            name: name.into(),
+            generation: Some(1),
+            now,
+            env_name: spec.environment.clone(),
+            spec,
+            status: PromotionStatus::default(),
+            release: Some(release),
+            env: Some(env),
+            policy: None,
+            problems: vec![],
+            upstream: vec![],
+            ahead: vec![],
+            preempted_by: None,
+            deleting: false,
+            release_was_good_here: false,
+            freezes: vec![],
+            alarm: Some((AlarmState::Ok, now - SignedDuration::from_hours(24))),
             signals_fresh: true,
             events: vec![],
             executed: vec![],
@@ -305,41 +351,52 @@ impl World {
         if !self.signals_fresh {
             return None;
         }
+        // The alarm is the first one the policy names.
+        let name = self
+            .policy
+            .as_ref()
+            .and_then(|p| p.alarms.iter().find_map(|a| a.name.clone()))
+            .unwrap_or_else(|| "ingest-5xx".into());
         let alarms = self
             .alarm
-            .map(|(state, at)| {
-                vec![AlarmObservation { name: "ingest-5xx".into(), state, state_changed_at: at, history: None }]
-            })
+            .map(|(state, at)| vec![AlarmObservation { name, state, state_changed_at: at, history: None }])
             .unwrap_or_default();
         Some(SignalObservations { observed_at: self.now, alarms, metrics: vec![], error_budget: None })
     }
 
-    pub fn with_input<R>(&self, f: impl FnOnce(&PromotionInput<'_>) -> R) -> R {
-        let signals = self.signals();
+    /// What the controller would observe in this world.
+    pub fn observations(&self) -> Observations {
         let policy = match (&self.policy, self.env.as_ref().and_then(|e| e.rollback_policy_ref.as_deref())) {
             (_, None) => PolicyState::NotRequired,
-            (Some(p), Some(_)) => PolicyState::Found(p),
-            (None, Some(name)) => PolicyState::Missing(name),
+            (Some(p), Some(_)) => PolicyState::Found(Box::new(p.clone())),
+            (None, Some(name)) => PolicyState::Missing(name.to_string()),
         };
+        Observations {
+            release: self.release.clone(),
+            environment: self.env.clone(),
+            policy,
+            problems: self.problems.clone(),
+            upstream: self.upstream.clone(),
+            ahead: self.ahead.clone(),
+            preempted_by: self.preempted_by.clone(),
+            release_was_good_here: self.release_was_good_here,
+            freezes: self.freezes.clone(),
+            signals: self.signals(),
+        }
+    }
+
+    pub fn with_input<R>(&self, f: impl FnOnce(&PromotionInput<'_>) -> R) -> R {
+        let observed = self.observations();
         let input = PromotionInput {
             now: self.now,
-            generation: Some(1),
+            generation: self.generation,
             spec: &self.spec,
             status: &self.status,
-            release: self.release.as_ref(),
-            environment: self.env.as_ref(),
-            policy,
-            spec_errors: &self.spec_errors,
-            upstream: &self.upstream,
-            ahead: &self.ahead,
-            preempted_by: self.preempted_by.as_deref(),
             deleting: self.deleting,
-            release_was_good_here: self.release_was_good_here,
-            freezes: &self.freezes,
-            signals: signals.as_ref(),
+            observed: &observed,
             context: Context {
-                namespace: "ingest",
-                promotion: "p",
+                namespace: &self.namespace,
+                promotion: &self.name,
                 release_name: &self.spec.release,
                 controller_version: "0.1.0-test",
             },

@@ -1,0 +1,85 @@
+//! Why a Promotion cannot go ahead as specified, typed: what the controller observed (an invalid
+//! FreezeWindow, signals it cannot read) and what validation found, each with the message the
+//! user reads in the `validation` gate and the `Stalled` condition.
+
+use crate::SpecError;
+
+/// One problem with a Promotion's inputs. It blocks a Promotion that has not changed anything
+/// yet; the message says what to fix.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Problem {
+    /// The Release, or how the Promotion fits it (`validate::release`, `validate::promotion`,
+    /// the deployment plan).
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    /// The target Environment's own spec (`validate::environments`).
+    #[error("Environment {environment}: {error}")]
+    Environment {
+        /// The Environment.
+        environment: String,
+        /// What is wrong with it.
+        error: SpecError,
+    },
+    /// The RollbackPolicy the Environment names does not validate.
+    #[error("RollbackPolicy {policy}: {error}")]
+    Policy {
+        /// The policy.
+        policy: String,
+        /// What is wrong with it.
+        error: SpecError,
+    },
+    /// The Environment requires a RollbackPolicy that does not exist in the namespace (a
+    /// forward Promotion would bake unguarded).
+    #[error(
+        "RollbackPolicy {policy} (required by Environment {environment}) not found in this namespace; create it so the bake is guarded"
+    )]
+    PolicyMissing {
+        /// The policy the Environment names.
+        policy: String,
+        /// The Environment.
+        environment: String,
+    },
+    /// A FreezeWindow that could cover this Promotion does not compile: it cannot be checked, so
+    /// it blocks rather than being ignored.
+    #[error("FreezeWindow {namespace}/{name} is invalid ({message}); fix it so freezes can be checked")]
+    FreezeWindow {
+        /// Its namespace.
+        namespace: String,
+        /// Its name.
+        name: String,
+        /// Why it does not compile.
+        message: String,
+    },
+    /// AWS refused to read the policy's signals (a role that cannot be assumed, a missing or
+    /// invalid alarm).
+    #[error(
+        "cannot read the signals of RollbackPolicy {policy} in {environment} (account {account}, role {role}): {message}; check the Environment's aws.roleArn, its trust policy and the alarms"
+    )]
+    SignalsUnreadable {
+        /// The policy.
+        policy: String,
+        /// The environment read.
+        environment: String,
+        /// Its account.
+        account: String,
+        /// The role assumed.
+        role: String,
+        /// AWS's refusal.
+        message: String,
+    },
+    /// A rollback Promotion to a Release that never succeeded in the environment.
+    #[error(
+        "a rollback must return {environment} to a Release that succeeded there before, and {release} never did; promote it normally instead"
+    )]
+    RollbackNotKnownGood {
+        /// The environment.
+        environment: String,
+        /// The Release.
+        release: String,
+    },
+}
+
+/// The problems as one message (`; ` between them), as the gate and conditions show them.
+pub fn joined(problems: &[Problem]) -> String {
+    problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+}
