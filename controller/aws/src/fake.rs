@@ -279,6 +279,7 @@ pub struct FakeEcs {
     state: Mutex<FakeTrafficState>,
     fail: Mutex<HashMap<&'static str, AwsError>>,
     holds: Mutex<HashMap<&'static str, (Hold, std::sync::Arc<HeldCall>)>>,
+    hold_at: Mutex<Option<(usize, Hold, std::sync::Arc<HeldCall>)>>,
     calls: Mutex<Vec<String>>,
 }
 
@@ -300,6 +301,7 @@ impl FakeEcs {
             }),
             fail: Mutex::new(HashMap::new()),
             holds: Mutex::new(HashMap::new()),
+            hold_at: Mutex::new(None),
             calls: Mutex::new(Vec::new()),
         }
     }
@@ -330,34 +332,54 @@ impl FakeEcs {
         lock(&self.calls).clone()
     }
 
-    async fn wait(&self, op: &'static str, when: Hold) {
-        let held = {
+    /// The `n`-th call (0-based, counting every operation) stops at `when` until the returned
+    /// handle releases it: a crash test walks `n` over every call of a run.
+    pub fn hold_call(&self, n: usize, when: Hold) -> std::sync::Arc<HeldCall> {
+        let held = std::sync::Arc::new(HeldCall {
+            reached: tokio::sync::watch::Sender::new(false),
+            released: tokio::sync::watch::Sender::new(false),
+        });
+        *lock(&self.hold_at) = Some((n, when, held.clone()));
+        held
+    }
+
+    async fn wait(&self, op: &'static str, n: usize, when: Hold) {
+        let by_op = {
             let mut holds = lock(&self.holds);
             match holds.get(op) {
                 Some((w, _)) if *w == when => holds.remove(op).map(|(_, h)| h),
                 _ => None,
             }
         };
-        if let Some(h) = held {
+        let by_index = {
+            let mut at = lock(&self.hold_at);
+            match at.as_ref() {
+                Some((i, w, _)) if *i == n && *w == when => at.take().map(|(_, _, h)| h),
+                _ => None,
+            }
+        };
+        for h in by_op.into_iter().chain(by_index) {
             h.reached.send_replace(true);
             let mut rx = h.released.subscribe();
             let _ = rx.wait_for(|r| *r).await;
         }
     }
 
-    /// Records the call, honours a hold before it and an injected failure.
-    async fn enter(&self, op: &'static str, detail: String) -> Result<()> {
-        self.wait(op, Hold::Before).await;
+    /// Records the call, honours a hold before it and an injected failure; returns the call's
+    /// index for [`FakeEcs::leave`].
+    async fn enter(&self, op: &'static str, detail: String) -> Result<usize> {
+        let n = lock(&self.calls).len();
+        self.wait(op, n, Hold::Before).await;
         lock(&self.calls).push(detail);
         match lock(&self.fail).remove(op) {
             Some(e) => Err(e),
-            None => Ok(()),
+            None => Ok(n),
         }
     }
 
     /// Honours a hold after the call took effect.
-    async fn leave(&self, op: &'static str) {
-        self.wait(op, Hold::After).await;
+    async fn leave(&self, op: &'static str, n: usize) {
+        self.wait(op, n, Hold::After).await;
     }
 }
 
@@ -404,7 +426,7 @@ impl FakeTraffic {
 #[async_trait]
 impl TrafficTarget for FakeTraffic {
     async fn snapshot(&self) -> Result<Snapshot> {
-        self.ecs.enter("snapshot", "snapshot".into()).await?;
+        let n = self.ecs.enter("snapshot", "snapshot".into()).await?;
         let snapshot = {
             let st = lock(&self.ecs.state);
             Snapshot {
@@ -423,12 +445,12 @@ impl TrafficTarget for FakeTraffic {
                 lambda: None,
             }
         };
-        self.ecs.leave("snapshot").await;
+        self.ecs.leave("snapshot", n).await;
         Ok(snapshot)
     }
 
     async fn prepare(&self) -> Result<DeployedResources> {
-        self.ecs.enter("prepare", "prepare".into()).await?;
+        let n = self.ecs.enter("prepare", "prepare".into()).await?;
         let green = self.green();
         let td = format!("td/{}:{}", self.ecs.service, self.uid);
         {
@@ -440,22 +462,22 @@ impl TrafficTarget for FakeTraffic {
                 st.task_sets.push((green.clone(), self.uid.clone()));
             }
         }
-        self.ecs.leave("prepare").await;
+        self.ecs.leave("prepare", n).await;
         Ok(DeployedResources { task_definition: Some(td), task_set: Some(green), ..DeployedResources::default() })
     }
 
     async fn shift(&self, _deployed: &DeployedResources, weight: i32) -> Result<()> {
-        self.ecs.enter("shift", format!("shift {weight}")).await?;
+        let n = self.ecs.enter("shift", format!("shift {weight}")).await?;
         lock(&self.ecs.state).weights = vec![
             TargetGroupWeight { target_group_arn: "tg/blue".into(), weight: 100 - weight },
             TargetGroupWeight { target_group_arn: "tg/green".into(), weight },
         ];
-        self.ecs.leave("shift").await;
+        self.ecs.leave("shift", n).await;
         Ok(())
     }
 
     async fn finalize(&self, _deployed: &DeployedResources) -> Result<()> {
-        self.ecs.enter("finalize", "finalize".into()).await?;
+        let n = self.ecs.enter("finalize", "finalize".into()).await?;
         let green = self.green();
         {
             let mut st = lock(&self.ecs.state);
@@ -468,12 +490,12 @@ impl TrafficTarget for FakeTraffic {
             st.primary = green.clone();
             st.task_sets.retain(|(id, _)| *id == green);
         }
-        self.ecs.leave("finalize").await;
+        self.ecs.leave("finalize", n).await;
         Ok(())
     }
 
     async fn restore(&self, snapshot: &Snapshot) -> Result<()> {
-        self.ecs.enter("restore", "restore".into()).await?;
+        let n = self.ecs.enter("restore", "restore".into()).await?;
         let Some(ecs) = &snapshot.ecs else {
             return Err(AwsError::Invalid {
                 message: "no ECS state in the snapshot".into(),
@@ -491,7 +513,7 @@ impl TrafficTarget for FakeTraffic {
             let uid = self.uid.clone();
             st.task_sets.retain(|(_, ext)| *ext != uid);
         }
-        self.ecs.leave("restore").await;
+        self.ecs.leave("restore", n).await;
         Ok(())
     }
 }

@@ -6,10 +6,14 @@ mod support;
 
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use jiff::SignedDuration;
 use kiln_api::PromotionPhase;
 use kiln_api::promotion::TargetGroupWeight;
 use kiln_aws::fake::Hold;
+use kiln_controller::context::Clock;
+use kiln_core::signals::AlarmState;
 use kube::ResourceExt;
 use kube::runtime::controller::Action as Requeue;
 use support::{Bench, DEV_ACCOUNT, PROD_ACCOUNT, crash_at};
@@ -157,26 +161,55 @@ async fn a_reconcile_hands_back_to_the_queue_after_its_rounds() {
     assert_succeeded_once(&bench, "web-v1-dev").await;
 }
 
-/// Kills the controller at `op` (before the call reaches AWS, or after AWS applied it and before
-/// the answer came back), restarts it and checks the Promotion finishes exactly once.
-async fn crash_and_resume(case: &str, op: &'static str, when: Hold) {
-    let bench = Bench::new(case).await;
-    bench.release("web-v1", 1, &[10, 100]).await;
+/// What a user checks after a Promotion in dev rolled back on an alarm: blue serves everything
+/// again and alone, the cause recorded, evidence, no finalizer.
+async fn assert_rolled_back_once(bench: &Bench, name: &str) {
+    let p = bench.read(name).await;
+    let status = p.status.clone().unwrap_or_default();
+    assert_eq!(status.phase, PromotionPhase::RolledBack, "{:?}", status.message);
+    assert_eq!(status.rollback.as_ref().map(|r| r.cause.as_str()), Some("alarm"));
+    let ecs = bench.ecs(DEV_ACCOUNT).state();
+    assert_eq!(ecs.weights, weights(100, 0), "listener weights");
+    assert_eq!(ecs.primary, "ts/blue");
+    assert_eq!(ecs.task_sets, vec![("ts/blue".to_string(), "initial".to_string())], "the new task set is gone");
+    let previous = status.previous.and_then(|s| s.ecs).map(|e| e.listener_weights);
+    assert_eq!(previous, Some(weights(100, 0)), "the snapshot is the state before the change");
+    assert!(status.evidence.is_some(), "evidence recorded");
+    assert!(!p.finalizers().iter().any(|f| f == FINALIZER), "the finalizer is removed once restored");
+}
+
+/// One reconcile of the dev Promotion as the controller would run it, then the clock moves a
+/// minute. With `breach`, the alarm fires a second after the first traffic shift.
+async fn tick(r: &mut support::Replica, bench: &Bench, breach: bool) -> bool {
+    r.sync().await;
+    let _ = r.reconcile(r.cached(&bench.ns, "web-v1-dev")).await;
+    if breach && bench.ecs(DEV_ACCOUNT).calls().iter().any(|c| c.starts_with("shift")) {
+        let cw = bench.cloud.cloudwatch(DEV_ACCOUNT);
+        bench.clock.advance(SignedDuration::from_secs(1));
+        cw.set_state(support::ALARM, AlarmState::Alarm, bench.clock.now());
+    }
+    let done = bench.read("web-v1-dev").await.status.is_some_and(|s| s.phase.is_terminal());
+    bench.clock.advance(MINUTE);
+    done
+}
+
+/// Kills the controller at the `n`-th AWS call of a canary with `steps` (before the call reaches
+/// AWS, or after AWS applied it and before the answer came back), restarts it, and checks the
+/// Promotion finishes exactly once: succeeded, or with `breach` (the alarm fires after the first
+/// shift) rolled back.
+async fn crash_and_resume(case: &str, steps: &[i32], n: usize, when: Hold, breach: bool) {
+    let bench = Arc::new(Bench::new(case).await);
+    bench.release("web-v1", 1, steps).await;
     bench.promotion("web-v1-dev", "web-v1", "dev").await;
-    let held = bench.ecs(DEV_ACCOUNT).hold_next(op, when);
+    let held = bench.ecs(DEV_ACCOUNT).hold_call(n, when);
     let mut first = bench.replica("kiln-0");
-    let ns = bench.ns.clone();
-    let clock = bench.clock.clone();
-    let api = bench.api::<kiln_api::Promotion>();
+    let b = bench.clone();
     crash_at(
         async move {
             for _ in 0..40 {
-                first.sync().await;
-                let _ = first.reconcile(first.cached(&ns, "web-v1-dev")).await;
-                if api.get("web-v1-dev").await.ok().and_then(|p| p.status).is_some_and(|s| s.phase.is_terminal()) {
+                if tick(&mut first, &b, breach).await {
                     return;
                 }
-                clock.advance(MINUTE);
             }
         },
         &held,
@@ -186,17 +219,53 @@ async fn crash_and_resume(case: &str, op: &'static str, when: Hold) {
 
     // The restarted controller lists everything afresh and finishes the job.
     let mut second = bench.replica("kiln-1");
-    second.drive(&bench, "web-v1-dev", MINUTE, 40).await;
-    assert_succeeded_once(&bench, "web-v1-dev").await;
+    let mut finished = false;
+    for _ in 0..40 {
+        if tick(&mut second, &bench, breach).await {
+            finished = true;
+            break;
+        }
+    }
+    assert!(finished, "{case}: not finished after the restart: {:?}", bench.read("web-v1-dev").await.status);
+    if breach {
+        assert_rolled_back_once(&bench, "web-v1-dev").await;
+    } else {
+        assert_succeeded_once(&bench, "web-v1-dev").await;
+    }
+    // A call is repeated at most once (the one the crash interrupted).
+    let calls = bench.ecs(DEV_ACCOUNT).calls();
+    for op in ["snapshot", "prepare", "finalize", "restore"] {
+        assert!(calls.iter().filter(|c| *c == op).count() <= 2, "{case}: {calls:?}");
+    }
+}
+
+/// Every AWS call of a canary with `steps`, crashed before and after.
+async fn crash_everywhere(label: &str, steps: &[i32]) {
+    // snapshot, prepare, one shift per step, finalize.
+    let calls = steps.len() + 3;
+    for n in 0..calls {
+        for (when, at) in [(Hold::Before, "before"), (Hold::After, "after")] {
+            crash_and_resume(&format!("crash-{label}-{n}-{at}"), steps, n, when, false).await;
+        }
+    }
 }
 
 #[tokio::test]
-async fn a_crash_at_any_aws_call_is_resumed_without_duplicates() {
-    // Before: the status write that precedes the call happened, the call did not.
-    // After: AWS applied the call, its result was never recorded.
-    for op in ["snapshot", "prepare", "shift", "finalize"] {
-        for (when, label) in [(Hold::Before, "before"), (Hold::After, "after")] {
-            crash_and_resume(&format!("crash-{op}-{label}"), op, when).await;
+async fn a_crash_at_any_aws_call_of_a_two_step_canary_is_resumed_without_duplicates() {
+    crash_everywhere("canary", &[10, 100]).await;
+}
+
+#[tokio::test]
+async fn a_crash_at_any_aws_call_of_a_linear_rollout_is_resumed_without_duplicates() {
+    crash_everywhere("linear", &[25, 50, 75, 100]).await;
+}
+
+#[tokio::test]
+async fn a_crash_at_any_aws_call_of_a_breach_still_restores() {
+    // snapshot, prepare, shift 10, restore: the alarm fires after the shift.
+    for n in 0..4 {
+        for (when, at) in [(Hold::Before, "before"), (Hold::After, "after")] {
+            crash_and_resume(&format!("breach-{n}-{at}"), &[10, 100], n, when, true).await;
         }
     }
 }
