@@ -48,7 +48,7 @@ async fn abort_with_the_cli_restores_the_alias() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "kubectl kiln abort failed:\n{stdout}\n{stderr}\n{}", w.logs());
     let rolled = w.wait_phase(&p, PromotionPhase::RolledBack, MIN).await;
-    assert_eq!(rolled.status.and_then(|s| s.rollback).map(|r| r.cause).as_deref(), Some("abort"));
+    assert_eq!(rolled.status.and_then(|s| s.rollback).map(|r| r.cause), Some(kiln_api::RollbackCause::Abort));
     assert_eq!(w.alias("dev", "pricing").await, AliasState::on("1"), "alias restored");
     assert!(stdout.contains("abort") || stdout.contains("RolledBack") || stdout.contains("rolled back"), "{stdout}");
 

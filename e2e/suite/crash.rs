@@ -74,7 +74,7 @@ async fn killed_mid_bake_with_an_alarm_firing_the_restart_restores() {
     kiln_testkit::set_alarm_state(&w.account("dev").clients, "quotes-errors", "ALARM").await.unwrap();
     w.start_controller(ControllerOptions::default());
     let rolled = w.wait_phase(&p, PromotionPhase::RolledBack, MIN).await;
-    assert_eq!(rolled.status.and_then(|s| s.rollback).map(|r| r.cause).as_deref(), Some("alarm"));
+    assert_eq!(rolled.status.and_then(|s| s.rollback).map(|r| r.cause), Some(kiln_api::RollbackCause::Alarm));
     assert_eq!(w.alias("dev", "quotes").await, AliasState::on("1"), "alias restored exactly");
     assert_eq!(w.versions("dev", "quotes").await, vec!["$LATEST", "1", "2"], "no duplicate version");
 }

@@ -41,7 +41,7 @@ async fn an_alarm_flapping_between_polls_rolls_back() {
     kiln_testkit::set_alarm_state(clients, "search-errors", "OK").await.unwrap();
     let rolled = w.wait_phase(&dev, PromotionPhase::RolledBack, MIN).await;
     let rb = rolled.status.and_then(|s| s.rollback).expect("rollback");
-    assert_eq!(rb.cause, "alarm");
+    assert_eq!(rb.cause, kiln_api::RollbackCause::Alarm);
     assert!(rb.message.contains("between polls"), "{}", rb.message);
     assert_eq!(w.alias("dev", "search").await, AliasState::on("1"), "alias back on version 1");
 }

@@ -29,7 +29,7 @@ async fn abort_retry_and_gitops_adoption() {
     assert_eq!(w.alias("dev", "cart").await, AliasState::weighted("1", "2", 0.5));
     w.patch_promotion(&p2, json!({"abort": true})).await;
     let aborted = w.wait_phase(&p2, PromotionPhase::RolledBack, MIN).await;
-    assert_eq!(aborted.status.and_then(|s| s.rollback).map(|r| r.cause).as_deref(), Some("abort"));
+    assert_eq!(aborted.status.and_then(|s| s.rollback).map(|r| r.cause), Some(kiln_api::RollbackCause::Abort));
     assert_eq!(w.alias("dev", "cart").await, AliasState::on("1"));
 
     // A breach rolls v3 back; once the alarm is fixed, a retry takes it through.

@@ -66,7 +66,7 @@ async fn lambda_canary_breach_in_stg_rolls_the_alias_back() {
     assert_eq!(fixtures["stg"].alias_state(clients).await.unwrap(), AliasState::on("1"), "alias back on version 1");
     let status = rolled.status.unwrap();
     let rb = status.rollback.expect("rollback in status");
-    assert_eq!(rb.cause, "alarm");
+    assert_eq!(rb.cause, kiln_api::RollbackCause::Alarm);
     assert_eq!(rb.signal.as_deref(), Some("api-adapter-errors"));
     let started = rb.breach_started_at.expect("breach start").0;
     let completed = rb.completed_at.expect("restore time").0;

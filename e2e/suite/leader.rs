@@ -80,3 +80,33 @@ async fn only_the_leader_acts_and_a_standby_takes_over() {
     assert!(stopped.elapsed() < Duration::from_secs(15), "the released Lease was taken in {:?}", stopped.elapsed());
     assert_eq!(w.controllers[1].exit_code(Duration::from_secs(20)), Some(0), "a graceful stop exits 0");
 }
+
+/// Issue "Safety under partition" §1: a leader that loses its Lease exits non-zero within
+/// seconds (so its pod restarts as a standby) instead of lingering as a ready replica that leads
+/// nothing. The Lease is taken over under it, as a new leader would after a partition.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_that_loses_the_lease_exits_at_once() {
+    let mut w = lambda_world("s8-lost", "profile", ["1s", "1s", "1s"]).await;
+    let leases: Api<Lease> = Api::namespaced(w.client.clone(), KILN_NS);
+    w.start_controller(ControllerOptions::default());
+    let a = w.controllers[0].identity.clone();
+    w.eventually(MIN, "a leads", || async {
+        let l = leases.get_opt("kiln-controller").await.ok().flatten()?;
+        (l.spec?.holder_identity? == a).then_some(())
+    })
+    .await;
+    w.eventually(MIN, "a ready", || async { (w.controllers[0].http_get("/readyz")?.0 == 200).then_some(()) }).await;
+
+    // Another replica's record, freshly renewed: a sees it at its next renewal.
+    let now = k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(jiff::Timestamp::now());
+    let patch = json!({"spec": {"holderIdentity": "s8-lost-intruder", "renewTime": now, "acquireTime": now,
+                                "leaseDurationSeconds": 60}});
+    leases
+        .patch("kiln-controller", &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&patch))
+        .await
+        .expect("take the lease over");
+    let taken = Instant::now();
+    let code = w.controllers[0].exit_code(Duration::from_secs(20));
+    assert_eq!(code, Some(2), "exits 2 after losing the Lease; log:\n{}", w.controllers[0].log_tail(30));
+    assert!(taken.elapsed() < Duration::from_secs(10), "exited {:?} after the Lease was taken", taken.elapsed());
+}

@@ -359,7 +359,7 @@ def the_controller_code_calls_only_what_the_rbac_allows():
     Recorder) and the Lease. A new Kubernetes type in the code must come with a chart change."""
     used: set[str] = set()
     apis: set[str] = set()
-    for f in (ROOT / "controller/kiln-controller/src").glob("*.rs"):
+    for f in (ROOT / "controller/kiln-controller/src").rglob("*.rs"):
         code = re.sub(r"//.*", "", f.read_text())
         used |= set(re.findall(r"k8s_openapi::api::(\w+::\w+)", code))
         apis |= set(re.findall(r"Api::<(\w+)>|Api<(\w+)>", code) and

@@ -18,7 +18,7 @@ pub mod rollback_policy;
 pub use common::{Approval, ApprovalRequirement, ReleaseType};
 pub use environment::{Environment, EnvironmentSpec, EnvironmentStatus};
 pub use freeze_window::{FreezeWindow, FreezeWindowSpec, FreezeWindowStatus};
-pub use promotion::{Promotion, PromotionPhase, PromotionSpec, PromotionStatus};
+pub use promotion::{Promotion, PromotionPhase, PromotionSpec, PromotionStatus, RollbackCause};
 pub use release::{Release, ReleasePhase, ReleaseSpec, ReleaseStatus};
 pub use rollback_policy::{RollbackPolicy, RollbackPolicySpec, RollbackPolicyStatus};
 

@@ -138,6 +138,21 @@ pub enum PromotionPhase {
 }
 
 impl PromotionPhase {
+    /// Every phase, in lifecycle order (the one list: metrics, dashboards and tests use it).
+    pub const ALL: [PromotionPhase; 11] = [
+        PromotionPhase::Queued,
+        PromotionPhase::WaitingForGates,
+        PromotionPhase::WaitingForApproval,
+        PromotionPhase::Frozen,
+        PromotionPhase::Deploying,
+        PromotionPhase::Baking,
+        PromotionPhase::Succeeded,
+        PromotionPhase::RollingBack,
+        PromotionPhase::RolledBack,
+        PromotionPhase::Failed,
+        PromotionPhase::Aborted,
+    ];
+
     /// True once the Promotion has finished (it holds no environment lock).
     pub fn is_terminal(self) -> bool {
         matches!(
@@ -257,7 +272,7 @@ pub struct PromotionStatus {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct EvidenceArchive {
-    /// The bucket.
+    /// The S3 bucket (Object Lock on) in the environment's account that holds the record.
     pub bucket: String,
     /// The object key.
     pub key: String,
@@ -315,7 +330,7 @@ pub struct Snapshot {
     /// The AWS account the state lives in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub account_id: Option<String>,
-    /// The region.
+    /// The AWS region the state lives in (a restore acts there).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub region: Option<String>,
     /// The role kiln assumed to act there.
@@ -357,7 +372,7 @@ pub struct EcsSnapshot {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct TargetGroupWeight {
-    /// The target group ARN.
+    /// A target group the listener (or rule) forwards to, by ARN.
     pub target_group_arn: String,
     /// Its weight (0-999 as ELBv2 allows).
     pub weight: i32,
@@ -367,10 +382,10 @@ pub struct TargetGroupWeight {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct LambdaSnapshot {
-    /// The function name.
+    /// The Lambda function whose alias a restore moves back (name or ARN).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub function_name: Option<String>,
-    /// The alias.
+    /// The alias that routes traffic (e.g. `live`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alias: Option<String>,
     /// The version the alias pointed to.
@@ -447,12 +462,66 @@ pub struct SignalStatus {
     pub value: Option<f64>,
 }
 
+/// What started a rollback.
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[serde(rename_all = "camelCase")]
+pub enum RollbackCause {
+    /// A CloudWatch alarm of the RollbackPolicy went to ALARM during the bake (or the policy
+    /// disappeared mid-deployment: signals can no longer be watched).
+    Alarm,
+    /// A metric trigger of the RollbackPolicy crossed its threshold for its `for` duration.
+    Metric,
+    /// The error budget burned faster than the RollbackPolicy allows.
+    ErrorBudget,
+    /// A pre- or post-traffic hook failed.
+    HookFailed,
+    /// A deployment step failed in AWS, or the Release or Environment went away mid-deployment.
+    DeploymentFailed,
+    /// A person aborted the Promotion, or deleted it while it was deploying.
+    Abort,
+    /// A rollback Promotion took the environment over.
+    Superseded,
+}
+
+impl RollbackCause {
+    /// Every cause (metrics expose each, with zero counts).
+    pub const ALL: [RollbackCause; 7] = [
+        RollbackCause::Alarm,
+        RollbackCause::Metric,
+        RollbackCause::ErrorBudget,
+        RollbackCause::HookFailed,
+        RollbackCause::DeploymentFailed,
+        RollbackCause::Abort,
+        RollbackCause::Superseded,
+    ];
+
+    /// The cause as written in status and in metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RollbackCause::Alarm => "alarm",
+            RollbackCause::Metric => "metric",
+            RollbackCause::ErrorBudget => "errorBudget",
+            RollbackCause::HookFailed => "hookFailed",
+            RollbackCause::DeploymentFailed => "deploymentFailed",
+            RollbackCause::Abort => "abort",
+            RollbackCause::Superseded => "superseded",
+        }
+    }
+}
+
+impl std::fmt::Display for RollbackCause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Why and when a Promotion rolled back.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct RollbackStatus {
-    /// alarm | metric | errorBudget | hookFailed | deploymentFailed | abort | superseded.
-    pub cause: String,
+    /// What started the rollback: alarm | metric | errorBudget | hookFailed | deploymentFailed |
+    /// abort | superseded.
+    pub cause: RollbackCause,
     /// The signal or hook that triggered it, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signal: Option<String>,
@@ -495,22 +564,23 @@ pub struct Evidence {
     pub kind: String,
     /// The Release name.
     pub release: String,
-    /// The service.
+    /// The Release's `spec.service`.
     pub service: String,
-    /// The version.
+    /// The Release's `spec.version` (SemVer).
     pub version: String,
-    /// The release type.
+    /// standard | normal | emergency | hotfix (emergency and hotfix may pass a freeze by
+    /// exception).
     pub release_type: String,
     /// The source commit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub commit: Option<String>,
     /// Every artifact with its digest (images) or CodeSha256 (zips).
     pub artifacts: Vec<EvidenceArtifact>,
-    /// The environment.
+    /// The Environment deployed to.
     pub environment: String,
-    /// The AWS account.
+    /// The AWS account the change was made in.
     pub account_id: String,
-    /// The region.
+    /// The AWS region the change was made in.
     pub region: String,
     /// The change reference.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -556,4 +626,47 @@ pub struct EvidenceArtifact {
     pub reference: String,
     /// `sha256:<hex>` for images, the base64 CodeSha256 for zips.
     pub digest: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The string values a schema allows: its `enum`, or (variants with docs) each `oneOf`
+    /// branch's `const` or `enum`.
+    fn allowed_values(schema: &serde_json::Value) -> Vec<String> {
+        let strings = |v: &serde_json::Value| -> Vec<String> {
+            match v {
+                serde_json::Value::String(s) => vec![s.clone()],
+                serde_json::Value::Array(a) => a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect(),
+                _ => Vec::new(),
+            }
+        };
+        let mut out = strings(&schema["enum"]);
+        for branch in schema["oneOf"].as_array().into_iter().flatten() {
+            out.extend(strings(&branch["const"]));
+            out.extend(strings(&branch["enum"]));
+        }
+        out
+    }
+
+    #[test]
+    fn all_lists_every_phase_the_schema_allows_once() {
+        let allowed = allowed_values(&serde_json::to_value(schemars::schema_for!(PromotionPhase)).unwrap_or_default());
+        let listed: Vec<String> = PromotionPhase::ALL.iter().map(|p| p.as_str().to_string()).collect();
+        assert_eq!(listed, allowed);
+        for p in PromotionPhase::ALL {
+            assert_eq!(serde_json::to_value(p).unwrap_or_default(), serde_json::json!(p.as_str()));
+        }
+    }
+
+    #[test]
+    fn rollback_causes_are_listed_once_and_written_as_named() {
+        let allowed = allowed_values(&serde_json::to_value(schemars::schema_for!(RollbackCause)).unwrap_or_default());
+        let listed: Vec<String> = RollbackCause::ALL.iter().map(|c| c.as_str().to_string()).collect();
+        assert_eq!(listed, allowed);
+        for c in RollbackCause::ALL {
+            assert_eq!(serde_json::to_value(c).unwrap_or_default(), serde_json::json!(c.as_str()));
+        }
+    }
 }

@@ -326,7 +326,7 @@ pub struct CodeDeploySettings {
     /// The CodeDeploy application.
     #[schemars(length(min = 1, max = 100))]
     pub application: String,
-    /// The deployment group.
+    /// The ECS deployment group (BLUE_GREEN) of the service in that application.
     #[schemars(length(min = 1, max = 100))]
     pub deployment_group: String,
     /// The deployment configuration, e.g. CodeDeployDefault.ECSCanary10Percent5Minutes.
@@ -343,7 +343,7 @@ pub struct CodeDeploySettings {
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("self.strategy != 'allAtOnce' || !has(self.steps) || self.steps == [100]").message("allAtOnce moves all traffic in one step; remove steps"))]
 pub struct LambdaTarget {
-    /// The function name.
+    /// The Lambda function to update, by name, in the environment's account.
     #[schemars(length(min = 1, max = 64))]
     pub function_name: String,
     /// The alias that serves traffic.

@@ -170,6 +170,12 @@ impl AwsError {
         }
     }
 
+    /// AWS throttled the call (after the SDK's own retries): retry later than other transient
+    /// failures.
+    pub fn is_throttled(&self) -> bool {
+        matches!(self, AwsError::Throttled { .. })
+    }
+
     /// What the controller should do about it.
     pub fn class(&self) -> ErrorClass {
         match self {
@@ -290,6 +296,7 @@ mod tests {
         let t = classify("ecs", "DescribeServices", 400, "ThrottlingException".into(), "slow down".into());
         assert_eq!(t.class(), ErrorClass::RetryLater);
         assert_eq!(t.metric_label(), "throttled");
+        assert!(t.is_throttled());
         let t = classify("ecs", "DescribeServices", 503, "ServiceUnavailable".into(), String::new());
         assert_eq!(t.class(), ErrorClass::RetryLater);
         let t = classify("sts", "AssumeRole", 403, "AccessDenied".into(), "no".into());

@@ -89,7 +89,7 @@ async fn a_breach_at_ten_percent_restores_exactly() {
     run.advance(2);
     drive(&mut run, &target).await;
     assert_eq!(run.status.phase, PromotionPhase::RolledBack);
-    assert_eq!(run.status.rollback.as_ref().unwrap().cause, "alarm");
+    assert_eq!(run.status.rollback.as_ref().unwrap().cause, kiln_api::RollbackCause::Alarm);
     let after = target.state();
     assert_eq!(after.weights, before.weights);
     assert_eq!(after.primary, before.primary);

@@ -82,9 +82,9 @@ pub struct QueuedAhead {
 pub struct GateInput<'a> {
     /// The time of evaluation.
     pub now: Timestamp,
-    /// The Promotion.
+    /// The Promotion's spec (approvals, requester, rollback request).
     pub promotion: &'a PromotionSpec,
-    /// The Release.
+    /// The Release it promotes (change ref, type, author, service).
     pub release: &'a ReleaseSpec,
     /// The target Environment.
     pub environment: &'a EnvironmentSpec,

@@ -15,6 +15,7 @@
 //! - [`observe`]: per-Promotion observations (queue, preemption, upstream, freeze scope) from the
 //!   caches, and the owned [`observe::Observations`] a decision reads.
 //! - [`problem`]: typed reasons a Promotion cannot go ahead as specified.
+//! - [`reason`]: the timeline, condition and Event reasons kiln writes, listed once.
 //! - [`release`]: a Release's aggregate status and the Promotions kiln should create.
 //! - [`validate`]: what the schema cannot check (unknown environments, cycles, time zones).
 //! - [`evidence`]: the evidence record and its digest.
@@ -33,6 +34,7 @@ pub mod objects;
 pub mod observe;
 pub mod plan;
 pub mod problem;
+pub mod reason;
 pub mod release;
 pub mod signals;
 #[cfg(feature = "sim")]

@@ -16,7 +16,6 @@
 
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
-use kiln_api::PromotionPhase;
 use kiln_api::common::condition;
 use kiln_api::environment::EnvironmentSpec;
 use kiln_api::promotion::{
@@ -24,12 +23,14 @@ use kiln_api::promotion::{
     Snapshot, StepStatus, TimelineEntry,
 };
 use kiln_api::release::ReleaseSpec;
+use kiln_api::{PromotionPhase, RollbackCause};
 
 use crate::evidence;
 use crate::gates::{self, GateInput, TargetHealth};
 pub use crate::observe::{Observations, PolicyState};
 use crate::plan::{self, HookPoint, Plan};
 use crate::problem::Problem;
+use crate::reason;
 use crate::signals;
 use crate::time::{human_duration, to_time};
 
@@ -241,7 +242,7 @@ impl<'i, 'a> Draft<'i, 'a> {
         let sha = evidence::digest(&ev);
         self.events.push(EventNote {
             warning: false,
-            reason: "Evidence".into(),
+            reason: reason::EVIDENCE.into(),
             message: evidence::summary(&ev, &sha),
         });
         // Where the record goes, decided now: a later change to the Environment does not move it.
@@ -281,7 +282,7 @@ pub fn decide(input: &PromotionInput<'_>) -> Decision {
             ),
             None => format!("promotion of release {} to {} created", input.spec.release, input.spec.environment),
         };
-        d.note(PromotionPhase::Queued, "Created", what, false);
+        d.note(PromotionPhase::Queued, reason::CREATED, what, false);
     }
 
     // A retry restarts a finished, unsuccessful Promotion from its gates. A retry requested at
@@ -316,7 +317,7 @@ pub fn decide(input: &PromotionInput<'_>) -> Decision {
             };
             d.note(
                 PromotionPhase::Queued,
-                "Retry",
+                reason::RETRY,
                 format!("retry #{} requested; evaluating gates again", input.spec.retry),
                 false,
             );
@@ -395,13 +396,13 @@ fn waiting(d: &mut Draft<'_, '_>) -> Option<Action> {
     let input = d.input;
     if input.spec.abort || input.deleting {
         let why = if input.deleting { "deleted" } else { "aborted" };
-        d.terminate(PromotionPhase::Aborted, "Aborted", format!("{why} before any change was made"), true);
+        d.terminate(PromotionPhase::Aborted, reason::ABORTED, format!("{why} before any change was made"), true);
         return None;
     }
     if let Some(by) = input.observed.preempted_by.as_deref() {
         d.terminate(
             PromotionPhase::Aborted,
-            "Superseded",
+            reason::SUPERSEDED,
             format!("superseded by rollback Promotion {by} before any change was made"),
             true,
         );
@@ -424,7 +425,7 @@ fn waiting(d: &mut Draft<'_, '_>) -> Option<Action> {
             message: message.clone(),
         }];
         d.status.gate_summary = Some("waiting: validation".into());
-        d.enter(PromotionPhase::WaitingForGates, "InvalidSpec", message);
+        d.enter(PromotionPhase::WaitingForGates, reason::INVALID_SPEC, message);
         return None;
     };
     let mut problems: Vec<Problem> = input.observed.problems.clone();
@@ -474,7 +475,7 @@ fn waiting(d: &mut Draft<'_, '_>) -> Option<Action> {
             let what = if input.spec.rollback.is_some() { "rolling back" } else { "deploying" };
             d.note(
                 PromotionPhase::Deploying,
-                "GatesPassed",
+                reason::GATES_PASSED,
                 format!(
                     "all gates passed; {what} {} {} to {} ({})",
                     release.service, release.version, input.spec.environment, plan.summary
@@ -482,13 +483,13 @@ fn waiting(d: &mut Draft<'_, '_>) -> Option<Action> {
                 false,
             );
             if let Some(x) = &report.freeze_exception {
-                d.events.push(EventNote { warning: true, reason: "FreezeException".into(), message: x.clone() });
+                d.events.push(EventNote { warning: true, reason: reason::FREEZE_EXCEPTION.into(), message: x.clone() });
             }
             in_flight(d)
         }
         _ => {
             let phase = report.waiting_phase();
-            let reason = if report.failed(gates::name::VALIDATION) { "InvalidSpec" } else { "Waiting" };
+            let reason = if report.failed(gates::name::VALIDATION) { reason::INVALID_SPEC } else { reason::WAITING };
             d.enter(phase, reason, report.headline());
             None
         }
@@ -499,20 +500,23 @@ fn waiting(d: &mut Draft<'_, '_>) -> Option<Action> {
 /// was changed in AWS yet.
 fn begin_rollback(
     d: &mut Draft<'_, '_>,
-    cause: &str,
+    cause: RollbackCause,
     signal: Option<String>,
     message: String,
     breach_started_at: Option<Timestamp>,
 ) -> Option<Action> {
     if d.status.previous.is_none() {
-        let (phase, reason) =
-            if cause == "abort" { (PromotionPhase::Aborted, "Aborted") } else { (PromotionPhase::Failed, "Failed") };
+        let (phase, reason) = if cause == RollbackCause::Abort {
+            (PromotionPhase::Aborted, reason::ABORTED)
+        } else {
+            (PromotionPhase::Failed, reason::FAILED)
+        };
         d.status.rollback = None;
         d.terminate(phase, reason, format!("{message}; nothing had changed in AWS"), true);
         return None;
     }
     d.status.rollback = Some(RollbackStatus {
-        cause: cause.to_string(),
+        cause,
         signal,
         message: message.clone(),
         breach_started_at: breach_started_at.map(to_time),
@@ -521,11 +525,11 @@ fn begin_rollback(
         breach_to_restore_millis: None,
     });
     let reason = match cause {
-        "abort" => "AbortRequested",
-        "superseded" => "Superseded",
-        "hookFailed" => "HookFailed",
-        "deploymentFailed" => "DeploymentFailed",
-        _ => "BreachDetected",
+        RollbackCause::Abort => reason::ABORT_REQUESTED,
+        RollbackCause::Superseded => reason::SUPERSEDED,
+        RollbackCause::HookFailed => reason::HOOK_FAILED,
+        RollbackCause::DeploymentFailed => reason::DEPLOYMENT_FAILED,
+        RollbackCause::Alarm | RollbackCause::Metric | RollbackCause::ErrorBudget => reason::BREACH_DETECTED,
     };
     d.note(PromotionPhase::RollingBack, reason, format!("{message}; restoring the previous state"), true);
     Some(Action::Restore)
@@ -534,7 +538,7 @@ fn begin_rollback(
 fn rolling_back(d: &mut Draft<'_, '_>) -> Option<Action> {
     // Restore is idempotent; keep asking until it reports done. Nothing may block it.
     Some(Action::Restore).filter(|_| d.status.previous.is_some()).or_else(|| {
-        d.terminate(PromotionPhase::RolledBack, "RolledBack", "nothing to restore".into(), true);
+        d.terminate(PromotionPhase::RolledBack, reason::ROLLED_BACK, "nothing to restore".into(), true);
         None
     })
 }
@@ -547,10 +551,16 @@ fn in_flight(d: &mut Draft<'_, '_>) -> Option<Action> {
     // self-contained snapshot (neither the Release nor the Environment).
     if input.spec.abort || input.deleting {
         let why = if input.deleting { "the Promotion is being deleted" } else { "aborted by a person" };
-        return begin_rollback(d, "abort", None, why.into(), None);
+        return begin_rollback(d, RollbackCause::Abort, None, why.into(), None);
     }
     if let Some(by) = input.observed.preempted_by.as_deref() {
-        return begin_rollback(d, "superseded", None, format!("superseded by rollback Promotion {by}"), None);
+        return begin_rollback(
+            d,
+            RollbackCause::Superseded,
+            None,
+            format!("superseded by rollback Promotion {by}"),
+            None,
+        );
     }
 
     // Watch the signals once the new version may have affected anything. A rollback Promotion
@@ -570,7 +580,7 @@ fn in_flight(d: &mut Draft<'_, '_>) -> Option<Action> {
         };
         return begin_rollback(
             d,
-            "deploymentFailed",
+            RollbackCause::DeploymentFailed,
             None,
             format!("{missing} was deleted during the deployment; it cannot be driven forward"),
             None,
@@ -578,7 +588,7 @@ fn in_flight(d: &mut Draft<'_, '_>) -> Option<Action> {
     };
     let plan = match plan::resolve(release, env, rollback_promotion) {
         Ok(p) => p,
-        Err(e) => return begin_rollback(d, "deploymentFailed", None, format!("invalid plan: {e}"), None),
+        Err(e) => return begin_rollback(d, RollbackCause::DeploymentFailed, None, format!("invalid plan: {e}"), None),
     };
 
     // A rollback Promotion takes over from forward Promotions in flight: they restore their own
@@ -596,10 +606,10 @@ fn in_flight(d: &mut Draft<'_, '_>) -> Option<Action> {
             return None;
         }
         let last = d.status.timeline.last().map(|t| t.reason.as_str());
-        if last != Some("TakingOver") {
+        if last != Some(reason::TAKING_OVER) {
             d.note(
                 PromotionPhase::Deploying,
-                "TakingOver",
+                reason::TAKING_OVER,
                 format!("{} did not restore within {}; rolling back over it", a.name, human_duration(PREEMPTION_WAIT)),
                 true,
             );
@@ -607,7 +617,7 @@ fn in_flight(d: &mut Draft<'_, '_>) -> Option<Action> {
     }
 
     if d.status.previous.is_none() {
-        d.enter(PromotionPhase::Deploying, "Deploying", "capturing the state a rollback would restore".into());
+        d.enter(PromotionPhase::Deploying, reason::DEPLOYING, "capturing the state a rollback would restore".into());
         return Some(Action::CaptureSnapshot);
     }
     if d.status.deployed.is_none() {
@@ -665,8 +675,8 @@ fn forward(d: &mut Draft<'_, '_>, action: Action, what: String) -> Option<Action
     let gi = gate_input(input, release, env);
     if let Some((why, until)) = gates::traffic_hold(&gi) {
         let phase = d.status.phase;
-        if d.status.timeline.last().map(|t| t.reason.as_str()) != Some("Holding") {
-            d.note(phase, "Holding", why, true);
+        if d.status.timeline.last().map(|t| t.reason.as_str()) != Some(reason::HOLDING) {
+            d.note(phase, reason::HOLDING, why, true);
         } else {
             d.status.message = Some(why);
         }
@@ -676,7 +686,7 @@ fn forward(d: &mut Draft<'_, '_>, action: Action, what: String) -> Option<Action
         watch_requeue(d);
         return None;
     }
-    let reason = if action == Action::Finalize { "Finalizing" } else { "Deploying" };
+    let reason = if action == Action::Finalize { reason::FINALIZING } else { reason::DEPLOYING };
     d.enter(PromotionPhase::Deploying, reason, what);
     Some(action)
 }
@@ -699,7 +709,7 @@ fn bake_done(d: &mut Draft<'_, '_>, ends: Timestamp, started: Timestamp, what: &
     if d.now() < ends {
         d.enter(
             PromotionPhase::Baking,
-            "Baking",
+            reason::BAKING,
             format!("baking {what} until {}", ends.strftime("%Y-%m-%dT%H:%M:%SZ")),
         );
         d.requeue_at(ends);
@@ -711,7 +721,7 @@ fn bake_done(d: &mut Draft<'_, '_>, ends: Timestamp, started: Timestamp, what: &
         if !fresh {
             d.enter(
                 PromotionPhase::Baking,
-                "Baking",
+                reason::BAKING,
                 format!(
                     "bake of {what} ended; waiting for a signal read after {}",
                     ends.strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -736,7 +746,7 @@ fn watch_signals(d: &mut Draft<'_, '_>, act: bool) -> Option<Action> {
         PolicyState::Missing(_) if !act => None,
         PolicyState::Missing(name) => begin_rollback(
             d,
-            "alarm",
+            RollbackCause::Alarm,
             Some(name.to_string()),
             format!("RollbackPolicy {name} disappeared during the deployment; signals cannot be watched (fail closed)"),
             None,
@@ -756,7 +766,7 @@ fn watch_signals(d: &mut Draft<'_, '_>, act: bool) -> Option<Action> {
                     Some(l) => format!("{} (detected {l} after it began)", b.message),
                     None => b.message.clone(),
                 };
-                return begin_rollback(d, b.kind.as_str(), Some(b.signal.clone()), message, b.started_at);
+                return begin_rollback(d, b.kind.cause(), Some(b.signal.clone()), message, b.started_at);
             }
             None
         }
@@ -779,7 +789,7 @@ pub fn complete(input: &PromotionInput<'_>, action: &Action, outcome: Outcome) -
                 let uri = a.uri();
                 d.events.push(EventNote {
                     warning: false,
-                    reason: "EvidenceArchived".into(),
+                    reason: reason::EVIDENCE_ARCHIVED.into(),
                     message: format!(
                         "evidence sha256:{} written to {uri}",
                         d.status.evidence_sha256.as_deref().unwrap_or_default()
@@ -793,7 +803,7 @@ pub fn complete(input: &PromotionInput<'_>, action: &Action, outcome: Outcome) -
             let message = format!("evidence not archived to {uri} yet: {msg}; retrying every minute");
             d.events.push(EventNote {
                 warning: true,
-                reason: "EvidenceArchiveFailed".into(),
+                reason: reason::EVIDENCE_ARCHIVE_FAILED.into(),
                 message: message.clone(),
             });
             d.status.message = Some(message);
@@ -803,7 +813,7 @@ pub fn complete(input: &PromotionInput<'_>, action: &Action, outcome: Outcome) -
             // Never give up on a restore; say so loudly and try again.
             d.events.push(EventNote {
                 warning: true,
-                reason: "RestoreFailed".into(),
+                reason: reason::RESTORE_FAILED.into(),
                 message: format!("restore failed: {msg}; retrying"),
             });
             d.status.message = Some(format!("restore failed: {msg}; retrying"));
@@ -813,7 +823,7 @@ pub fn complete(input: &PromotionInput<'_>, action: &Action, outcome: Outcome) -
             // The next decide emits the Restore; complete only records.
             let _ = begin_rollback(
                 &mut d,
-                "hookFailed",
+                RollbackCause::HookFailed,
                 Some(point.as_str().into()),
                 format!("{} hook failed: {msg}", point.as_str()),
                 None,
@@ -822,7 +832,7 @@ pub fn complete(input: &PromotionInput<'_>, action: &Action, outcome: Outcome) -
         (_, Outcome::Failed(msg)) => {
             let _ = begin_rollback(
                 &mut d,
-                "deploymentFailed",
+                RollbackCause::DeploymentFailed,
                 None,
                 format!("{} failed: {msg}", action.metric_label()),
                 None,
@@ -831,12 +841,12 @@ pub fn complete(input: &PromotionInput<'_>, action: &Action, outcome: Outcome) -
         (Action::CaptureSnapshot, Outcome::Snapshot(mut s)) => {
             s.captured_at.get_or_insert_with(|| to_time(input.now));
             let phase = d.status.phase;
-            d.note(phase, "SnapshotCaptured", describe_snapshot(&s), false);
+            d.note(phase, reason::SNAPSHOT_CAPTURED, describe_snapshot(&s), false);
             d.status.previous = Some(*s);
         }
         (Action::Prepare, Outcome::Prepared(r)) => {
             let phase = d.status.phase;
-            d.note(phase, "Prepared", describe_deployed(&r), false);
+            d.note(phase, reason::PREPARED, describe_deployed(&r), false);
             d.status.deployed = Some(r);
         }
         (Action::RunHook(point), Outcome::Done) => {
@@ -844,7 +854,7 @@ pub fn complete(input: &PromotionInput<'_>, action: &Action, outcome: Outcome) -
                 d.status.hooks_passed.push(point.as_str().into());
             }
             let phase = d.status.phase;
-            d.note(phase, "HookPassed", format!("{} hook passed", point.as_str()), false);
+            d.note(phase, reason::HOOK_PASSED, format!("{} hook passed", point.as_str()), false);
         }
         (Action::ShiftTraffic { step, weight }, Outcome::Done) => {
             let total = input
@@ -868,7 +878,7 @@ pub fn complete(input: &PromotionInput<'_>, action: &Action, outcome: Outcome) -
             let phase = d.status.phase;
             d.note(
                 phase,
-                "TrafficShifted",
+                reason::TRAFFIC_SHIFTED,
                 format!("{weight}% of traffic on {version} (step {}/{total})", step + 1),
                 false,
             );
@@ -879,7 +889,7 @@ pub fn complete(input: &PromotionInput<'_>, action: &Action, outcome: Outcome) -
             } else {
                 format!("release {} succeeded in {}", input.spec.release, input.spec.environment)
             };
-            d.terminate(PromotionPhase::Succeeded, "Succeeded", message, false);
+            d.terminate(PromotionPhase::Succeeded, reason::SUCCEEDED, message, false);
         }
         (Action::Restore, Outcome::Done) => {
             let mut message = "previous state restored".to_string();
@@ -892,13 +902,13 @@ pub fn complete(input: &PromotionInput<'_>, action: &Action, outcome: Outcome) -
                 message =
                     format!("previous state restored {} after detection (cause: {})", human_duration(took), rb.cause);
             }
-            d.terminate(PromotionPhase::RolledBack, "RolledBack", message, true);
+            d.terminate(PromotionPhase::RolledBack, reason::ROLLED_BACK, message, true);
         }
         (action, outcome) => {
             // An outcome that does not fit the action is a controller bug; record it, change nothing.
             d.events.push(EventNote {
                 warning: true,
-                reason: "UnexpectedOutcome".into(),
+                reason: reason::UNEXPECTED_OUTCOME.into(),
                 message: format!("{} reported {outcome:?}; ignored", action.metric_label()),
             });
         }
@@ -958,7 +968,8 @@ fn set_conditions(status: &mut PromotionStatus, generation: Option<i64>, now: Ti
     let stalled = (invalid && !phase.is_terminal() && !phase.is_in_flight())
         || matches!(phase, PromotionPhase::Failed | PromotionPhase::RolledBack | PromotionPhase::Aborted);
     let reconciling = !phase.is_terminal() && !stalled;
-    let reason = if invalid && !phase.is_in_flight() && !phase.is_terminal() { "InvalidSpec" } else { phase.as_str() };
+    let reason =
+        if invalid && !phase.is_in_flight() && !phase.is_terminal() { reason::INVALID_SPEC } else { phase.as_str() };
     set_condition(&mut status.conditions, condition::READY, ready, reason, &message, generation, now);
     set_condition(&mut status.conditions, condition::RECONCILING, reconciling, reason, &message, generation, now);
     set_condition(&mut status.conditions, condition::STALLED, stalled, reason, &message, generation, now);

@@ -67,24 +67,24 @@ pub struct Observations {
 /// A Release as cached.
 #[derive(Debug, Clone, Copy)]
 pub struct ReleaseView<'a> {
-    /// Namespace.
+    /// Its namespace (a team's services are keyed within it).
     pub namespace: &'a str,
-    /// Name.
+    /// Its name (what Promotions' `spec.release` refers to).
     pub name: &'a str,
-    /// Spec.
+    /// What it deploys.
     pub spec: &'a ReleaseSpec,
 }
 
 /// A Promotion as cached.
 #[derive(Debug, Clone, Copy)]
 pub struct PromotionView<'a> {
-    /// Namespace.
+    /// Its namespace (queues are per namespace).
     pub namespace: &'a str,
-    /// Name.
+    /// Its name (reported when it is ahead in a queue or preempts another).
     pub name: &'a str,
     /// `metadata.creationTimestamp` (queue order).
     pub created: Timestamp,
-    /// Spec.
+    /// Its release, environment, approvals and requests.
     pub spec: &'a PromotionSpec,
     /// Status, if written yet.
     pub status: Option<&'a PromotionStatus>,

@@ -35,7 +35,7 @@ pub struct ReleaseInput<'a> {
     pub name: &'a str,
     /// `metadata.generation`.
     pub generation: Option<i64>,
-    /// The spec.
+    /// What the Release deploys and where.
     pub spec: &'a ReleaseSpec,
     /// The current status.
     pub status: &'a ReleaseStatus,
@@ -52,7 +52,7 @@ pub struct ReleaseInput<'a> {
 pub struct NewPromotion {
     /// Its name: `<release>-<environment>`, shortened to fit.
     pub name: String,
-    /// The environment.
+    /// The Environment it promotes into.
     pub environment: String,
 }
 

@@ -97,13 +97,18 @@ pub enum BreachKind {
 }
 
 impl BreachKind {
-    /// The cause as written in status and metrics labels.
-    pub fn as_str(self) -> &'static str {
+    /// The rollback cause this breach records.
+    pub fn cause(self) -> kiln_api::RollbackCause {
         match self {
-            BreachKind::Alarm => "alarm",
-            BreachKind::Metric => "metric",
-            BreachKind::ErrorBudget => "errorBudget",
+            BreachKind::Alarm => kiln_api::RollbackCause::Alarm,
+            BreachKind::Metric => kiln_api::RollbackCause::Metric,
+            BreachKind::ErrorBudget => kiln_api::RollbackCause::ErrorBudget,
         }
+    }
+
+    /// The kind as written in `status.bake.signals[].kind` and in the cause.
+    pub fn as_str(self) -> &'static str {
+        self.cause().as_str()
     }
 }
 

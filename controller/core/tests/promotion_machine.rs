@@ -2,8 +2,8 @@
 //! phases, gate messages, traffic weights, rollback cause, timeline and evidence.
 
 use jiff::SignedDuration;
-use kiln_api::PromotionPhase;
 use kiln_api::promotion::StepStatus;
+use kiln_api::{PromotionPhase, RollbackCause};
 use kiln_core::evidence;
 use kiln_core::machine::{self, Action, Outcome};
 use kiln_core::plan::HookPoint;
@@ -239,14 +239,14 @@ fn breach_during_a_step_bake_restores_the_previous_state() {
     assert_eq!(actions, vec![Action::Restore]);
     assert_eq!(w.phase(), PromotionPhase::RolledBack);
     let rb = w.status.rollback.clone().unwrap();
-    assert_eq!(rb.cause, "alarm");
+    assert_eq!(rb.cause, RollbackCause::Alarm);
     assert_eq!(rb.signal.as_deref(), Some("ingest-5xx"));
     assert!(rb.message.contains("detected 2s after it began"), "{}", rb.message);
     assert_eq!(rb.breach_started_at.unwrap().0, ts("2026-11-18T15:01:00Z"));
     assert!(rb.completed_at.is_some());
     assert!(w.reasons().contains(&"BreachDetected".to_string()));
     let ev = w.status.evidence.unwrap();
-    assert_eq!(ev.rollback.unwrap().cause, "alarm");
+    assert_eq!(ev.rollback.unwrap().cause, RollbackCause::Alarm);
     assert!(ev.signals.iter().any(|s| s.name == "ingest-5xx" && s.state == "ALARM"));
     let stalled = w.status.conditions.iter().find(|c| c.type_ == "Stalled").unwrap();
     assert_eq!(stalled.status, "True");
@@ -272,7 +272,7 @@ fn abort_rolls_back_in_flight_and_cancels_waiting() {
     w.spec.abort = true;
     assert_eq!(w.run(), vec![Action::Restore]);
     assert_eq!(w.phase(), PromotionPhase::RolledBack);
-    assert_eq!(w.status.rollback.as_ref().unwrap().cause, "abort");
+    assert_eq!(w.status.rollback.as_ref().unwrap().cause, RollbackCause::Abort);
 
     let mut w = World::new("prod");
     w.step();
@@ -294,7 +294,7 @@ fn failed_pre_traffic_hook_rolls_back_before_any_traffic_moves() {
     );
     assert_eq!(w.phase(), PromotionPhase::RolledBack);
     assert_eq!(w.weight(), None, "no traffic ever moved");
-    assert_eq!(w.status.rollback.unwrap().cause, "hookFailed");
+    assert_eq!(w.status.rollback.unwrap().cause, RollbackCause::HookFailed);
 }
 
 #[test]
@@ -345,7 +345,7 @@ fn permanent_failure_after_the_snapshot_restores_and_before_it_fails() {
         w.run_with(|a| (*a == Action::Prepare).then(|| Outcome::Failed("container api not in task definition".into())));
     assert_eq!(actions, vec![Action::CaptureSnapshot, Action::Prepare, Action::Restore]);
     assert_eq!(w.phase(), PromotionPhase::RolledBack);
-    assert_eq!(w.status.rollback.as_ref().unwrap().cause, "deploymentFailed");
+    assert_eq!(w.status.rollback.as_ref().unwrap().cause, RollbackCause::DeploymentFailed);
 
     let mut w = World::new("dev");
     w.run_with(|a| (*a == Action::CaptureSnapshot).then(|| Outcome::Failed("service not found".into())));
@@ -426,7 +426,7 @@ fn rollback_promotion_takes_over_from_an_in_flight_promotion() {
     forward.run();
     forward.preempted_by = Some("ingest-worker-v1-4-2-prod".into());
     assert_eq!(forward.run(), vec![Action::Restore]);
-    assert_eq!(forward.status.rollback.unwrap().cause, "superseded");
+    assert_eq!(forward.status.rollback.unwrap().cause, RollbackCause::Superseded);
 
     rollback.ahead.clear();
     assert_eq!(rollback.step(), Some(Action::CaptureSnapshot));
@@ -708,7 +708,7 @@ fn retry_keeps_the_earlier_attempt_and_abort_cannot_be_retried() {
     assert_eq!(w.status.attempts.len(), 1);
     assert_eq!(w.status.attempts[0].outcome, PromotionPhase::RolledBack);
     assert_eq!(w.status.attempts[0].evidence_sha256, first_sha);
-    assert_eq!(w.status.attempts[0].rollback.as_ref().unwrap().cause, "alarm");
+    assert_eq!(w.status.attempts[0].rollback.as_ref().unwrap().cause, RollbackCause::Alarm);
 
     let mut aborted = World::new("prod");
     aborted.step();

@@ -10,6 +10,9 @@ use kiln_core::freeze::CompiledWindow;
 use kube::runtime::events::Recorder;
 use kube::runtime::reflector::Store;
 
+use kube::runtime::controller::Action as Requeue;
+
+use crate::error::Error;
 use crate::index::PromotionIndex;
 use crate::metrics::Metrics;
 use kiln_aws::cloud::Cloud;
@@ -28,6 +31,13 @@ impl Clock for SystemClock {
     fn now(&self) -> Timestamp {
         Timestamp::now()
     }
+}
+
+/// Whether this replica holds the Lease, asked at every write (`leader::LeaderElector::handle`
+/// in the binary; a flag in tests).
+pub trait Leadership: Send + Sync {
+    /// True while this replica may write.
+    fn is_leader(&self) -> bool;
 }
 
 /// A clock that moves only when told: the in-process tests and benchmarks step time through
@@ -66,9 +76,9 @@ impl Clock for ManualClock {
 /// The reflector caches of every kind kiln reads.
 #[derive(Clone)]
 pub struct Stores {
-    /// Releases.
+    /// Releases (slimmed: no managedFields).
     pub releases: Store<Release>,
-    /// Promotions.
+    /// Promotions (finished ones with a status summary, see `cache.rs`).
     pub promotions: Store<Promotion>,
     /// Environments (cluster-scoped).
     pub environments: Store<Environment>,
@@ -123,9 +133,9 @@ pub struct Context {
     pub cloud: Arc<dyn Cloud>,
     /// Events.
     pub recorder: Recorder,
-    /// Metrics.
+    /// `/metrics`, shared with the HTTP server.
     pub metrics: Arc<Metrics>,
-    /// The clock.
+    /// Where decisions get the time (the system clock; a manual one in tests).
     pub clock: Arc<dyn Clock>,
     /// The controller's namespace (FreezeWindows there apply everywhere).
     pub controller_namespace: String,
@@ -136,17 +146,38 @@ pub struct Context {
     /// The version recorded in evidence.
     pub version: &'static str,
     /// Whether this replica still holds the Lease (None: leader election is off).
-    pub leading: Option<tokio::sync::watch::Receiver<bool>>,
+    pub leading: Option<Arc<dyn Leadership>>,
     /// Decide/act rounds per Promotion reconcile before handing back to the queue
     /// (`promotion::MAX_ROUNDS`).
     pub max_rounds: usize,
 }
 
 impl Context {
-    /// Whether this replica may act: checked before every write and AWS action, so a replica
-    /// that lost its Lease stops at once rather than when its process exits.
+    /// Whether this replica may act now, by the Lease's clock (a renewal that is late counts as
+    /// lost even before the election loop notices).
     pub fn is_leader(&self) -> bool {
-        self.leading.as_ref().is_none_or(|rx| *rx.borrow())
+        self.leading.as_ref().is_none_or(|l| l.is_leader())
+    }
+
+    /// The check before every write — status, finalizer, Event, Promotion creation, AWS action:
+    /// a replica that lost its Lease stops at the next write, not at the next reconcile.
+    pub fn fence(&self) -> Result<(), Error> {
+        if self.is_leader() { Ok(()) } else { Err(Error::NotLeader) }
+    }
+
+    /// Runs reconcile `f` of `kind`, recording its duration and outcome in the metrics (the one
+    /// wrapper every controller uses).
+    pub async fn timed<F>(&self, kind: &'static str, f: F) -> Result<Requeue, Error>
+    where
+        F: std::future::Future<Output = Result<Requeue, Error>>,
+    {
+        let started = std::time::Instant::now();
+        let result = f.await;
+        match &result {
+            Ok(_) => self.metrics.reconciled(kind, started.elapsed()),
+            Err(e) => self.metrics.reconcile_failed(kind, e.metric_label(), started.elapsed()),
+        }
+        result
     }
 
     /// Whether objects in `namespace` are this controller's to handle.

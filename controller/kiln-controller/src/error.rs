@@ -16,6 +16,10 @@ pub enum Error {
     /// A namespaced object without a namespace (never from a real apiserver).
     #[error("object has no namespace")]
     NoNamespace,
+    /// This replica no longer holds the Lease: it writes nothing more (the process exits and
+    /// restarts as a standby; the new leader carries on from status).
+    #[error("not the leader: the Lease was lost")]
+    NotLeader,
 }
 
 impl Error {
@@ -27,6 +31,7 @@ impl Error {
             Error::Kube(_) => "kube_client",
             Error::Aws(e) => e.metric_label(),
             Error::NoNamespace => "no_namespace",
+            Error::NotLeader => "not_leader",
         }
     }
 
@@ -36,10 +41,12 @@ impl Error {
             // Someone else wrote first: decide again on the newer object.
             Error::Kube(kube::Error::Api(s)) if s.code == 409 => Duration::from_millis(200),
             Error::Kube(_) => Duration::from_secs(2),
-            Error::Aws(e) if e.metric_label() == "throttled" => Duration::from_secs(15),
+            Error::Aws(e) if e.is_throttled() => Duration::from_secs(15),
             Error::Aws(e) if e.class() == ErrorClass::RetryLater => Duration::from_secs(3),
             Error::Aws(_) => Duration::from_secs(5),
             Error::NoNamespace => Duration::from_secs(300),
+            // Only reached if the process outlives its Lease; the new leader does the work.
+            Error::NotLeader => Duration::from_secs(300),
         }
     }
 }

@@ -107,6 +107,16 @@ struct Shared {
 }
 
 impl Shared {
+    fn is_leader(&self) -> bool {
+        let valid_until = *self.valid_until.lock().unwrap_or_else(PoisonError::into_inner);
+        *self.leader.borrow() && valid_until.is_some_and(|until| Instant::now() < until)
+    }
+
+    /// When leadership runs out unless renewed (None: not leading).
+    fn valid_until(&self) -> Option<Instant> {
+        *self.valid_until.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     fn set_leading(&self, until: Option<Instant>) {
         *self.valid_until.lock().unwrap_or_else(PoisonError::into_inner) = until;
         self.leader.send_if_modified(|leading| {
@@ -148,8 +158,30 @@ impl LeaderElector {
     /// Whether this replica leads now: it holds the Lease and its last renewal is recent enough
     /// (checked against the clock too, so a starved election task cannot leave a stale `true`).
     pub fn is_leader(&self) -> bool {
-        let valid_until = *self.shared.valid_until.lock().unwrap_or_else(PoisonError::into_inner);
-        *self.shared.leader.borrow() && valid_until.is_some_and(|until| Instant::now() < until)
+        self.shared.is_leader()
+    }
+
+    /// A handle the reconcilers ask at every write (the same clock check as
+    /// [`LeaderElector::is_leader`]).
+    pub fn handle(&self) -> Arc<dyn crate::context::Leadership> {
+        Arc::new(LeaderHandle(self.shared.clone()))
+    }
+
+    /// Resolves once this replica no longer leads: the election saw another holder or the
+    /// Lease was released, or — by the clock — the last renewal is older than the renew
+    /// deadline, even if the election task is stuck on a request that never returns.
+    pub fn lost(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let shared = self.shared.clone();
+        async move {
+            let mut changes = shared.leader.subscribe();
+            loop {
+                let Some(until) = shared.valid_until().filter(|_| shared.is_leader()) else { return };
+                tokio::select! {
+                    () = tokio::time::sleep_until(until) => {}
+                    changed = changes.changed() => if changed.is_err() { return },
+                }
+            }
+        }
     }
 
     /// Leadership changes: `true` once acquired, `false` when lost or released.
@@ -189,6 +221,15 @@ impl Drop for LeaderElector {
             task.abort();
             self.shared.set_leading(None);
         }
+    }
+}
+
+/// [`LeaderElector::handle`].
+struct LeaderHandle(Arc<Shared>);
+
+impl crate::context::Leadership for LeaderHandle {
+    fn is_leader(&self) -> bool {
+        self.0.is_leader()
     }
 }
 

@@ -26,8 +26,8 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
         Err(e) => {
-            tracing::error!(error = %e, "kiln-controller stopped");
-            eprintln!("kiln-controller: {e}");
+            tracing::error!(error = format!("{e:#}"), "kiln-controller stopped");
+            eprintln!("kiln-controller: {e:#}");
             std::process::ExitCode::FAILURE
         }
     }

@@ -11,6 +11,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
+use kiln_api::RollbackCause;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
@@ -18,10 +19,6 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
-
-/// Rollback causes that may appear as a label value; anything else is reported as `other`.
-const ROLLBACK_CAUSES: [&str; 9] =
-    ["alarm", "metric", "errorBudget", "hookFailed", "deploymentFailed", "abort", "superseded", "manual", "other"];
 
 /// Reconciles take milliseconds unless an AWS call is slow; the tail matters up to the 30 s
 /// mark where requeues start to pile up.
@@ -114,12 +111,6 @@ impl Default for Metrics {
 
 fn env(environment: &str) -> EnvLabels {
     EnvLabels { environment: environment.to_string() }
-}
-
-/// Maps a rollback cause onto the bounded set of label values (`other` for anything unknown),
-/// so a new or misspelled cause cannot create unbounded series.
-pub fn rollback_cause_label(cause: &str) -> &'static str {
-    ROLLBACK_CAUSES.iter().copied().find(|known| *known == cause).unwrap_or("other")
 }
 
 impl Metrics {
@@ -310,10 +301,10 @@ impl Metrics {
         self.change_failure_ratio.get_or_create(&labels).set(ratio);
     }
 
-    /// A rollback started in `environment` because of `cause` (a `RollbackCause` in its
-    /// camelCase spelling; unknown causes are counted as `other`).
-    pub fn rollback(&self, environment: &str, cause: &str) {
-        let labels = RollbackLabels { environment: environment.to_string(), cause: rollback_cause_label(cause) };
+    /// A rollback started in `environment` because of `cause` (the label values are bounded by
+    /// the enum).
+    pub fn rollback(&self, environment: &str, cause: RollbackCause) {
+        let labels = RollbackLabels { environment: environment.to_string(), cause: cause.as_str() };
         self.rollbacks.get_or_create(&labels).inc();
     }
 
@@ -363,7 +354,7 @@ mod tests {
         m.reconciled("Release", Duration::from_millis(20));
         m.reconcile_failed("Promotion", "aws", Duration::from_millis(300));
         m.promotion_finished("prod", "succeeded", true);
-        m.rollback("prod", "alarm");
+        m.rollback("prod", RollbackCause::Alarm);
         m.breach_detected("prod", 1.5);
         m.rollback_completed("prod", 4.0);
         m.lead_time("prod", 600.0);
@@ -428,17 +419,17 @@ mod tests {
     }
 
     #[test]
-    fn unknown_rollback_causes_are_counted_as_other() {
+    fn rollbacks_are_counted_by_cause() {
         let m = Metrics::new();
-        m.rollback("prod", "cosmic ray");
-        m.rollback("prod", "Alarm");
-        m.rollback("prod", "errorBudget");
+        for cause in RollbackCause::ALL {
+            m.rollback("prod", cause);
+        }
+        m.rollback("prod", RollbackCause::ErrorBudget);
         let text = m.render();
-        assert_eq!(sample(&text, "kiln_rollbacks_total{environment=\"prod\",cause=\"other\"}"), Some(2.0), "{text}");
-        assert_eq!(sample(&text, "kiln_rollbacks_total{environment=\"prod\",cause=\"errorBudget\"}"), Some(1.0));
-        assert!(!text.contains("cosmic"), "{text}");
-        for cause in ROLLBACK_CAUSES {
-            assert_eq!(rollback_cause_label(cause), cause);
+        assert_eq!(sample(&text, "kiln_rollbacks_total{environment=\"prod\",cause=\"errorBudget\"}"), Some(2.0));
+        for cause in RollbackCause::ALL {
+            let series = format!("kiln_rollbacks_total{{environment=\"prod\",cause=\"{cause}\"}}");
+            assert!(sample(&text, &series).is_some(), "{series} in {text}");
         }
     }
 }

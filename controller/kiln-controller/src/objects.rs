@@ -23,22 +23,9 @@ use crate::record;
 /// start in a year is still re-read hourly).
 const MAX_FREEZE_REQUEUE: Duration = Duration::from_secs(3600);
 
-async fn timed<F>(ctx: &Context, kind: &'static str, f: F) -> Result<Requeue, Error>
-where
-    F: std::future::Future<Output = Result<Requeue, Error>>,
-{
-    let started = std::time::Instant::now();
-    let result = f.await;
-    match &result {
-        Ok(_) => ctx.metrics.reconciled(kind, started.elapsed()),
-        Err(e) => ctx.metrics.reconcile_failed(kind, e.metric_label(), started.elapsed()),
-    }
-    result
-}
-
 /// Reconciles an Environment's status.
 pub async fn reconcile_environment(obj: Arc<Environment>, ctx: Arc<Context>) -> Result<Requeue, Error> {
-    timed(&ctx, "environment", async {
+    ctx.timed("environment", async {
         if obj.metadata.deletion_timestamp.is_some() || !ctx.is_leader() {
             return Ok(Requeue::await_change());
         }
@@ -53,6 +40,7 @@ pub async fn reconcile_environment(obj: Arc<Environment>, ctx: Arc<Context>) -> 
             ctx.clock.now(),
         );
         if obj.status.as_ref() != Some(&status) {
+            ctx.fence()?;
             record::apply_status(&Api::<Environment>::all(ctx.client.clone()), obj.as_ref(), &status).await?;
         }
         Ok(Requeue::await_change())
@@ -67,7 +55,7 @@ pub fn all_environments(ctx: &Context) -> Vec<ObjectRef<Environment>> {
 
 /// Reconciles a FreezeWindow's status.
 pub async fn reconcile_freeze_window(obj: Arc<FreezeWindow>, ctx: Arc<Context>) -> Result<Requeue, Error> {
-    timed(&ctx, "freezewindow", async {
+    ctx.timed("freezewindow", async {
         let ns = obj.namespace().ok_or(Error::NoNamespace)?;
         // Windows in the controller's namespace apply everywhere; others to their namespace.
         let mine = ns == ctx.controller_namespace || ctx.watches_namespace(&ns);
@@ -79,6 +67,7 @@ pub async fn reconcile_freeze_window(obj: Arc<FreezeWindow>, ctx: Arc<Context>) 
         let (status, next_change) =
             objects::freeze_window_status(&ctx.freeze_cache.get(&obj), obj.metadata.generation, &current, now);
         if obj.status.as_ref() != Some(&status) {
+            ctx.fence()?;
             record::apply_status(&Api::<FreezeWindow>::namespaced(ctx.client.clone(), &ns), obj.as_ref(), &status)
                 .await?;
         }
@@ -96,7 +85,7 @@ pub async fn reconcile_freeze_window(obj: Arc<FreezeWindow>, ctx: Arc<Context>) 
 
 /// Reconciles a RollbackPolicy's status.
 pub async fn reconcile_rollback_policy(obj: Arc<RollbackPolicy>, ctx: Arc<Context>) -> Result<Requeue, Error> {
-    timed(&ctx, "rollbackpolicy", async {
+    ctx.timed("rollbackpolicy", async {
         let ns = obj.namespace().ok_or(Error::NoNamespace)?;
         if !ctx.watches_namespace(&ns) || obj.metadata.deletion_timestamp.is_some() || !ctx.is_leader() {
             return Ok(Requeue::await_change());
@@ -104,6 +93,7 @@ pub async fn reconcile_rollback_policy(obj: Arc<RollbackPolicy>, ctx: Arc<Contex
         let current = obj.status.clone().unwrap_or_default();
         let status = objects::rollback_policy_status(&obj.spec, obj.metadata.generation, &current, ctx.clock.now());
         if obj.status.as_ref() != Some(&status) {
+            ctx.fence()?;
             record::apply_status(&Api::<RollbackPolicy>::namespaced(ctx.client.clone(), &ns), obj.as_ref(), &status)
                 .await?;
         }

@@ -42,6 +42,24 @@ where
     api.patch_status(&obj.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&body)).await
 }
 
+/// Like [`apply_status`], guarded by `obj`'s resourceVersion: if the object changed since it was
+/// read (a person's patch, another replica's write), the API answers 409 and nothing is written.
+/// For statuses that record an AWS action, so a decision made on stale state never overwrites a
+/// newer one.
+pub async fn apply_status_guarded<K, S>(api: &Api<K>, obj: &K, status: &S) -> Result<K, kube::Error>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
+    S: Serialize,
+{
+    let body = serde_json::json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "metadata": { "resourceVersion": obj.resource_version() },
+        "status": status,
+    });
+    api.patch_status(&obj.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&body)).await
+}
+
 /// Sets or clears kiln's finalizer, guarded by the object's resourceVersion (a concurrent edit
 /// makes this fail with a conflict and the reconcile is retried).
 pub async fn set_finalizer<K>(api: &Api<K>, obj: &K, present: bool) -> Result<K, kube::Error>
@@ -69,18 +87,26 @@ pub async fn publish<K>(recorder: &Recorder, obj: &K, notes: &[EventNote])
 where
     K: Resource<DynamicType = ()>,
 {
-    let reference = obj.object_ref(&());
     for n in notes {
-        let ev = Event {
-            type_: if n.warning { EventType::Warning } else { EventType::Normal },
-            reason: truncate(&n.reason, 128),
-            note: Some(truncate(&n.message, MAX_NOTE)),
-            action: truncate(&n.reason, 128),
-            secondary: None,
-        };
-        if let Err(e) = recorder.publish(&ev, &reference).await {
-            tracing::warn!(reason = %n.reason, error = %e, "could not publish an Event");
-        }
+        publish_to(recorder, obj, n, &n.reason).await;
+    }
+}
+
+/// Publishes one Event about `obj` (the one place Events are built: reason and action cut to 128
+/// bytes, the note to 1 KiB, as the apiserver requires). Failures are logged, never fatal.
+pub async fn publish_to<K>(recorder: &Recorder, obj: &K, note: &EventNote, action: &str)
+where
+    K: Resource<DynamicType = ()>,
+{
+    let ev = Event {
+        type_: if note.warning { EventType::Warning } else { EventType::Normal },
+        reason: truncate(&note.reason, 128),
+        note: Some(truncate(&note.message, MAX_NOTE)),
+        action: truncate(action, 128),
+        secondary: None,
+    };
+    if let Err(e) = recorder.publish(&ev, &obj.object_ref(&())).await {
+        tracing::warn!(reason = %note.reason, error = %e, "could not publish an Event");
     }
 }
 

@@ -27,13 +27,7 @@ pub const RELEASE_LABEL: &str = "kiln.dev/release";
 
 /// Reconciles one Release.
 pub async fn reconcile(obj: Arc<Release>, ctx: Arc<Context>) -> Result<Requeue, Error> {
-    let started = std::time::Instant::now();
-    let result = reconcile_inner(&obj, &ctx).await;
-    match &result {
-        Ok(_) => ctx.metrics.reconciled("release", started.elapsed()),
-        Err(e) => ctx.metrics.reconcile_failed("release", e.metric_label(), started.elapsed()),
-    }
-    result
+    ctx.timed("release", reconcile_inner(&obj, &ctx)).await
 }
 
 #[tracing::instrument(skip_all, fields(
@@ -85,10 +79,11 @@ async fn reconcile_inner(obj: &Release, ctx: &Context) -> Result<Requeue, Error>
     let mut events = Vec::new();
     for new in &decision.create {
         let p = new_promotion(obj, &new.name, &new.environment);
+        ctx.fence()?;
         match promotions_api.create(&PostParams::default(), &p).await {
             Ok(_) => events.push(EventNote {
                 warning: false,
-                reason: "PromotionCreated".into(),
+                reason: kiln_core::reason::PROMOTION_CREATED.into(),
                 message: format!("created Promotion {} into {}", new.name, new.environment),
             }),
             // Already there (created by an earlier reconcile whose write the cache has not seen).
@@ -107,9 +102,13 @@ async fn reconcile_inner(obj: &Release, ctx: &Context) -> Result<Requeue, Error>
         });
     }
     if obj.status.as_ref() != Some(&decision.status) {
+        ctx.fence()?;
         record::apply_status(&api, obj, &decision.status).await?;
     }
-    record::publish(&ctx.recorder, obj, &events).await;
+    if !events.is_empty() {
+        ctx.fence()?;
+        record::publish(&ctx.recorder, obj, &events).await;
+    }
     if !decision.create.is_empty() {
         // Look again once the new Promotions are in the cache.
         return Ok(Requeue::requeue(Duration::from_secs(1)));

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context as _;
 use futures::{FutureExt, StreamExt, TryStreamExt};
 use kiln_api::{Environment, FreezeWindow, Promotion, Release, RollbackPolicy};
 use kiln_aws::cloud::{AwsCloud, Cloud};
@@ -41,8 +42,8 @@ pub enum Exit {
 }
 
 /// Runs the controller until shutdown.
-pub async fn run(config: Config) -> anyhow_like::Result<Exit> {
-    let client = Client::try_default().await.map_err(|e| format!("cannot reach the Kubernetes API: {e}"))?;
+pub async fn run(config: Config) -> anyhow::Result<Exit> {
+    let client = Client::try_default().await.context("cannot reach the Kubernetes API")?;
     let metrics = Arc::new(Metrics::new());
     let readiness = Arc::new(Readiness::default());
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -50,7 +51,7 @@ pub async fn run(config: Config) -> anyhow_like::Result<Exit> {
 
     let listener = tokio::net::TcpListener::bind(config.metrics_addr)
         .await
-        .map_err(|e| format!("cannot listen on {}: {e}", config.metrics_addr))?;
+        .with_context(|| format!("cannot listen on {}", config.metrics_addr))?;
     tracing::info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "serving /metrics, /livez, /readyz");
     let server = tokio::spawn(http::serve(listener, metrics.clone(), readiness.clone(), stopped(stop_rx.clone())));
 
@@ -80,7 +81,7 @@ pub async fn run(config: Config) -> anyhow_like::Result<Exit> {
                 break;
             }
             tokio::select! {
-                r = leading.changed() => if r.is_err() { return Err("leader election stopped".into()) },
+                r = leading.changed() => if r.is_err() { anyhow::bail!("leader election stopped") },
                 _ = stop.changed() => { elector.release().await; return Ok(Exit::Shutdown) }
             }
         }
@@ -126,7 +127,14 @@ pub async fn run(config: Config) -> anyhow_like::Result<Exit> {
         e.release().await;
     }
     metrics.set_leader(false);
-    let _ = server.await;
+    if exit == Exit::Shutdown {
+        // Probes answer until the end of a requested stop.
+        let _ = server.await;
+    } else {
+        // The process exits now (non-zero) and restarts as a standby: waiting for a stop
+        // signal here would leave a replica that leads nothing reporting ready.
+        server.abort();
+    }
     Ok(exit)
 }
 
@@ -206,7 +214,7 @@ where
 }
 
 /// Reports an object kiln's types cannot read: a log line, the metric, a Warning Event on it.
-fn report_unreadable<K: Resource<DynamicType = ()>>(
+fn report_unreadable<K: Resource<DynamicType = ()> + Send + Sync + 'static>(
     recorder: Recorder,
     metrics: Arc<Metrics>,
 ) -> impl Fn(guard::Unreadable) + Send + Sync + 'static {
@@ -220,20 +228,14 @@ fn report_unreadable<K: Resource<DynamicType = ()>>(
             "cannot read object"
         );
         metrics.unreadable_object(K::kind(&()).as_ref());
-        let reference = u.as_guard::<K>().object_ref(&());
+        let guard = u.as_guard::<K>();
         let recorder = recorder.clone();
-        tokio::spawn(async move {
-            let ev = kube::runtime::events::Event {
-                type_: kube::runtime::events::EventType::Warning,
-                reason: "Unreadable".into(),
-                note: Some(crate::record::truncate(&u.message(), 1024)),
-                action: "Read".into(),
-                secondary: None,
-            };
-            if let Err(e) = recorder.publish(&ev, &reference).await {
-                tracing::debug!(error = %e, "publishing the Unreadable Event failed");
-            }
-        });
+        let note = kiln_core::machine::EventNote {
+            warning: true,
+            reason: kiln_core::reason::UNREADABLE.into(),
+            message: u.message(),
+        };
+        tokio::spawn(async move { crate::record::publish_to(&recorder, &guard, &note, "Read").await });
     }
 }
 
@@ -374,7 +376,7 @@ async fn controllers(
         namespaces: config.namespaces.clone(),
         freeze_cache: FreezeCache::default(),
         version: env!("CARGO_PKG_VERSION"),
-        leading: elector.map(|e| e.subscribe()),
+        leading: elector.map(|e| e.handle()),
         max_rounds: promotion::MAX_ROUNDS,
     });
 
@@ -396,73 +398,60 @@ async fn controllers(
     tracing::info!("caches synced");
     let gauges = tokio::spawn(phase_gauges(stores.promotions.clone(), metrics.clone()));
 
-    let shutdown = {
-        let mut lost = elector.map(|e| e.subscribe());
-        let stop = stop.clone();
-        async move {
-            tokio::select! {
-                _ = stopped(stop) => Exit::Shutdown,
-                _ = async {
-                    match lost.as_mut() {
-                        Some(rx) => while *rx.borrow() { if rx.changed().await.is_err() { break } },
-                        None => std::future::pending::<()>().await,
-                    }
-                } => Exit::LostLease,
-            }
-        }
-        .shared()
-    };
+    // A requested stop drains in-flight reconciles (graceful); a lost Lease does not (below).
+    let shutdown = stopped(stop.clone()).shared();
+    let lost = elector.map(|e| e.lost());
 
-    let c1 = ctx.clone();
-    let c2 = ctx.clone();
-    let c3 = ctx.clone();
-    let c4 = ctx.clone();
-    let c5 = ctx.clone();
     let promotion_controller = Controller::for_shared_stream(pro_sub_p, promotions.clone())
         .with_config(ControllerConfig::default().concurrency(config.concurrency))
-        .watches_shared_stream(pro_sub_pp, move |p: Arc<Promotion>| promotion::related(&c1, &p))
-        .watches_shared_stream(rel_sub_p, move |r: Arc<Release>| match r.metadata.namespace.as_deref() {
-            Some(ns) => c2.stores.promotion_index.of_release(ns, &r.name_any()),
-            None => Vec::new(),
-        })
-        .watches_shared_stream(env_sub_p, move |_e: Arc<Environment>| promotion::unfinished(&c3, None))
-        .watches_shared_stream(frz_sub, move |w: Arc<FreezeWindow>| {
-            let ns = w.namespace().unwrap_or_default();
-            if ns == c4.controller_namespace {
-                promotion::unfinished(&c4, None)
-            } else {
-                promotion::unfinished(&c4, Some(&ns))
-            }
-        })
-        .watches_shared_stream(pol_sub, move |p: Arc<RollbackPolicy>| {
-            promotion::unfinished(&c5, p.namespace().as_deref())
-        })
-        .graceful_shutdown_on(shutdown.clone().map(|_| ()))
+        .watches_shared_stream(pro_sub_pp, with(&ctx, |c, p: Arc<Promotion>| promotion::related(c, &p)))
+        .watches_shared_stream(
+            rel_sub_p,
+            with(&ctx, |c, r: Arc<Release>| match r.metadata.namespace.as_deref() {
+                Some(ns) => c.stores.promotion_index.of_release(ns, &r.name_any()),
+                None => Vec::new(),
+            }),
+        )
+        .watches_shared_stream(env_sub_p, with(&ctx, |c, _e: Arc<Environment>| promotion::unfinished(c, None)))
+        .watches_shared_stream(
+            frz_sub,
+            with(&ctx, |c, w: Arc<FreezeWindow>| {
+                // A window in the controller's namespace applies everywhere.
+                let ns = w.namespace().unwrap_or_default();
+                promotion::unfinished(c, Some(ns.as_str()).filter(|ns| *ns != c.controller_namespace))
+            }),
+        )
+        .watches_shared_stream(
+            pol_sub,
+            with(&ctx, |c, p: Arc<RollbackPolicy>| promotion::unfinished(c, p.namespace().as_deref())),
+        )
+        .graceful_shutdown_on(shutdown.clone())
         .run(promotion::reconcile, error_policy, ctx.clone())
         .for_each(log_failed("promotion"));
 
-    let c6 = ctx.clone();
     let release_controller = Controller::for_shared_stream(rel_sub_r, releases.clone())
         .with_config(ControllerConfig::default().concurrency(config.concurrency))
         .watches_shared_stream(pro_sub_r, |p: Arc<Promotion>| release::of_promotion(&p))
-        .watches_shared_stream(env_sub_r, move |e: Arc<Environment>| release::naming_environment(&c6, &e.name_any()))
-        .graceful_shutdown_on(shutdown.clone().map(|_| ()))
+        .watches_shared_stream(
+            env_sub_r,
+            with(&ctx, |c, e: Arc<Environment>| release::naming_environment(c, &e.name_any())),
+        )
+        .graceful_shutdown_on(shutdown.clone())
         .run(release::reconcile, error_policy, ctx.clone())
         .for_each(log_failed("release"));
 
     // The status of the kinds kiln is configured with (objects.rs): cheap, event-driven.
-    let c7 = ctx.clone();
     let environment_controller = Controller::for_shared_stream(env_sub_e, environments.clone())
-        .watches_shared_stream(env_sub_ee, move |_e: Arc<Environment>| objects::all_environments(&c7))
-        .graceful_shutdown_on(shutdown.clone().map(|_| ()))
+        .watches_shared_stream(env_sub_ee, with(&ctx, |c, _e: Arc<Environment>| objects::all_environments(c)))
+        .graceful_shutdown_on(shutdown.clone())
         .run(objects::reconcile_environment, error_policy, ctx.clone())
         .for_each(log_failed("environment"));
     let freeze_controller = Controller::for_shared_stream(frz_sub_f, freezes.clone())
-        .graceful_shutdown_on(shutdown.clone().map(|_| ()))
+        .graceful_shutdown_on(shutdown.clone())
         .run(objects::reconcile_freeze_window, error_policy, ctx.clone())
         .for_each(log_failed("freezewindow"));
     let policy_controller = Controller::for_shared_stream(pol_sub_p, policies.clone())
-        .graceful_shutdown_on(shutdown.clone().map(|_| ()))
+        .graceful_shutdown_on(shutdown.clone())
         .run(objects::reconcile_rollback_policy, error_policy, ctx.clone())
         .for_each(log_failed("rollbackpolicy"));
 
@@ -474,16 +463,44 @@ async fn controllers(
         tokio::spawn(freeze_controller),
         tokio::spawn(policy_controller),
     ];
-    for task in tasks {
-        if let Err(e) = task.await {
-            tracing::error!(error = %e, "a controller task ended abnormally");
+    let aborts: Vec<tokio::task::AbortHandle> = tasks.iter().map(|t| t.abort_handle()).collect();
+    let lost = async move {
+        match lost {
+            Some(lost) => lost.await,
+            None => std::future::pending().await,
         }
-    }
+    };
+    let exit = tokio::select! {
+        results = futures::future::join_all(tasks) => {
+            for e in results.into_iter().filter_map(Result::err) {
+                tracing::error!(error = %e, "a controller task ended abnormally");
+            }
+            Exit::Shutdown
+        }
+        () = lost => {
+            // Not leading any more: nothing in flight may finish (a reconcile could be about to
+            // write, a hook to return). Whatever was already sent is treated as possibly
+            // applied; the new leader decides from status and AWS.
+            for a in &aborts {
+                a.abort();
+            }
+            Exit::LostLease
+        }
+    };
     gauges.abort();
     for d in drivers {
         d.abort();
     }
-    shutdown.await
+    exit
+}
+
+/// A watch mapper with its own handle on the shared context.
+fn with<K, R, F>(ctx: &Arc<Context>, f: F) -> impl Fn(Arc<K>) -> R + Send + Sync + 'static + use<K, R, F>
+where
+    F: Fn(&Context, Arc<K>) -> R + Send + Sync + 'static,
+{
+    let ctx = ctx.clone();
+    move |obj| f(&ctx, obj)
 }
 
 /// Drains a controller's results: a failed reconcile was already reported by `error_policy`
@@ -499,23 +516,9 @@ fn log_failed<T, E: std::fmt::Display>(kind: &'static str) -> impl FnMut(Result<
 
 /// Keeps `kiln_promotions_in_phase` current from the cache (a read of memory every 10 s).
 async fn phase_gauges(promotions: Store<Promotion>, metrics: Arc<Metrics>) {
-    use kiln_api::PromotionPhase as P;
-    const PHASES: [P; 11] = [
-        P::Queued,
-        P::WaitingForGates,
-        P::WaitingForApproval,
-        P::Frozen,
-        P::Deploying,
-        P::Baking,
-        P::Succeeded,
-        P::RollingBack,
-        P::RolledBack,
-        P::Failed,
-        P::Aborted,
-    ];
     loop {
         let all = promotions.state();
-        for phase in PHASES {
+        for phase in kiln_api::PromotionPhase::ALL {
             let n = all.iter().filter(|p| p.status.as_ref().map(|s| s.phase).unwrap_or_default() == phase).count();
             metrics.set_promotions_in_phase(phase.as_str(), i64::try_from(n).unwrap_or(i64::MAX));
         }
@@ -525,31 +528,27 @@ async fn phase_gauges(promotions: Store<Promotion>, metrics: Arc<Metrics>) {
 
 fn error_policy<K>(obj: Arc<K>, err: &Error, ctx: Arc<Context>) -> Requeue
 where
-    K: Resource<DynamicType = ()>,
+    K: Resource<DynamicType = ()> + Send + Sync + 'static,
 {
     if err.is_gone() {
         return Requeue::await_change();
     }
+    if matches!(err, Error::NotLeader) {
+        // No Event: that would be a write. The process is on its way out.
+        tracing::info!(
+            kind = K::kind(&()).as_ref(),
+            name = obj.meta().name.as_deref().unwrap_or_default(),
+            "not the leader: stopped before a write"
+        );
+        return Requeue::await_change();
+    }
     tracing::warn!(kind = K::kind(&()).as_ref(), name = obj.meta().name.as_deref().unwrap_or_default(), error = %err, "reconcile failed");
-    let note =
-        kiln_core::machine::EventNote { warning: true, reason: "ReconcileFailed".into(), message: err.to_string() };
+    let note = kiln_core::machine::EventNote {
+        warning: true,
+        reason: kiln_core::reason::RECONCILE_FAILED.into(),
+        message: err.to_string(),
+    };
     let recorder = ctx.recorder.clone();
-    let reference = obj.object_ref(&());
-    tokio::spawn(async move {
-        let ev = kube::runtime::events::Event {
-            type_: kube::runtime::events::EventType::Warning,
-            reason: note.reason.clone(),
-            note: Some(crate::record::truncate(&note.message, 1024)),
-            action: "Reconcile".into(),
-            secondary: None,
-        };
-        let _ = recorder.publish(&ev, &reference).await;
-    });
+    tokio::spawn(async move { crate::record::publish_to(&recorder, obj.as_ref(), &note, "Reconcile").await });
     Requeue::requeue(err.retry_after())
-}
-
-/// Minimal error plumbing for `run` (a message is all `main` prints).
-pub mod anyhow_like {
-    /// A startup failure, as text.
-    pub type Result<T> = std::result::Result<T, String>;
 }

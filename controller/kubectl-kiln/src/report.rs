@@ -427,7 +427,7 @@ fn promotion_report(
             p.spec.rollback.is_some(),
         ),
         rolled_back: st.rollback.as_ref().map(|r| RollbackReport {
-            cause: r.cause.clone(),
+            cause: r.cause.to_string(),
             signal: r.signal.clone(),
             message: r.message.clone(),
             breach_started_at: opt_ts(r.breach_started_at.as_ref()),

@@ -378,7 +378,7 @@ pub async fn scripted(world: &World, say: &(dyn Fn(&str) + Send + Sync)) -> Resu
         let rolled = wait_for(world, "api", &stg, "RolledBack", |p| phase_is(p, PromotionPhase::RolledBack)).await?;
         let rb = rolled.status.as_ref().and_then(|s| s.rollback.clone());
         out.api_stg = rolled.status.as_ref().map(|s| s.phase);
-        out.api_stg_cause = rb.as_ref().map(|r| r.cause.clone());
+        out.api_stg_cause = rb.as_ref().map(|r| r.cause.to_string());
         out.breach_to_restore_ms = rb.as_ref().and_then(|r| r.breach_to_restore_millis);
         let alias = kiln_testkit::lambda_alias(&stg_account.clients, "api-adapter", "live").await?;
         out.alias_restored = alias == kiln_testkit::AliasState::on("1");

@@ -56,13 +56,7 @@ fn input<'a>(
 
 /// Reconciles one Promotion.
 pub async fn reconcile(obj: Arc<Promotion>, ctx: Arc<Context>) -> Result<Requeue, Error> {
-    let started = std::time::Instant::now();
-    let result = reconcile_inner(obj.clone(), &ctx).await;
-    match &result {
-        Ok(_) => ctx.metrics.reconciled("promotion", started.elapsed()),
-        Err(e) => ctx.metrics.reconcile_failed("promotion", e.metric_label(), started.elapsed()),
-    }
-    result
+    ctx.timed("promotion", reconcile_inner(obj.clone(), &ctx)).await
 }
 
 #[tracing::instrument(skip_all, fields(
@@ -134,12 +128,25 @@ async fn reconcile_inner(obj: Arc<Promotion>, ctx: &Context) -> Result<Requeue, 
 
         if decision.action.is_some() && !record::has_finalizer(&current) && !deleting {
             // Before the first change in AWS: a deletion must wait for the restore.
+            ctx.fence()?;
             current = record::set_finalizer(&api, &current, true).await?;
         }
 
         let before = status.clone();
         if changed {
-            current = write(ctx, &api, &current, &before, &decision).await?;
+            match write(ctx, &api, &current, &before, &decision).await {
+                Ok(stored) => current = stored,
+                // Someone wrote since we read (a person's approve or abort, another replica):
+                // decide again on what they wrote, never over it.
+                Err(e) if e.is_conflict() => {
+                    let Some(latest) = api.get_opt(&current.name_any()).await? else {
+                        return Ok(Requeue::await_change());
+                    };
+                    current = latest;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            }
         }
 
         let Some(action) = decision.action.clone() else {
@@ -147,11 +154,13 @@ async fn reconcile_inner(obj: Arc<Promotion>, ctx: &Context) -> Result<Requeue, 
                 && !decision.status.phase.is_in_flight()
                 && record::has_finalizer(&current)
             {
+                ctx.fence()?;
                 record::set_finalizer(&api, &current, false).await?;
             }
             return Ok(requeue(decision.requeue_after));
         };
 
+        ctx.fence()?;
         let outcome = act::act(ctx, &current, &observed, &decision.status, &action).await?;
         let done = machine::complete(
             &input(&current, &decision.status, &observed, ctx.clock.now(), ctx.version),
@@ -159,8 +168,22 @@ async fn reconcile_inner(obj: Arc<Promotion>, ctx: &Context) -> Result<Requeue, 
             outcome,
         );
         if current.status.as_ref() != Some(&done.status) {
-            current = write(ctx, &api, &current, &decision.status, &done).await?;
+            match write(ctx, &api, &current, &decision.status, &done).await {
+                Ok(stored) => current = stored,
+                // The action was sent; whoever wrote since decides what it means (a restore by
+                // the new leader wins over our forward step): decide again on their status.
+                Err(e) if e.is_conflict() => {
+                    tracing::warn!(action = action.metric_label(), "status changed under an action; deciding again");
+                    let Some(latest) = api.get_opt(&current.name_any()).await? else {
+                        return Ok(Requeue::await_change());
+                    };
+                    current = latest;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            }
         } else {
+            ctx.fence()?;
             record::publish(&ctx.recorder, &current, &done.events).await;
         }
         if let Some(after) = done.requeue_after
@@ -204,7 +227,9 @@ async fn write(
     before: &PromotionStatus,
     decision: &Decision,
 ) -> Result<Promotion, Error> {
-    let stored = record::apply_status(api, current, &decision.status).await?;
+    ctx.fence()?;
+    // Guarded by the resourceVersion the decision was made on: a stale writer gets 409.
+    let stored = record::apply_status_guarded(api, current, &decision.status).await?;
     let after = &decision.status;
     if before.phase != after.phase {
         tracing::info!(
@@ -230,7 +255,7 @@ fn transition_metrics(ctx: &Context, p: &Promotion, before: &PromotionStatus, af
         && after.phase == PromotionPhase::RollingBack
         && let Some(rb) = &after.rollback
     {
-        m.rollback(env, &rb.cause);
+        m.rollback(env, rb.cause);
         if let Some(start) = &rb.breach_started_at {
             m.breach_detected(env, seconds(rb.detected_at.0.duration_since(start.0)));
         }
@@ -303,6 +328,11 @@ pub fn of_release(p: &Promotion, r: &Release) -> bool {
 }
 
 impl Error {
+    /// Whether the API refused a write made on an older resourceVersion.
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, Error::Kube(kube::Error::Api(s)) if s.code == 409)
+    }
+
     /// Whether the object the reconcile worked on is gone.
     pub fn is_gone(&self) -> bool {
         matches!(self, Error::Kube(kube::Error::Api(s)) if s.code == 404)

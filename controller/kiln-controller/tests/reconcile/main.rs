@@ -9,8 +9,8 @@ use std::time::Duration;
 use std::sync::Arc;
 
 use jiff::SignedDuration;
-use kiln_api::PromotionPhase;
 use kiln_api::promotion::TargetGroupWeight;
+use kiln_api::{PromotionPhase, RollbackCause};
 use kiln_aws::fake::Hold;
 use kiln_controller::context::Clock;
 use kiln_core::signals::AlarmState;
@@ -122,7 +122,9 @@ async fn the_finalizer_is_on_before_the_first_aws_call_and_off_at_the_end() {
 }
 
 #[tokio::test]
-async fn a_replica_that_loses_the_lease_mid_reconcile_stops_acting() {
+async fn a_replica_that_loses_the_lease_mid_reconcile_writes_nothing_more() {
+    // Issue "Safety under partition" §1: after the Lease is lost, not even the result of the
+    // call in flight is written; the new leader finds the call's effect and carries on.
     let bench = Bench::new("lease").await;
     bench.release("web-v1", 1, &[10, 100]).await;
     bench.promotion("web-v1-dev", "web-v1", "dev").await;
@@ -133,14 +135,74 @@ async fn a_replica_that_loses_the_lease_mid_reconcile_stops_acting() {
         tokio::spawn(kiln_controller::promotion::reconcile(old.cached(&bench.ns, "web-v1-dev"), old.ctx.clone()));
     tokio::time::timeout(Duration::from_secs(20), held.reached()).await.unwrap_or_else(|_| panic!("never reached"));
     old.set_leading(false);
+    let before = bench.read("web-v1-dev").await;
     held.release();
-    let requeue = task.await.unwrap_or_else(|e| panic!("{e}")).unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(requeue, Requeue::await_change(), "a former leader waits; the new one carries on");
+    let result = task.await.unwrap_or_else(|e| panic!("{e}"));
+    assert!(matches!(result, Err(kiln_controller::error::Error::NotLeader)), "{result:?}");
+    let after = bench.read("web-v1-dev").await;
+    assert_eq!(after.resource_version(), before.resource_version(), "no write after the Lease was lost");
+    assert!(after.status.and_then(|s| s.deployed).is_none(), "the prepared version is not recorded by the old leader");
     assert_eq!(bench.ecs(DEV_ACCOUNT).calls(), ["snapshot", "prepare"], "no traffic moved after the Lease was lost");
+    let events = bench.events("web-v1-dev").await;
+    assert!(!events.iter().any(|(r, _)| r == "Prepared" || r == "ReconcileFailed"), "{events:?}");
 
     let mut new = bench.replica("kiln-1");
     new.drive(&bench, "web-v1-dev", MINUTE, 40).await;
     assert_succeeded_once(&bench, "web-v1-dev").await;
+}
+
+#[tokio::test]
+async fn a_status_decided_on_stale_state_never_overwrites_a_newer_one() {
+    // Issue "Safety under partition" §1: two replicas both believe they lead (the window before
+    // the old one's clock runs out). The old one's step lands after the new one restored; its
+    // status write carries the resourceVersion it decided on, is refused, and it decides again
+    // on the rollback instead of recording a success over it.
+    let bench = Bench::new("stale-writer").await;
+    bench.release("web-v1", 1, &[10, 100]).await;
+    bench.promotion("web-v1-dev", "web-v1", "dev").await;
+    let mut old = bench.replica("kiln-0");
+    for _ in 0..5 {
+        old.sync().await;
+        old.reconcile(old.cached(&bench.ns, "web-v1-dev")).await.unwrap_or_else(|e| panic!("{e}"));
+        if bench.ecs(DEV_ACCOUNT).calls().iter().any(|c| c == "shift 10") {
+            break;
+        }
+    }
+    bench.clock.advance(MINUTE);
+    let held = bench.ecs(DEV_ACCOUNT).hold_next("shift", Hold::After);
+    old.sync().await;
+    let task =
+        tokio::spawn(kiln_controller::promotion::reconcile(old.cached(&bench.ns, "web-v1-dev"), old.ctx.clone()));
+    tokio::time::timeout(Duration::from_secs(20), held.reached()).await.unwrap_or_else(|_| panic!("never reached"));
+    assert_eq!(bench.ecs(DEV_ACCOUNT).state().weights, weights(0, 100), "the old replica's step reached AWS");
+
+    // A person aborts; the new replica rolls back.
+    let abort = serde_json::json!({"spec": {"abort": true}});
+    bench
+        .api::<kiln_api::Promotion>()
+        .patch("web-v1-dev", &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&abort))
+        .await
+        .unwrap_or_else(|e| panic!("abort: {e}"));
+    let mut new = bench.replica("kiln-1");
+    for _ in 0..5 {
+        new.sync().await;
+        new.reconcile(new.cached(&bench.ns, "web-v1-dev")).await.unwrap_or_else(|e| panic!("{e}"));
+        if bench.phase("web-v1-dev").await == PromotionPhase::RolledBack {
+            break;
+        }
+    }
+    assert_eq!(bench.phase("web-v1-dev").await, PromotionPhase::RolledBack);
+    let calls_before = bench.ecs(DEV_ACCOUNT).calls().len();
+
+    // The old replica's answer comes back now.
+    held.release();
+    task.await.unwrap_or_else(|e| panic!("{e}")).unwrap_or_else(|e| panic!("{e}"));
+    let p = bench.read("web-v1-dev").await;
+    let status = p.status.unwrap_or_default();
+    assert_eq!(status.phase, PromotionPhase::RolledBack, "{:?}", status.message);
+    assert_eq!(status.rollback.map(|r| r.cause), Some(RollbackCause::Abort));
+    assert_eq!(bench.ecs(DEV_ACCOUNT).state().weights, weights(100, 0), "traffic stays restored");
+    assert_eq!(bench.ecs(DEV_ACCOUNT).calls().len(), calls_before, "the old replica acted no further");
 }
 
 #[tokio::test]
@@ -167,7 +229,7 @@ async fn assert_rolled_back_once(bench: &Bench, name: &str) {
     let p = bench.read(name).await;
     let status = p.status.clone().unwrap_or_default();
     assert_eq!(status.phase, PromotionPhase::RolledBack, "{:?}", status.message);
-    assert_eq!(status.rollback.as_ref().map(|r| r.cause.as_str()), Some("alarm"));
+    assert_eq!(status.rollback.as_ref().map(|r| r.cause), Some(RollbackCause::Alarm));
     let ecs = bench.ecs(DEV_ACCOUNT).state();
     assert_eq!(ecs.weights, weights(100, 0), "listener weights");
     assert_eq!(ecs.primary, "ts/blue");

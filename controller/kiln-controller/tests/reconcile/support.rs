@@ -13,7 +13,7 @@ use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::api::events::v1::Event;
 use kiln_api::{Environment, FreezeWindow, Promotion, PromotionPhase, Release, RollbackPolicy};
 use kiln_aws::fake::{FakeCloud, FakeEcs};
-use kiln_controller::context::{Clock, Context, FreezeCache, ManualClock, Stores};
+use kiln_controller::context::{Clock, Context, FreezeCache, Leadership, ManualClock, Stores};
 use kiln_controller::index::PromotionIndex;
 use kiln_controller::metrics::Metrics;
 use kiln_controller::{cache, promotion};
@@ -76,7 +76,17 @@ pub struct Replica {
     freezes: Writer<FreezeWindow>,
     policies: Writer<RollbackPolicy>,
     index: PromotionIndex,
-    leading: tokio::sync::watch::Sender<bool>,
+    leading: Arc<LeaseFlag>,
+}
+
+/// The Lease as a test holds it: leading until told otherwise.
+#[derive(Debug)]
+pub struct LeaseFlag(std::sync::atomic::AtomicBool);
+
+impl Leadership for LeaseFlag {
+    fn is_leader(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
 }
 
 async fn client_for(kubeconfig: &str) -> Client {
@@ -248,7 +258,7 @@ impl Bench {
         let (freezes_r, freezes) = reflector::store::<FreezeWindow>();
         let (policies_r, policies) = reflector::store::<RollbackPolicy>();
         let index = PromotionIndex::default();
-        let (leading, leading_rx) = tokio::sync::watch::channel(true);
+        let leading = Arc::new(LeaseFlag(std::sync::atomic::AtomicBool::new(true)));
         let reporter = Reporter { controller: "kiln-controller".into(), instance: Some(identity.into()) };
         let ctx = Arc::new(Context {
             client: self.client.clone(),
@@ -268,7 +278,7 @@ impl Bench {
             namespaces: Vec::new(),
             freeze_cache: FreezeCache::default(),
             version: "test",
-            leading: Some(leading_rx),
+            leading: Some(leading.clone()),
             max_rounds,
         });
         Replica { ctx, releases, promotions, environments, freezes, policies, index, leading }
@@ -312,7 +322,7 @@ impl Replica {
 
     /// Loses (or regains) the Lease.
     pub fn set_leading(&self, leading: bool) {
-        self.leading.send_replace(leading);
+        self.leading.0.store(leading, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// The cached Promotion `name` of namespace `ns`.
