@@ -34,12 +34,7 @@ where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
     S: Serialize,
 {
-    let body = serde_json::json!({
-        "apiVersion": K::api_version(&()),
-        "kind": K::kind(&()),
-        "status": status,
-    });
-    api.patch_status(&obj.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&body)).await
+    apply_status_body(api, obj, status, None).await
 }
 
 /// Like [`apply_status`], guarded by `obj`'s resourceVersion: if the object changed since it was
@@ -51,12 +46,27 @@ where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
     S: Serialize,
 {
-    let body = serde_json::json!({
+    apply_status_body(api, obj, status, obj.resource_version()).await
+}
+
+async fn apply_status_body<K, S>(
+    api: &Api<K>,
+    obj: &K,
+    status: &S,
+    precondition: Option<String>,
+) -> Result<K, kube::Error>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
+    S: Serialize,
+{
+    let mut body = serde_json::json!({
         "apiVersion": K::api_version(&()),
         "kind": K::kind(&()),
-        "metadata": { "resourceVersion": obj.resource_version() },
         "status": status,
     });
+    if let Some(rv) = precondition {
+        body["metadata"] = serde_json::json!({ "resourceVersion": rv });
+    }
     api.patch_status(&obj.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&body)).await
 }
 

@@ -22,13 +22,13 @@ use crate::error::Error;
 pub(super) async fn act(
     ctx: &Context,
     p: &Promotion,
-    g: &Observations,
+    observed: &Observations,
     status: &PromotionStatus,
     action: &Action,
 ) -> Result<Outcome, Error> {
     let uid = p.metadata.uid.clone().unwrap_or_default();
     let name = p.name_any();
-    let current = g.environment.as_ref().map(|e| EnvironmentAws::from_spec(&e.aws));
+    let current = observed.environment.as_ref().map(|e| EnvironmentAws::from_spec(&e.aws));
     let env_aws = match (&current, &status.previous) {
         // A restore acts where the snapshot was taken, even if the Environment changed or is gone.
         (_, Some(s)) if *action == Action::Restore => match EnvironmentAws::for_restore(s, current.as_ref()) {
@@ -51,10 +51,10 @@ pub(super) async fn act(
         return kiln_aws::evidence::archive(store.as_ref(), status).await.map_err(Error::Aws);
     }
     if let Action::RunHook(point) = action {
-        return run_hook(ctx, p, g, &env_aws, &uid, *point).await;
+        return run_hook(ctx, p, observed, &env_aws, &uid, *point).await;
     }
 
-    let target = match (&g.release, &status.previous) {
+    let target = match (&observed.release, &status.previous) {
         (Some(r), _) => TargetOf::Release { release: r, environment: &p.spec.environment },
         (None, Some(s)) if *action == Action::Restore => TargetOf::RestoreOnly(s),
         (None, _) => return Ok(Outcome::Failed(format!("Release {} not found", p.spec.release))),
@@ -79,12 +79,12 @@ fn classify(e: AwsError) -> Result<Outcome, Error> {
 async fn run_hook(
     ctx: &Context,
     p: &Promotion,
-    g: &Observations,
+    observed: &Observations,
     env_aws: &EnvironmentAws,
     uid: &str,
     point: HookPoint,
 ) -> Result<Outcome, Error> {
-    let Some(release) = &g.release else {
+    let Some(release) = &observed.release else {
         return Ok(Outcome::Failed(format!("Release {} not found", p.spec.release)));
     };
     let (target, timeout) = match HookTarget::for_release(release, &p.spec.environment, point) {
