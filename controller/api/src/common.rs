@@ -10,16 +10,17 @@ pub const DNS_LABEL_RULE: &str = "self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$'
 pub const DNS_LABEL_MESSAGE: &str = "must be a DNS-1123 label: lowercase letters, digits and '-', starting and ending with a letter or digit, at most 63 characters";
 
 /// CEL: a Go-style duration ("90s", "5m", "1h30m", "250ms") that is greater than zero.
-pub const DURATION_RULE: &str =
-    "self.matches('^([0-9]+(\\\\.[0-9]+)?(ms|s|m|h))+$') && duration(self) > duration('0s')";
+pub const DURATION_RULE: &str = "self.matches('^([0-9]+(\\\\.[0-9]+)?(ms|s|m|h))+$') && duration(self) > duration('0s') && duration(self) <= duration('720h')";
 /// The message users see when [`DURATION_RULE`] fails.
-pub const DURATION_MESSAGE: &str = "must be a positive duration such as 30s, 5m, 1h30m (units: ms, s, m, h)";
+pub const DURATION_MESSAGE: &str =
+    "must be a positive duration of at most 720h (30 days) such as 30s, 5m, 1h30m (units: ms, s, m, h)";
 
 /// CEL: a Go-style duration that may be zero ("0s": no wait at all).
-pub const DURATION_OR_ZERO_RULE: &str = "self.matches('^([0-9]+(\\\\.[0-9]+)?(ms|s|m|h))+$')";
+pub const DURATION_OR_ZERO_RULE: &str =
+    "self.matches('^([0-9]+(\\\\.[0-9]+)?(ms|s|m|h))+$') && duration(self) <= duration('720h')";
 /// The message users see when [`DURATION_OR_ZERO_RULE`] fails.
 pub const DURATION_OR_ZERO_MESSAGE: &str =
-    "must be a duration such as 0s, 30s, 5m, 1h30m (units: ms, s, m, h; 0s for none)";
+    "must be a duration of at most 720h (30 days) such as 0s, 30s, 5m, 1h30m (units: ms, s, m, h; 0s for none)";
 
 /// An approval quorum: `count` distinct people holding `role`.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]

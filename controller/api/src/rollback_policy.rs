@@ -8,6 +8,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::common::{DURATION_MESSAGE, DURATION_RULE};
 
+/// CEL: a signal-read interval, 1s to 720h (reads are shared and at most once a second).
+const INTERVAL_RULE: &str = "self.matches('^([0-9]+(\\\\.[0-9]+)?(ms|s|m|h))+$') && duration(self) >= duration('1s') && duration(self) <= duration('720h')";
+/// The message users see when [`INTERVAL_RULE`] fails.
+const INTERVAL_MESSAGE: &str = "must be a duration from 1s to 720h such as 2s, 10s or 1m";
+
 /// The signals watched during a bake. Any breach rolls the deployment back.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
@@ -45,7 +50,7 @@ pub struct RollbackPolicySpec {
     /// How often signals are read while baking (Go duration). Reads are shared by every bake in
     /// an account, so short intervals are cheap.
     #[serde(default = "default_interval")]
-    #[x_kube(validation = Rule::new(DURATION_RULE).message(DURATION_MESSAGE))]
+    #[x_kube(validation = Rule::new(INTERVAL_RULE).message(INTERVAL_MESSAGE))]
     #[schemars(length(max = 32))]
     pub interval: String,
 }

@@ -5,6 +5,11 @@ use jiff::SignedDuration;
 
 use crate::SpecError;
 
+/// The longest duration any field accepts: 30 days (`720h`), the same cap as the CRD's rules.
+/// Longer waits are mistakes (and a duration too large to add to a time would end a bake at
+/// once instead of never).
+pub const MAX: SignedDuration = SignedDuration::from_hours(720);
+
 /// Parses a positive Go-style duration. `field` names the place for the error message.
 pub fn parse(field: &str, value: &str) -> Result<SignedDuration, SpecError> {
     let d = parse_or_zero(field, value)?;
@@ -59,7 +64,11 @@ pub fn parse_or_zero(field: &str, value: &str) -> Result<SignedDuration, SpecErr
     }
     let secs = i64::try_from(total_nanos / 1_000_000_000).map_err(|_| bad())?;
     let nanos = i32::try_from(total_nanos % 1_000_000_000).map_err(|_| bad())?;
-    Ok(SignedDuration::new(secs, nanos))
+    let d = SignedDuration::new(secs, nanos);
+    if d > MAX {
+        return Err(SpecError::DurationTooLong { field: field.to_string(), value: value.to_string() });
+    }
+    Ok(d)
 }
 
 #[cfg(test)]
@@ -99,6 +108,17 @@ mod tests {
         for text in ["", "-5m", "5", "0"] {
             assert!(parse_or_zero("f", text).is_err(), "{text}");
         }
+    }
+
+    #[test]
+    fn at_most_thirty_days() {
+        assert_eq!(parse("f", "720h").map(|d| d.as_hours()), Ok(720));
+        for text in ["720h0m1s", "721h", "100000h"] {
+            let err = parse_or_zero("spec.bake.duration", text).unwrap_err();
+            assert!(err.to_string().contains("at most 720h"), "{text}: {err}");
+        }
+        // Too large to represent at all: still refused, never wrapped.
+        assert!(parse_or_zero("f", "99999999999999999999h").is_err());
     }
 
     proptest! {

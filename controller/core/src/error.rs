@@ -45,6 +45,14 @@ pub enum SpecError {
         /// The value as written.
         value: String,
     },
+    /// A duration longer than any wait kiln accepts (the schema normally catches this).
+    #[error("{field}: {value:?} is longer than 30 days; use at most 720h")]
+    DurationTooLong {
+        /// Where it is.
+        field: String,
+        /// The value as written.
+        value: String,
+    },
     /// A wall-clock time that cannot be parsed.
     #[error("{field}: {value:?} is not a time of day; use HH:MM such as 17:00")]
     BadTimeOfDay {
@@ -114,7 +122,7 @@ impl SpecError {
             SpecError::UnknownEnvironment { .. } => "unknown_environment",
             SpecError::UpstreamCycle { .. } => "upstream_cycle",
             SpecError::UpstreamOrder { .. } => "upstream_order",
-            SpecError::BadDuration { .. } => "bad_duration",
+            SpecError::BadDuration { .. } | SpecError::DurationTooLong { .. } => "bad_duration",
             SpecError::BadTimeOfDay { .. } => "bad_time_of_day",
             SpecError::BadSteps { .. } => "bad_steps",
             SpecError::Artifact { .. } => "artifact",

@@ -180,7 +180,13 @@ impl Evaluation {
 /// Checks what the schema cannot about a policy (durations), so a bad policy is reported as
 /// invalid instead of silently guarding nothing.
 pub fn validate_policy(policy: &RollbackPolicySpec) -> Result<(), SpecError> {
-    duration::parse("spec.interval", &policy.interval)?;
+    let interval = duration::parse("spec.interval", &policy.interval)?;
+    if interval < SignedDuration::from_secs(1) {
+        return Err(SpecError::Policy {
+            field: "spec.interval".into(),
+            message: format!("{} is shorter than 1s; alarms are read at most once a second", policy.interval),
+        });
+    }
     for (i, m) in policy.metrics.iter().enumerate() {
         if let Some(f) = &m.for_duration {
             duration::parse(&format!("spec.metrics[{i}].for"), f)?;
@@ -749,10 +755,19 @@ mod tests {
     fn policy_validation_reports_bad_fields() {
         let mut p = budget_policy();
         if let Some(b) = p.error_budget.as_mut() {
-            b.window = "800h".into();
+            b.period = "24h".into();
+            b.window = "48h".into();
         }
         let err = validate_policy(&p).unwrap_err();
         assert!(err.to_string().contains("longer than the SLO period"), "{err}");
+        if let Some(b) = p.error_budget.as_mut() {
+            b.window = "800h".into();
+        }
+        assert!(validate_policy(&p).unwrap_err().to_string().contains("at most 720h"));
+        let mut fast = budget_policy();
+        fast.interval = "500ms".into();
+        let err = validate_policy(&fast).unwrap_err();
+        assert!(err.to_string().contains("shorter than 1s"), "{err}");
         p.interval = "soon".into();
         assert!(validate_policy(&p).unwrap_err().to_string().contains("spec.interval"));
     }

@@ -810,3 +810,19 @@ fn without_an_evidence_bucket_nothing_is_archived() {
     assert!(w.status.evidence_sha256.is_some() && w.status.evidence_archive.is_none());
     assert!(!machine::archive_pending(&w.status));
 }
+
+#[test]
+fn a_bake_too_long_to_add_to_a_time_blocks_instead_of_skipping_the_bake() {
+    // Issue "Safety under partition" §3: a huge bake.duration used to overflow the end time and
+    // end the bake at once. Durations are capped at 720h; past that the Promotion is invalid.
+    let mut w = World::new("dev");
+    if let Some(env) = w.env.as_mut() {
+        env.bake.duration = "100000h".into();
+    }
+    let actions = w.run();
+    assert!(actions.is_empty(), "nothing deployed: {actions:?}");
+    assert_eq!(w.phase(), PromotionPhase::WaitingForGates);
+    let (ok, message) = w.gate("validation");
+    assert!(!ok);
+    assert!(message.contains("spec.bake.duration") && message.contains("at most 720h"), "{message}");
+}

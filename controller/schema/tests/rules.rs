@@ -129,15 +129,23 @@ fn traffic_steps() {
 
 #[test]
 fn durations() {
-    for ok in ["30s", "5m", "1h30m", "250ms", "1.5h", "90s", "1h0m0s"] {
+    for ok in ["30s", "5m", "1h30m", "250ms", "1.5h", "90s", "1h0m0s", "720h"] {
         let mut r = release();
         r["spec"]["target"]["ecs"]["stepBake"] = json!(ok);
         accepted(&r);
+    }
+    for ok in ["1s", "2s", "30s", "1.5s", "1m", "720h"] {
         let mut p = rollback_policy();
         p["spec"]["interval"] = json!(ok);
         accepted(&p);
     }
-    for bad in ["10 minutes", "0s", "0m", "0h0m", "-5m", "5", "5d", "", "1h 30m", "5M", "ms"] {
+    // Signals are read at most once a second; no wait is longer than 30 days.
+    for bad in ["500ms", "0.5s", "999ms", "721h", "0s"] {
+        let mut p = rollback_policy();
+        p["spec"]["interval"] = json!(bad);
+        one_error(&create_errors(&p), "spec.interval: Invalid value: \"string\": must be a duration from 1s to 720h");
+    }
+    for bad in ["10 minutes", "0s", "0m", "0h0m", "-5m", "5", "5d", "", "1h 30m", "5M", "ms", "721h", "720h1ms"] {
         let mut r = release();
         r["spec"]["target"]["ecs"]["stepBake"] = json!(bad);
         let errs = create_errors(&r);
@@ -150,10 +158,13 @@ fn durations() {
         e["spec"]["bake"] = json!({"duration": ok});
         accepted(&e);
     }
-    for bad in ["0", "-5m", "10 minutes", "", "5d"] {
+    for bad in ["0", "-5m", "10 minutes", "", "5d", "100000h"] {
         let mut e = environment();
         e["spec"]["bake"] = json!({"duration": bad});
-        one_error(&create_errors(&e), "spec.bake.duration: Invalid value: \"string\": must be a duration such as 0s");
+        one_error(
+            &create_errors(&e),
+            "spec.bake.duration: Invalid value: \"string\": must be a duration of at most 720h (30 days) such as 0s",
+        );
     }
     let mut p = rollback_policy();
     p["spec"]["metrics"] = json!([{"name": "error-rate", "query": {"namespace": "Ingest", "metricName": "ErrorRate"}, "max": 0.01, "for": "5 min"}]);

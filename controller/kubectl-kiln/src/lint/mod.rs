@@ -210,6 +210,7 @@ fn spec_error_field(e: &SpecError, environments: &[String]) -> String {
         SpecError::UnknownTimeZone { .. } => "spec.timeZone".into(),
         SpecError::UnknownEnvironment { field, .. }
         | SpecError::BadDuration { field, .. }
+        | SpecError::DurationTooLong { field, .. }
         | SpecError::BadTimeOfDay { field, .. }
         | SpecError::BadSteps { field, .. }
         | SpecError::Artifact { field, .. }
