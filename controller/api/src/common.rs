@@ -15,6 +15,12 @@ pub const DURATION_RULE: &str = "self.matches('^([0-9]+(\\\\.[0-9]+)?(ms|s|m|h))
 pub const DURATION_MESSAGE: &str =
     "must be a positive duration of at most 720h (30 days) such as 30s, 5m, 1h30m (units: ms, s, m, h)";
 
+/// CEL: an SLO period or error-budget window, positive and at most 2160h (90 days).
+pub const SLO_DURATION_RULE: &str = "self.matches('^([0-9]+(\\\\.[0-9]+)?(ms|s|m|h))+$') && duration(self) > duration('0s') && duration(self) <= duration('2160h')";
+/// The message users see when [`SLO_DURATION_RULE`] fails.
+pub const SLO_DURATION_MESSAGE: &str =
+    "must be a positive duration of at most 2160h (90 days) such as 10m, 1h or 720h (units: ms, s, m, h)";
+
 /// CEL: a Go-style duration that may be zero ("0s": no wait at all).
 pub const DURATION_OR_ZERO_RULE: &str =
     "self.matches('^([0-9]+(\\\\.[0-9]+)?(ms|s|m|h))+$') && duration(self) <= duration('720h')";

@@ -6,7 +6,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
-use crate::common::{DURATION_MESSAGE, DURATION_RULE};
+use crate::common::{DURATION_MESSAGE, DURATION_RULE, SLO_DURATION_MESSAGE, SLO_DURATION_RULE};
 
 /// CEL: a signal-read interval, 1s to 720h (reads are shared and at most once a second).
 const INTERVAL_RULE: &str = "self.matches('^([0-9]+(\\\\.[0-9]+)?(ms|s|m|h))+$') && duration(self) >= duration('1s') && duration(self) <= duration('720h')";
@@ -160,13 +160,13 @@ pub struct ErrorBudget {
     /// The availability objective in percent, e.g. 99.9.
     #[schemars(range(min = 50.0, max = 99.9999))]
     pub objective: f64,
-    /// The SLO period the budget covers (Go duration). Defaults to 720h (30 days).
+    /// The SLO period the budget covers (Go duration, at most 2160h). Defaults to 720h (30 days).
     #[serde(default = "default_slo_period")]
-    #[x_kube(validation = Rule::new(DURATION_RULE).message(DURATION_MESSAGE))]
+    #[x_kube(validation = Rule::new(SLO_DURATION_RULE).message(SLO_DURATION_MESSAGE))]
     #[schemars(length(max = 32))]
     pub period: String,
-    /// The look-back window for the burn (Go duration), e.g. 10m.
-    #[x_kube(validation = Rule::new(DURATION_RULE).message(DURATION_MESSAGE))]
+    /// The look-back window for the burn (Go duration), e.g. 10m; at most the period.
+    #[x_kube(validation = Rule::new(SLO_DURATION_RULE).message(SLO_DURATION_MESSAGE))]
     #[schemars(length(max = 32))]
     pub window: String,
     /// Breach when more than this percent of the period's budget burns within the window.

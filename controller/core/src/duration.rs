@@ -10,6 +10,21 @@ use crate::SpecError;
 /// once instead of never).
 pub const MAX: SignedDuration = SignedDuration::from_hours(720);
 
+/// The longest SLO period or error-budget window: 90 days (`2160h`), for quarterly objectives.
+pub const MAX_SLO: SignedDuration = SignedDuration::from_hours(2160);
+
+/// Parses an error budget's period or window: positive, at most [`MAX_SLO`].
+pub fn parse_slo(field: &str, value: &str) -> Result<SignedDuration, SpecError> {
+    let d = parse_unbounded(field, value)?;
+    if d.is_zero() {
+        return Err(SpecError::BadDuration { field: field.to_string(), value: value.to_string() });
+    }
+    if d > MAX_SLO {
+        return Err(SpecError::DurationTooLong { field: field.to_string(), value: value.to_string(), max: "2160h" });
+    }
+    Ok(d)
+}
+
 /// Parses a positive Go-style duration. `field` names the place for the error message.
 pub fn parse(field: &str, value: &str) -> Result<SignedDuration, SpecError> {
     let d = parse_or_zero(field, value)?;
@@ -22,6 +37,15 @@ pub fn parse(field: &str, value: &str) -> Result<SignedDuration, SpecError> {
 /// Parses a Go-style duration that may be zero (`0s`: no wait), for the fields whose schema
 /// allows it (an Environment's `bake.duration`).
 pub fn parse_or_zero(field: &str, value: &str) -> Result<SignedDuration, SpecError> {
+    let d = parse_unbounded(field, value)?;
+    if d > MAX {
+        return Err(SpecError::DurationTooLong { field: field.to_string(), value: value.to_string(), max: "720h" });
+    }
+    Ok(d)
+}
+
+/// The Go-style duration, zero included, with no cap.
+fn parse_unbounded(field: &str, value: &str) -> Result<SignedDuration, SpecError> {
     let bad = || SpecError::BadDuration { field: field.to_string(), value: value.to_string() };
     let mut rest = value;
     let mut total_nanos: i128 = 0;
@@ -64,11 +88,7 @@ pub fn parse_or_zero(field: &str, value: &str) -> Result<SignedDuration, SpecErr
     }
     let secs = i64::try_from(total_nanos / 1_000_000_000).map_err(|_| bad())?;
     let nanos = i32::try_from(total_nanos % 1_000_000_000).map_err(|_| bad())?;
-    let d = SignedDuration::new(secs, nanos);
-    if d > MAX {
-        return Err(SpecError::DurationTooLong { field: field.to_string(), value: value.to_string() });
-    }
-    Ok(d)
+    Ok(SignedDuration::new(secs, nanos))
 }
 
 #[cfg(test)]
@@ -117,6 +137,8 @@ mod tests {
             let err = parse_or_zero("spec.bake.duration", text).unwrap_err();
             assert!(err.to_string().contains("at most 720h"), "{text}: {err}");
         }
+        assert_eq!(parse_slo("f", "2160h").map(|d| d.as_hours()), Ok(2160));
+        assert!(parse_slo("f", "2161h").unwrap_err().to_string().contains("at most 2160h"));
         // Too large to represent at all: still refused, never wrapped.
         assert!(parse_or_zero("f", "99999999999999999999h").is_err());
     }

@@ -45,13 +45,15 @@ pub enum SpecError {
         /// The value as written.
         value: String,
     },
-    /// A duration longer than any wait kiln accepts (the schema normally catches this).
-    #[error("{field}: {value:?} is longer than 30 days; use at most 720h")]
+    /// A duration longer than the field accepts (the schema normally catches this).
+    #[error("{field}: {value:?} is too long; use at most {max}")]
     DurationTooLong {
         /// Where it is.
         field: String,
         /// The value as written.
         value: String,
+        /// The longest allowed (720h for waits, 2160h for SLO periods and windows).
+        max: &'static str,
     },
     /// A wall-clock time that cannot be parsed.
     #[error("{field}: {value:?} is not a time of day; use HH:MM such as 17:00")]

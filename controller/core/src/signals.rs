@@ -199,8 +199,8 @@ pub fn validate_policy(policy: &RollbackPolicySpec) -> Result<(), SpecError> {
         }
     }
     if let Some(b) = &policy.error_budget {
-        let window = duration::parse("spec.errorBudget.window", &b.window)?;
-        let period = duration::parse("spec.errorBudget.period", &b.period)?;
+        let window = duration::parse_slo("spec.errorBudget.window", &b.window)?;
+        let period = duration::parse_slo("spec.errorBudget.period", &b.period)?;
         if window > period {
             return Err(SpecError::Policy {
                 field: "spec.errorBudget.window".into(),
@@ -358,8 +358,8 @@ fn evaluate_windows(
     }
 
     if let Some(budget) = &policy.error_budget {
-        let window = duration::parse("window", &budget.window).ok();
-        let period = duration::parse("period", &budget.period).ok();
+        let window = duration::parse_slo("window", &budget.window).ok();
+        let period = duration::parse_slo("period", &budget.period).ok();
         let allowed = 1.0 - budget.objective / 100.0;
         match (obs.error_budget, window, period) {
             (Some(o), Some(w), Some(p)) if o.total > 0.0 && allowed > 0.0 => {
@@ -761,9 +761,9 @@ mod tests {
         let err = validate_policy(&p).unwrap_err();
         assert!(err.to_string().contains("longer than the SLO period"), "{err}");
         if let Some(b) = p.error_budget.as_mut() {
-            b.window = "800h".into();
+            b.window = "2200h".into();
         }
-        assert!(validate_policy(&p).unwrap_err().to_string().contains("at most 720h"));
+        assert!(validate_policy(&p).unwrap_err().to_string().contains("at most 2160h"));
         let mut fast = budget_policy();
         fast.interval = "500ms".into();
         let err = validate_policy(&fast).unwrap_err();

@@ -352,7 +352,7 @@ pub async fn read_policy(
         None => None,
         Some(b) => {
             let window =
-                kiln_core::duration::parse("errorBudget.window", &b.window).map_err(|e| bad("errorBudget", e))?;
+                kiln_core::duration::parse_slo("errorBudget.window", &b.window).map_err(|e| bad("errorBudget", e))?;
             // Datapoints summed here (a single period as long as the window would need the
             // window to be a multiple of 60 s), at the finest period CloudWatch still keeps for
             // the window's oldest point.
