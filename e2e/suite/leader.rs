@@ -8,7 +8,7 @@ use kiln_api::PromotionPhase;
 use kube::api::Api;
 use serde_json::json;
 
-use crate::harness::{ControllerOptions, KILN_NS, lambda_world};
+use crate::harness::{ControllerOptions, KILN_NS, World, lambda_world};
 
 const MIN: Duration = Duration::from_secs(60);
 
@@ -19,17 +19,22 @@ fn metric(body: &str, name: &str) -> f64 {
         .sum()
 }
 
+/// Waits until `identity` holds the controller's Lease.
+async fn wait_holder(w: &World, leases: &Api<Lease>, identity: &str) {
+    w.eventually(MIN, &format!("{identity} leads"), || async {
+        let l = leases.get_opt("kiln-controller").await.ok().flatten()?;
+        (l.spec?.holder_identity? == identity).then_some(())
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_the_leader_acts_and_a_standby_takes_over() {
     let mut w = lambda_world("s8-leader", "profile", ["1s", "1s", "1s"]).await;
     let leases: Api<Lease> = Api::namespaced(w.client.clone(), KILN_NS);
     w.start_controller(ControllerOptions::default());
     let a = w.controllers[0].identity.clone();
-    w.eventually(MIN, "a leads", || async {
-        let l = leases.get_opt("kiln-controller").await.ok().flatten()?;
-        (l.spec?.holder_identity? == a).then_some(())
-    })
-    .await;
+    wait_holder(&w, &leases, &a).await;
     w.start_controller(ControllerOptions::default());
     let b = w.controllers[1].identity.clone();
     // b is ready (a standby) but never reconciles.
@@ -49,11 +54,7 @@ async fn only_the_leader_acts_and_a_standby_takes_over() {
     // The leader dies without giving the lease up: b takes over once it expires.
     w.controllers[0].kill();
     let killed = Instant::now();
-    w.eventually(MIN, "b leads", || async {
-        let l = leases.get_opt("kiln-controller").await.ok().flatten()?;
-        (l.spec?.holder_identity? == b).then_some(())
-    })
-    .await;
+    wait_holder(&w, &leases, &b).await;
     assert!(killed.elapsed() < Duration::from_secs(30), "took over in {:?}", killed.elapsed());
     let r2 = w.lambda_release("profile", 3, &["dev"], json!({})).await;
     w.wait_phase(&format!("{r2}-dev"), PromotionPhase::Succeeded, MIN).await;
@@ -72,11 +73,7 @@ async fn only_the_leader_acts_and_a_standby_takes_over() {
     .await;
     w.controllers[1].terminate();
     let stopped = Instant::now();
-    w.eventually(MIN, "c leads", || async {
-        let l = leases.get_opt("kiln-controller").await.ok().flatten()?;
-        (l.spec?.holder_identity? == c).then_some(())
-    })
-    .await;
+    wait_holder(&w, &leases, &c).await;
     assert!(stopped.elapsed() < Duration::from_secs(15), "the released Lease was taken in {:?}", stopped.elapsed());
     assert_eq!(w.controllers[1].exit_code(Duration::from_secs(20)), Some(0), "a graceful stop exits 0");
 }
@@ -90,11 +87,7 @@ async fn a_leader_that_loses_the_lease_exits_at_once() {
     let leases: Api<Lease> = Api::namespaced(w.client.clone(), KILN_NS);
     w.start_controller(ControllerOptions::default());
     let a = w.controllers[0].identity.clone();
-    w.eventually(MIN, "a leads", || async {
-        let l = leases.get_opt("kiln-controller").await.ok().flatten()?;
-        (l.spec?.holder_identity? == a).then_some(())
-    })
-    .await;
+    wait_holder(&w, &leases, &a).await;
     w.eventually(MIN, "a ready", || async { (w.controllers[0].http_get("/readyz")?.0 == 200).then_some(()) }).await;
 
     // Another replica's record, freshly renewed: a sees it at its next renewal.

@@ -1,7 +1,6 @@
 //! ECS rolling against moto.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use aws_sdk_ecs::types as ecs;
 use kiln_aws::ecs::EcsService;
 use kiln_aws::ecs::rolling::EcsRolling;
 use kiln_aws::traffic::TrafficTarget;
@@ -11,28 +10,7 @@ use kiln_testkit::*;
 async fn update_service_and_restore_previous_task_definition() {
     let moto = Moto::start();
     let clients = moto.clients().await;
-    clients.ecs.create_cluster().cluster_name("roll").send().await.unwrap();
-    let td = clients
-        .ecs
-        .register_task_definition()
-        .family("roll-web")
-        .container_definitions(
-            ecs::ContainerDefinition::builder().name("app").image("registry.example/app:v1").memory(256).build(),
-        )
-        .send()
-        .await
-        .unwrap();
-    let v1 = td.task_definition().unwrap().task_definition_arn().unwrap().to_string();
-    clients
-        .ecs
-        .create_service()
-        .cluster("roll")
-        .service_name("web")
-        .task_definition(&v1)
-        .desired_count(0)
-        .send()
-        .await
-        .unwrap();
+    let v1 = rolling_service(&clients, "roll", "web", "roll-web").await.unwrap();
     let service = |c: &kiln_aws::credentials::Clients| {
         let c = c.clone();
         async move {

@@ -2,7 +2,6 @@
 //! the `RestoreOnly` target `cloud::AwsCloud` builds for it.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use aws_sdk_ecs::types as ecs;
 use kiln_api::release::{EcsTraffic, ListenerRef, TargetGroupRef};
 use kiln_aws::ErrorClass;
 use kiln_aws::ecs::EcsService;
@@ -62,28 +61,7 @@ async fn ecs_weights_come_back_and_the_new_task_set_goes() {
 async fn a_rolling_service_gets_its_task_definition_back() {
     let moto = Moto::start();
     let clients = moto.clients().await;
-    clients.ecs.create_cluster().cluster_name("ro2").send().await.unwrap();
-    let td = clients
-        .ecs
-        .register_task_definition()
-        .family("ro2-web")
-        .container_definitions(
-            ecs::ContainerDefinition::builder().name("app").image("registry.example/app:v1").memory(256).build(),
-        )
-        .send()
-        .await
-        .unwrap();
-    let v1 = td.task_definition().unwrap().task_definition_arn().unwrap().to_string();
-    clients
-        .ecs
-        .create_service()
-        .cluster("ro2")
-        .service_name("web")
-        .task_definition(&v1)
-        .desired_count(0)
-        .send()
-        .await
-        .unwrap();
+    let v1 = rolling_service(&clients, "ro2", "web", "ro2-web").await.unwrap();
     let rolling = EcsRolling::new(
         clients.clone(),
         None,

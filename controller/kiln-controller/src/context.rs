@@ -60,11 +60,6 @@ impl ManualClock {
             *now = later;
         }
     }
-
-    /// Sets the time (tests that jump into a freeze window).
-    pub fn set(&self, to: Timestamp) {
-        *self.now.lock().unwrap_or_else(|p| p.into_inner()) = to;
-    }
 }
 
 impl Clock for ManualClock {

@@ -449,6 +449,40 @@ pub async fn task_sets(clients: &Clients, cluster: &str, service: &str) -> Resul
     Ok(sets)
 }
 
+/// An ECS service with the ECS deployment controller (rolling updates): cluster `cluster`, task
+/// definition family `family` with one container `app` (`registry.example/app:v1`), service
+/// `service` at desired count 0. Returns the task definition's ARN.
+pub async fn rolling_service(clients: &Clients, cluster: &str, service: &str, family: &str) -> Result<String, String> {
+    use aws_sdk_ecs::types::ContainerDefinition;
+    clients.ecs.create_cluster().cluster_name(cluster).send().await.map_err(sdk("CreateCluster", clients))?;
+    let td = clients
+        .ecs
+        .register_task_definition()
+        .family(family)
+        .container_definitions(
+            ContainerDefinition::builder().name("app").image("registry.example/app:v1").memory(256).build(),
+        )
+        .send()
+        .await
+        .map_err(sdk("RegisterTaskDefinition", clients))?;
+    let arn = td
+        .task_definition()
+        .and_then(|t| t.task_definition_arn())
+        .map(str::to_string)
+        .ok_or_else(|| missing("taskDefinitionArn", clients))?;
+    clients
+        .ecs
+        .create_service()
+        .cluster(cluster)
+        .service_name(service)
+        .task_definition(&arn)
+        .desired_count(0)
+        .send()
+        .await
+        .map_err(sdk("CreateService", clients))?;
+    Ok(arn)
+}
+
 /// The service's task definition ARN (`None` when it reports none). For an `EXTERNAL` service
 /// moto reports the PRIMARY task set's (the [`EcsFixture`]'s baseline at start). A missing service
 /// is an error.

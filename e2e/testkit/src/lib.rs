@@ -38,7 +38,8 @@ pub mod stub;
 pub use account::{Account, DEPLOY_ROLE};
 pub use fixtures::{
     AliasState, EcsFixture, EcsNames, LambdaFixture, TaskSet, alarm_state, lambda_alias, lambda_versions,
-    listener_weights, object_lock_bucket, put_alarm, service_task_definition, set_alarm_state, task_sets, zip_file,
+    listener_weights, object_lock_bucket, put_alarm, rolling_service, service_task_definition, set_alarm_state,
+    task_sets, zip_file,
 };
 pub use moto::{Moto, MotoEndpoint, Vpc, moto_bin, repo_root, xml_tag};
 pub use stub::{Stub, StubRequest, StubResponse};

@@ -138,13 +138,13 @@ async fn reconcile_inner(obj: Arc<Promotion>, ctx: &Context) -> Result<Requeue, 
                 Ok(stored) => current = stored,
                 // Someone wrote since we read (a person's approve or abort, another replica):
                 // decide again on what they wrote, never over it.
-                Err(e) if e.is_conflict() => {
-                    let Some(latest) = api.get_opt(&current.name_any()).await? else {
-                        return Ok(Requeue::await_change());
-                    };
-                    current = latest;
-                    continue;
-                }
+                Err(e) if e.is_conflict() => match api.get_opt(&current.name_any()).await? {
+                    Some(latest) => {
+                        current = latest;
+                        continue;
+                    }
+                    None => return Ok(Requeue::await_change()),
+                },
                 Err(e) => return Err(e),
             }
         }
@@ -174,11 +174,13 @@ async fn reconcile_inner(obj: Arc<Promotion>, ctx: &Context) -> Result<Requeue, 
                 // the new leader wins over our forward step): decide again on their status.
                 Err(e) if e.is_conflict() => {
                     tracing::warn!(action = action.metric_label(), "status changed under an action; deciding again");
-                    let Some(latest) = api.get_opt(&current.name_any()).await? else {
-                        return Ok(Requeue::await_change());
-                    };
-                    current = latest;
-                    continue;
+                    match api.get_opt(&current.name_any()).await? {
+                        Some(latest) => {
+                            current = latest;
+                            continue;
+                        }
+                        None => return Ok(Requeue::await_change()),
+                    }
                 }
                 Err(e) => return Err(e),
             }
