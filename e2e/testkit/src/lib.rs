@@ -13,6 +13,9 @@
 //!   behind an ALB listener weighted 100/0 to blue/green target groups), [`LambdaFixture`] (a
 //!   function with version 1 and an alias on it) and CloudWatch alarms ([`put_alarm`],
 //!   [`set_alarm_state`], [`alarm_state`]), with helpers that read back what kiln changed.
+//! - [`controlplane`]: a real Kubernetes [`ControlPlane`] per test (kube-apiserver, etcd and the
+//!   garbage-collector, namespace and ServiceAccount controllers, built from pinned Go modules by
+//!   `scripts/controlplane.sh`), with one kubeconfig context per test user.
 //! - [`stub`]: a canned-response HTTP [`Stub`] for the AWS paths moto lacks (and for retries, which
 //!   moto cannot provoke).
 //!
@@ -31,11 +34,13 @@
 #![forbid(unsafe_code)]
 
 pub mod account;
+pub mod controlplane;
 pub mod fixtures;
 pub mod moto;
 pub mod stub;
 
 pub use account::{Account, DEPLOY_ROLE};
+pub use controlplane::{ControlPlane, User, controlplane_bin};
 pub use fixtures::{
     AliasState, EcsFixture, EcsNames, LambdaFixture, TaskSet, alarm_state, lambda_alias, lambda_versions,
     listener_weights, object_lock_bucket, put_alarm, rolling_service, service_task_definition, set_alarm_state,

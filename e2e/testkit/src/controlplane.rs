@@ -1,0 +1,206 @@
+//! A real Kubernetes control plane per test: kube-apiserver, etcd and the kube-controller-manager
+//! controllers tests rely on (garbage collector, namespace deletion, ServiceAccounts), built from
+//! pinned Go modules (`e2e/controlplane`, by `scripts/controlplane.sh`).
+//!
+//! [`ControlPlane::start`] runs `kiln-controlplane` with a fresh directory, waits for its `ready`
+//! line and kills it on drop. The binary is `$KILN_CONTROLPLANE_BIN` when set, else
+//! `.controlplane/kiln-controlplane` at the repository root. A missing binary is a failure, never a
+//! skip: run `scripts/controlplane.sh`.
+//!
+//! Users: `admin` (in `system:masters`) and each user the test names, authenticated by bearer
+//! tokens; the kubeconfig has one context per user, named after it.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use crate::moto::repo_root;
+
+/// How long [`ControlPlane::start`] waits for `ready` (the binary bounds its own wait at 120 s).
+const START_TIMEOUT: Duration = Duration::from_secs(150);
+
+/// Where the control-plane binary is: `$KILN_CONTROLPLANE_BIN` when set, else
+/// `<repo root>/.controlplane/kiln-controlplane`. Errors when the file does not exist (with how to
+/// build it).
+pub fn controlplane_bin() -> Result<PathBuf, String> {
+    let bin = match std::env::var_os("KILN_CONTROLPLANE_BIN") {
+        Some(bin) if !bin.is_empty() => PathBuf::from(bin),
+        _ => repo_root()?.join(".controlplane/kiln-controlplane"),
+    };
+    if bin.is_file() {
+        Ok(bin)
+    } else {
+        Err(format!(
+            "the Kubernetes control plane is not built at {}: run scripts/controlplane.sh (it builds \
+             kube-apiserver, etcd and kube-controller-manager from the pinned Go modules in \
+             e2e/controlplane) or set KILN_CONTROLPLANE_BIN",
+            bin.display()
+        ))
+    }
+}
+
+/// A user the control plane authenticates: a name and its groups.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub name: String,
+    pub groups: Vec<String>,
+}
+
+impl User {
+    /// A user in no group but `system:authenticated` (which every authenticated user gets).
+    pub fn new(name: &str) -> User {
+        User { name: name.to_owned(), groups: Vec::new() }
+    }
+
+    /// The same user, also in `group`.
+    pub fn in_group(mut self, group: &str) -> User {
+        self.groups.push(group.to_owned());
+        self
+    }
+}
+
+/// A running control plane, stopped (and its directory removed) on drop. Its log stays in the
+/// temporary directory ([`ControlPlane::log_path`]).
+#[derive(Debug)]
+pub struct ControlPlane {
+    child: Child,
+    // Held open: the control plane stops when it reads EOF, so even a SIGKILLed test takes it down.
+    _stdin: Option<ChildStdin>,
+    dir: PathBuf,
+    log: PathBuf,
+    server: String,
+}
+
+static STARTED: AtomicUsize = AtomicUsize::new(0);
+
+impl ControlPlane {
+    /// Starts a control plane with `admin` and `users`, and waits until it serves every API.
+    ///
+    /// # Panics
+    /// When the binary is missing (see [`controlplane_bin`]) or the control plane does not start:
+    /// tests fail, never skip.
+    #[track_caller]
+    pub fn start(users: &[User]) -> ControlPlane {
+        match ControlPlane::try_start(users) {
+            Ok(cp) => cp,
+            Err(e) => panic!("starting the Kubernetes control plane failed: {e}"),
+        }
+    }
+
+    /// Starts a control plane with `admin` and `users`, and waits until it serves every API.
+    pub fn try_start(users: &[User]) -> Result<ControlPlane, String> {
+        let bin = controlplane_bin()?;
+        let n = STARTED.fetch_add(1, Ordering::Relaxed);
+        let tag = format!("{}-{n}", std::process::id());
+        let dir = std::env::temp_dir().join(format!("kiln-controlplane-{tag}"));
+        let log = std::env::temp_dir().join(format!("kiln-controlplane-{tag}.log"));
+        // A directory left by an earlier run with the same pid would hold a foreign etcd.
+        let _ = std::fs::remove_dir_all(&dir);
+        let log_file = std::fs::File::create(&log).map_err(|e| format!("creating {}: {e}", log.display()))?;
+        let mut command = Command::new(&bin);
+        command.arg("--dir").arg(&dir);
+        for user in users {
+            let spec = if user.groups.is_empty() {
+                user.name.clone()
+            } else {
+                format!("{}:{}", user.name, user.groups.join(","))
+            };
+            command.args(["--user", &spec]);
+        }
+        let mut child = command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(log_file)
+            .spawn()
+            .map_err(|e| format!("running {}: {e}", bin.display()))?;
+        let stdin = child.stdin.take();
+        let stdout = child.stdout.take();
+        let mut cp = ControlPlane { child, _stdin: stdin, dir, log, server: String::new() };
+        let Some(stdout) = stdout else {
+            return Err("the control plane's stdout was not captured".to_owned());
+        };
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if let Some(url) = line.strip_prefix("ready ") {
+                    let _ = tx.send(url.trim().to_owned());
+                    break;
+                }
+            }
+        });
+        match rx.recv_timeout(START_TIMEOUT) {
+            Ok(server) => {
+                cp.server = server;
+                Ok(cp)
+            }
+            Err(_) => {
+                let status = cp.child.try_wait().ok().flatten();
+                Err(format!(
+                    "no `ready` within {}s ({}); see {}",
+                    START_TIMEOUT.as_secs(),
+                    status.map_or("still running".to_owned(), |s| format!("exited: {s}")),
+                    cp.log.display()
+                ))
+            }
+        }
+    }
+
+    /// `https://127.0.0.1:<port>`.
+    pub fn server(&self) -> &str {
+        &self.server
+    }
+
+    /// The kubeconfig: context `admin` (current) and one per user, named after it.
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.dir.join("kubeconfig")
+    }
+
+    /// The CA certificate (PEM) the server's certificate chains to.
+    pub fn ca_path(&self) -> PathBuf {
+        self.dir.join("ca.crt")
+    }
+
+    /// kube-apiserver's and etcd's log; kube-controller-manager's is [`ControlPlane::controller_manager_log`].
+    pub fn log_path(&self) -> &Path {
+        &self.log
+    }
+
+    /// kube-controller-manager's log (in the control plane's directory, gone after drop).
+    pub fn controller_manager_log(&self) -> PathBuf {
+        self.dir.join("controller-manager.log")
+    }
+
+    /// A kube client acting as `user` (`"admin"` or a user passed to [`ControlPlane::start`]).
+    pub async fn client(&self, user: &str) -> Result<kube::Client, String> {
+        let config = self.config(user).await?;
+        kube::Client::try_from(config).map_err(|e| format!("client for {user}: {e}"))
+    }
+
+    /// A kube client presenting `token` (e.g. a ServiceAccount's, from the TokenRequest API).
+    pub async fn client_with_token(&self, token: &str) -> Result<kube::Client, String> {
+        let mut config = self.config("admin").await?;
+        config.auth_info = kube::config::AuthInfo { token: Some(token.to_owned().into()), ..Default::default() };
+        kube::Client::try_from(config).map_err(|e| format!("client for a token: {e}"))
+    }
+
+    async fn config(&self, context: &str) -> Result<kube::Config, String> {
+        let kubeconfig = kube::config::Kubeconfig::read_from(self.kubeconfig())
+            .map_err(|e| format!("reading {}: {e}", self.kubeconfig().display()))?;
+        let options = kube::config::KubeConfigOptions { context: Some(context.to_owned()), ..Default::default() };
+        kube::Config::from_custom_kubeconfig(kubeconfig, &options)
+            .await
+            .map_err(|e| format!("kubeconfig context {context}: {e}"))
+    }
+}
+
+impl Drop for ControlPlane {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
