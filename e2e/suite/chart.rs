@@ -1,6 +1,7 @@
-//! The controller as the Helm chart installs it: the API server enforces the chart's RBAC and its
-//! approval-identity admission policy (rendered by the real Helm engine), and the controller runs
-//! as the chart's ServiceAccount. A permission the chart lacks fails these tests.
+//! The controller as the Helm chart installs it: kube-apiserver's RBAC authorizer enforces the
+//! chart's roles and its admission chain the approval-identity policy (rendered by the real Helm
+//! engine, server-side applied), and the controller runs as the chart's ServiceAccount. A
+//! permission the chart lacks fails these tests.
 
 use std::time::Duration;
 
@@ -9,7 +10,7 @@ use kiln_api::{Promotion, PromotionPhase};
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use serde_json::json;
 
-use crate::harness::{CONTROLLER_TOKEN, ControllerOptions, World, lambda_setup};
+use crate::harness::{ControllerOptions, World, lambda_setup};
 
 const MIN: Duration = Duration::from_secs(90);
 
@@ -31,7 +32,7 @@ async fn the_controller_works_with_exactly_the_charts_permissions() {
     assert!(!log.contains("forbidden"), "the controller was refused something:\n{}", w.logs());
 
     // The ServiceAccount cannot read Secrets, in its namespace or anywhere.
-    let sa = w.client_as(CONTROLLER_TOKEN).await;
+    let sa = w.controller_client().await;
     for api in [Api::<Secret>::namespaced(sa.clone(), crate::harness::KILN_NS), Api::<Secret>::all(sa.clone())] {
         let err = api.list(&ListParams::default()).await.expect_err("secrets must be forbidden");
         assert!(
@@ -90,14 +91,14 @@ async fn approvals_are_bound_to_the_person_who_makes_them() {
     };
 
     // Alice cannot approve as Bob.
-    let m = refused(append("alice-token", approval("bob@example.com", "product")).await, "alice as bob");
+    let m = refused(append("alice@example.com", approval("bob@example.com", "product")).await, "alice as bob");
     assert!(m.contains("alice@example.com"), "{m}");
     // A user without the group cannot approve as security.
-    refused(append("dave-token", approval("dave@example.com", "security")).await, "dave as security");
+    refused(append("dave@example.com", approval("dave@example.com", "security")).await, "dave as security");
     // Alice approves as herself, in her role.
-    append("alice-token", approval("alice@example.com", "security")).await.expect("alice's own approval");
+    append("alice@example.com", approval("alice@example.com", "security")).await.expect("alice's own approval");
     // Bob cannot edit Alice's approval.
-    let bob: Api<Promotion> = Api::namespaced(w.client_as("bob-token").await, &w.ns);
+    let bob: Api<Promotion> = Api::namespaced(w.client_as("bob@example.com").await, &w.ns);
     let edited = json!({"spec": {"approvals": [approval("alice@example.com", "product")]}});
     // (The CRD's own append-only rule refuses this before the policy runs; either must.)
     match bob.patch("ledger-prod", &PatchParams::default(), &Patch::Merge(&edited)).await {
@@ -107,10 +108,10 @@ async fn approvals_are_bound_to_the_person_who_makes_them() {
         other => panic!("bob edits alice's approval: expected a refusal, got {other:?}"),
     }
     // Bob approves as himself.
-    append("bob-token", approval("bob@example.com", "product")).await.expect("bob's own approval");
+    append("bob@example.com", approval("bob@example.com", "product")).await.expect("bob's own approval");
 
     // The requester cannot approve their own Promotion.
-    let carol: Api<Promotion> = Api::namespaced(w.client_as("carol-token").await, &w.ns);
+    let carol: Api<Promotion> = Api::namespaced(w.client_as("carol@example.com").await, &w.ns);
     // Nobody may name someone else as the requester (not even an admin).
     let theirs: Promotion = serde_json::from_value(json!({
         "apiVersion": "kiln.dev/v1alpha1", "kind": "Promotion", "metadata": {"name": "ledger-stg"},

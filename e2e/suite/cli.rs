@@ -37,7 +37,7 @@ async fn abort_with_the_cli_restores_the_alias() {
     w.wait_promotion(&p, MIN, "canary at 20%", |p| p.status.as_ref().is_some_and(|s| s.step.is_some())).await;
     assert_eq!(w.alias("dev", "pricing").await, AliasState::weighted("1", "2", 0.2));
 
-    let kubeconfig = w.server.kubeconfig_path.clone();
+    let kubeconfig = w.cp.kubeconfig();
     let out = Command::new(kubectl_kiln())
         .args(["--kubeconfig"])
         .arg(&kubeconfig)

@@ -1,7 +1,10 @@
-//! One world per test: the in-repo API server (HTTPS, tokens, kiln's CRDs and admission), a
-//! moto server with three accounts (dev, stg, prod), and the real `kiln-controller` binary as a
-//! child process. Everything is named per test so tests run in parallel; everything stops on
-//! drop. Waits poll with generous deadlines and say what they saw when they give up.
+//! One world per test: a real Kubernetes control plane (kube-apiserver + etcd + the GC, namespace
+//! and ServiceAccount controllers, [`kiln_testkit::ControlPlane`]) with the Helm chart installed
+//! onto it, a moto server with three accounts (dev, stg, prod), and the real `kiln-controller`
+//! binary as a child process running as the chart's ServiceAccount. Each test has its own control
+//! plane (tests name their Environments dev/stg/prod, which are cluster-scoped), so tests run in
+//! parallel; everything stops on drop. Waits poll with generous deadlines and say what they saw
+//! when they give up.
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
@@ -13,10 +16,8 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::api::events::v1::Event;
 use kiln_api::{Environment, FreezeWindow, Promotion, PromotionPhase, Release, RollbackPolicy};
-use kiln_test_apiserver::TestServer;
-use kiln_testkit::{Account, Moto};
+use kiln_testkit::{Account, ControlPlane, Moto, User};
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Resource};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
@@ -127,8 +128,8 @@ pub struct World {
     pub name: String,
     /// The namespace its Releases live in.
     pub ns: String,
-    /// The API server.
-    pub server: TestServer,
+    /// The control plane (kube-apiserver, etcd, controllers).
+    pub cp: ControlPlane,
     /// An admin client.
     pub client: Client,
     /// moto.
@@ -137,19 +138,21 @@ pub struct World {
     pub accounts: BTreeMap<String, Account>,
     /// Controllers started (the last is the newest).
     pub controllers: Vec<ControllerProcess>,
-    /// The kubeconfig controllers use (None: the admin's).
-    pub controller_kubeconfig: Option<PathBuf>,
+    /// The kubeconfig controllers use: the chart's ServiceAccount.
+    pub controller_kubeconfig: PathBuf,
+    /// That ServiceAccount's token.
+    controller_token: String,
 }
 
-/// The token the controller uses as the chart's ServiceAccount.
-pub const CONTROLLER_TOKEN: &str = "kiln-controller-sa-token";
+/// The chart's ServiceAccount (in [`KILN_NS`]), which the controller runs as.
+pub const CONTROLLER_ACCOUNT: &str = "kiln";
 
-/// People in a [`World::with_chart`]: (token, user, groups).
-pub const PEOPLE: [(&str, &str, &[&str]); 4] = [
-    ("alice-token", "alice@example.com", &["kiln:security"]),
-    ("bob-token", "bob@example.com", &["kiln:product"]),
-    ("carol-token", "carol@example.com", &["kiln:security"]),
-    ("dave-token", "dave@example.com", &["developers"]),
+/// People in every world, each with a kubeconfig context of their name: (user, groups).
+pub const PEOPLE: [(&str, &[&str]); 4] = [
+    ("alice@example.com", &["kiln:security"]),
+    ("bob@example.com", &["kiln:product"]),
+    ("carol@example.com", &["kiln:security"]),
+    ("dave@example.com", &["developers"]),
 ];
 
 /// The Helm chart rendered with `values` (YAML) by the real Helm engine (scripts/chart-test
@@ -174,12 +177,37 @@ pub fn chart_manifests(name: &str, values: &str) -> String {
     String::from_utf8(out.stdout).unwrap_or_else(|e| panic!("{e}"))
 }
 
-async fn client_for(kubeconfig: &str) -> Client {
-    let kc = Kubeconfig::from_yaml(kubeconfig).unwrap_or_else(|e| panic!("kubeconfig: {e}"));
-    let cfg = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
-        .await
-        .unwrap_or_else(|e| panic!("kubeconfig: {e}"));
-    Client::try_from(cfg).unwrap_or_else(|e| panic!("client: {e}"))
+/// The chart's `crds/` (the repository's CRDs, as `cargo run -p kiln-crdgen` writes them).
+pub fn crd_dir() -> PathBuf {
+    kiln_testkit::repo_root().unwrap_or_else(|e| panic!("{e}")).join("charts/kiln/crds")
+}
+
+/// The `.yaml` files of `dir`, sorted.
+fn yaml_files(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .collect();
+    files.sort();
+    files
+}
+
+/// Sums `apiserver_request_total` samples (Prometheus text) whose `resource` is one of
+/// `resources` and whose `verb` is one of `verbs`.
+fn count_requests(metrics: &str, resources: &[&str], verbs: &[&str]) -> u64 {
+    let label = |line: &str, name: &str| {
+        let key = format!("{name}=\"");
+        line.find(&key).and_then(|i| line[i + key.len()..].split('"').next().map(str::to_owned))
+    };
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("apiserver_request_total{"))
+        .filter(|l| label(l, "resource").is_some_and(|r| resources.contains(&r.as_str())))
+        .filter(|l| label(l, "verb").is_some_and(|v| verbs.contains(&v.as_str())))
+        .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
+        .map(|v| v as u64)
+        .sum()
 }
 
 fn free_port() -> u16 {
@@ -190,13 +218,15 @@ fn free_port() -> u16 {
 }
 
 impl World {
-    /// Starts the API server and moto and sets up the three accounts (no controller yet).
+    /// Starts a control plane and moto, installs the chart and sets up the three accounts (no
+    /// controller yet).
     ///
-    /// Every world is the chart's: the API server enforces the RBAC and admission policy of
-    /// `charts/kiln` (rendered by the real Helm engine) and the controller runs as the chart's
-    /// ServiceAccount, so a permission the chart lacks fails the test that needs it. The test
-    /// client is an admin, listed as a trusted approval writer so tests can write approvals in
-    /// any name; [`World::with_chart`] keeps the default policy for identity tests.
+    /// Every world is the chart's, installed as a user would: its CRDs, RBAC, admission policy and
+    /// ServiceAccount, rendered by the real Helm engine and server-side applied; the controller runs
+    /// as that ServiceAccount with a TokenRequest token, so the real authorizer refuses what the
+    /// chart does not grant and the real admission chain runs the chart's policy. The test client
+    /// is an admin, listed as a trusted approval writer so tests can write approvals in any name;
+    /// [`World::with_chart`] keeps the default policy for identity tests.
     pub async fn new(name: &str) -> World {
         World::chart_world(name, "admissionPolicy:\n  trustedApprovalWriters: [admin]\n").await
     }
@@ -211,47 +241,44 @@ impl World {
     /// Like [`World::new`], with the CRDs of `crd_dir` instead of the repository's (a cluster
     /// whose CRDs differ from the controller's types).
     pub async fn with_crds(name: &str, crd_dir: &std::path::Path) -> World {
-        let mut config = World::chart_config(name, "admissionPolicy:\n  trustedApprovalWriters: [admin]\n");
-        config.crd_dir = crd_dir.to_path_buf();
-        World::start(name, config, Some(CONTROLLER_TOKEN)).await
+        World::start(name, crd_dir, "admissionPolicy:\n  trustedApprovalWriters: [admin]\n").await
     }
 
     async fn chart_world(name: &str, values: &str) -> World {
-        World::start(name, World::chart_config(name, values), Some(CONTROLLER_TOKEN)).await
+        World::start(name, &crd_dir(), values).await
     }
 
-    fn chart_config(name: &str, values: &str) -> kiln_test_apiserver::Config {
-        let config = kiln_test_apiserver::Config::default()
-            .with_user("admin-token", "admin", &["system:masters"])
-            .with_rbac()
-            .with_manifests(&chart_manifests(name, values))
-            .with_service_account(CONTROLLER_TOKEN, KILN_NS, "kiln");
-        PEOPLE.iter().fold(config, |c, (token, user, groups)| c.with_user(token, user, groups))
-    }
-
-    async fn start(name: &str, config: kiln_test_apiserver::Config, controller_token: Option<&str>) -> World {
-        let server =
-            kiln_test_apiserver::start(config).await.unwrap_or_else(|e| panic!("start the API test server: {e}"));
-        let client = client_for(&server.kubeconfig).await;
+    async fn start(name: &str, crd_dir: &std::path::Path, values: &str) -> World {
+        let people: Vec<User> =
+            PEOPLE.iter().map(|(user, groups)| groups.iter().fold(User::new(user), |u, g| u.in_group(g))).collect();
+        let cp = ControlPlane::start(&people);
+        let client = cp.client("admin").await.unwrap_or_else(|e| panic!("{e}"));
         let ns = name.to_string();
         let namespaces: Api<Namespace> = Api::all(client.clone());
         for n in [ns.as_str(), KILN_NS] {
             let obj: Namespace =
                 serde_json::from_value(json!({"metadata": {"name": n}})).unwrap_or_else(|e| panic!("{e}"));
-            match namespaces.create(&PostParams::default(), &obj).await {
-                Ok(_) => {}
-                // The chart's manifests may have made it already.
-                Err(kube::Error::Api(s)) if s.code == 409 => {}
-                Err(e) => panic!("create namespace {n}: {e}"),
-            }
+            namespaces
+                .create(&PostParams::default(), &obj)
+                .await
+                .unwrap_or_else(|e| panic!("create namespace {n}: {e}"));
         }
-        let controller_kubeconfig = controller_token.map(|token| {
-            let path =
-                std::env::temp_dir().join(format!("kiln-e2e-{name}-{}-controller.kubeconfig", std::process::id()));
-            std::fs::write(&path, server.kubeconfig_for_token(token))
-                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-            path
-        });
+        // `helm install`: the chart's crds/ first, then its templates.
+        let mut crds = String::new();
+        for path in yaml_files(crd_dir) {
+            crds.push_str(&std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())));
+            crds.push_str("\n---\n");
+        }
+        kiln_testkit::controlplane::apply_yaml(&client, &crds, "helm").await.unwrap_or_else(|e| panic!("CRDs: {e}"));
+        kiln_testkit::controlplane::apply_yaml(&client, &chart_manifests(name, values), "helm")
+            .await
+            .unwrap_or_else(|e| panic!("the chart: {e}"));
+        let token = cp
+            .service_account_token(KILN_NS, CONTROLLER_ACCOUNT)
+            .await
+            .unwrap_or_else(|e| panic!("the controller's token: {e}"));
+        let path = std::env::temp_dir().join(format!("kiln-e2e-{name}-{}-controller.kubeconfig", std::process::id()));
+        std::fs::write(&path, cp.kubeconfig_for_token(&token)).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         let moto = Moto::start();
         let mut accounts = BTreeMap::new();
         for (env, id) in ACCOUNTS {
@@ -261,18 +288,32 @@ impl World {
         World {
             name: name.to_string(),
             ns,
-            server,
+            cp,
             client,
             moto,
             accounts,
             controllers: Vec::new(),
-            controller_kubeconfig,
+            controller_kubeconfig: path,
+            controller_token: token,
         }
     }
 
-    /// A client acting as the person with `token` (see [`World::with_chart`]).
-    pub async fn client_as(&self, token: &str) -> Client {
-        client_for(&self.server.kubeconfig_for_token(token)).await
+    /// A client acting as `user` (one of [`PEOPLE`], or `"admin"`).
+    pub async fn client_as(&self, user: &str) -> Client {
+        self.cp.client(user).await.unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// A client acting as the controller does (the chart's ServiceAccount).
+    pub async fn controller_client(&self) -> Client {
+        self.cp.client_with_token(&self.controller_token).await.unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Write requests (create, update, patch, apply, delete) the API server has served for
+    /// `resources`, read from its own `apiserver_request_total` metric.
+    pub async fn api_writes(&self, resources: &[&str]) -> u64 {
+        let request = http::Request::get("/metrics").body(Vec::new()).unwrap_or_else(|e| panic!("{e}"));
+        let text = self.client.request_text(request).await.unwrap_or_else(|e| panic!("GET /metrics: {e}"));
+        count_requests(&text, resources, &["CREATE", "UPDATE", "PATCH", "APPLY", "DELETE"])
     }
 
     /// The account of environment `env`.
@@ -288,7 +329,7 @@ impl World {
         let file = std::fs::File::create(&log).unwrap_or_else(|e| panic!("{}: {e}", log.display()));
         let creds = kiln_testkit::MotoEndpoint::static_credentials();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_kiln-controller"));
-        cmd.env("KUBECONFIG", self.controller_kubeconfig.as_ref().unwrap_or(&self.server.kubeconfig_path))
+        cmd.env("KUBECONFIG", &self.controller_kubeconfig)
             .env("AWS_ACCESS_KEY_ID", creds.access_key_id())
             .env("AWS_SECRET_ACCESS_KEY", creds.secret_access_key())
             .env("AWS_REGION", REGION)

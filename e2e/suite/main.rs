@@ -1,5 +1,5 @@
-//! kiln's end-to-end suite: the real `kiln-controller` binary against the in-repo Kubernetes
-//! API test server and moto, one world per test (see e2e/README.md). Each test asserts what a
+//! kiln's end-to-end suite: the real `kiln-controller` binary against a real kube-apiserver (with
+//! etcd and the GC/namespace controllers, built from pinned Go modules) and moto, one world per test (see e2e/README.md). Each test asserts what a
 //! user would check: phases, gates, Events, evidence, listener weights and alias versions.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 

@@ -18,7 +18,7 @@ const NEWER_STRATEGY: &str = "linear10PercentEvery1Minute";
 fn newer_crds() -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("kiln-e2e-newer-crds-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let from = kiln_test_apiserver::default_crd_dir();
+    let from = crate::harness::crd_dir();
     for entry in std::fs::read_dir(&from).unwrap() {
         let path = entry.unwrap().path();
         let mut text = std::fs::read_to_string(&path).unwrap();

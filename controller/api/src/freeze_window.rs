@@ -99,7 +99,7 @@ pub struct WeeklyTime {
 /// A weekly span from one point in the week to the next occurrence of another.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("self.from != self.to").message("from and to must differ (a span from a point to itself is empty)"))]
+#[x_kube(validation = Rule::new("self.from.day != self.to.day || self.from.time != self.to.time").message("from and to must differ (a span from a point to itself is empty)"))]
 pub struct RecurringSpan {
     /// Where the freeze starts each week.
     pub from: WeeklyTime,

@@ -187,6 +187,36 @@ impl ControlPlane {
         kube::Client::try_from(config).map_err(|e| format!("client for a token: {e}"))
     }
 
+    /// A token for ServiceAccount `namespace/name` from the TokenRequest API (valid for an hour,
+    /// longer than any test), as a pod of that account would get it.
+    pub async fn service_account_token(&self, namespace: &str, name: &str) -> Result<String, String> {
+        use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+        use k8s_openapi::api::core::v1::ServiceAccount;
+        let admin = self.client("admin").await?;
+        let accounts: kube::Api<ServiceAccount> = kube::Api::namespaced(admin, namespace);
+        let request = TokenRequest {
+            spec: TokenRequestSpec { expiration_seconds: Some(3600), ..Default::default() },
+            ..Default::default()
+        };
+        let issued: TokenRequest = accounts
+            .create_subresource("token", name, &Default::default(), &request)
+            .await
+            .map_err(|e| format!("TokenRequest for {namespace}/{name}: {e}"))?;
+        issued.status.map(|s| s.token).ok_or_else(|| format!("TokenRequest for {namespace}/{name}: no status"))
+    }
+
+    /// A kubeconfig (YAML) whose only user presents `token`: what a process acting as a
+    /// ServiceAccount is given.
+    pub fn kubeconfig_for_token(&self, token: &str) -> String {
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: kiln\n  cluster:\n    server: {server}\n    \
+             certificate-authority: {ca}\nusers:\n- name: token\n  user:\n    token: {token}\ncontexts:\n- name: \
+             token\n  context:\n    cluster: kiln\n    user: token\ncurrent-context: token\n",
+            server = self.server,
+            ca = self.ca_path().display(),
+        )
+    }
+
     async fn config(&self, context: &str) -> Result<kube::Config, String> {
         let kubeconfig = kube::config::Kubeconfig::read_from(self.kubeconfig())
             .map_err(|e| format!("reading {}: {e}", self.kubeconfig().display()))?;
@@ -202,5 +232,75 @@ impl Drop for ControlPlane {
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// How long [`apply_yaml`] waits for a CustomResourceDefinition to be served.
+const ESTABLISH_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Applies every document of a multi-document YAML stream the way `kubectl apply --server-side`
+/// does (field manager `manager`, conflicts forced), in the order an installer must: Namespaces and
+/// CustomResourceDefinitions first, waiting until each CRD is Established, then the rest.
+/// Namespaced objects without `metadata.namespace` go to `default`.
+pub async fn apply_yaml(client: &kube::Client, yaml: &str, manager: &str) -> Result<(), String> {
+    let docs: Vec<serde_json::Value> =
+        serde_saphyr::from_multiple(yaml).map_err(|e| format!("the manifests are not YAML: {e}"))?;
+    let docs: Vec<serde_json::Value> = docs.into_iter().filter(|d| d.is_object()).collect();
+    let first = |d: &serde_json::Value| matches!(d["kind"].as_str(), Some("Namespace" | "CustomResourceDefinition"));
+    let (early, late): (Vec<_>, Vec<_>) = docs.into_iter().partition(first);
+    for doc in &early {
+        apply_one(client, doc, manager).await?;
+    }
+    for doc in early.iter().filter(|d| d["kind"] == "CustomResourceDefinition") {
+        let name = doc["metadata"]["name"].as_str().unwrap_or_default();
+        wait_established(client, name).await?;
+    }
+    for doc in &late {
+        apply_one(client, doc, manager).await?;
+    }
+    Ok(())
+}
+
+async fn apply_one(client: &kube::Client, doc: &serde_json::Value, manager: &str) -> Result<(), String> {
+    use kube::api::{Api, DynamicObject, Patch, PatchParams};
+    let kind = doc["kind"].as_str().ok_or_else(|| format!("a document without kind: {doc}"))?;
+    let api_version = doc["apiVersion"].as_str().ok_or_else(|| format!("{kind} without apiVersion"))?;
+    let name = doc["metadata"]["name"].as_str().ok_or_else(|| format!("{kind} without metadata.name"))?;
+    let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+    let gvk = kube::api::GroupVersionKind::gvk(group, version, kind);
+    let (resource, caps) =
+        kube::discovery::pinned_kind(client, &gvk).await.map_err(|e| format!("{api_version} {kind}: {e}"))?;
+    let api: Api<DynamicObject> = match caps.scope {
+        kube::discovery::Scope::Namespaced => {
+            let ns = doc["metadata"]["namespace"].as_str().unwrap_or("default");
+            Api::namespaced_with(client.clone(), ns, &resource)
+        }
+        kube::discovery::Scope::Cluster => Api::all_with(client.clone(), &resource),
+    };
+    api.patch(name, &PatchParams::apply(manager).force(), &Patch::Apply(doc))
+        .await
+        .map(|_| ())
+        .map_err(|e| format!("applying {kind} {name}: {e}"))
+}
+
+async fn wait_established(client: &kube::Client, name: &str) -> Result<(), String> {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    let crds: kube::Api<CustomResourceDefinition> = kube::Api::all(client.clone());
+    let deadline = std::time::Instant::now() + ESTABLISH_TIMEOUT;
+    loop {
+        let crd = crds.get(name).await.map_err(|e| format!("reading CRD {name}: {e}"))?;
+        let established = crd
+            .status
+            .and_then(|s| s.conditions)
+            .unwrap_or_default()
+            .iter()
+            .any(|c| c.type_ == "Established" && c.status == "True");
+        if established {
+            return Ok(());
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(format!("CRD {name} not Established after {}s", ESTABLISH_TIMEOUT.as_secs()));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
