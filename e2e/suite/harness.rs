@@ -193,23 +193,6 @@ fn yaml_files(dir: &std::path::Path) -> Vec<PathBuf> {
     files
 }
 
-/// Sums `apiserver_request_total` samples (Prometheus text) whose `resource` is one of
-/// `resources` and whose `verb` is one of `verbs`.
-fn count_requests(metrics: &str, resources: &[&str], verbs: &[&str]) -> u64 {
-    let label = |line: &str, name: &str| {
-        let key = format!("{name}=\"");
-        line.find(&key).and_then(|i| line[i + key.len()..].split('"').next().map(str::to_owned))
-    };
-    metrics
-        .lines()
-        .filter(|l| l.starts_with("apiserver_request_total{"))
-        .filter(|l| label(l, "resource").is_some_and(|r| resources.contains(&r.as_str())))
-        .filter(|l| label(l, "verb").is_some_and(|v| verbs.contains(&v.as_str())))
-        .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
-        .map(|v| v as u64)
-        .sum()
-}
-
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -308,12 +291,9 @@ impl World {
         self.cp.client_with_token(&self.controller_token).await.unwrap_or_else(|e| panic!("{e}"))
     }
 
-    /// Write requests (create, update, patch, apply, delete) the API server has served for
-    /// `resources`, read from its own `apiserver_request_total` metric.
+    /// Write requests kube-apiserver has served for `resources` (see [`ControlPlane::api_writes`]).
     pub async fn api_writes(&self, resources: &[&str]) -> u64 {
-        let request = http::Request::get("/metrics").body(Vec::new()).unwrap_or_else(|e| panic!("{e}"));
-        let text = self.client.request_text(request).await.unwrap_or_else(|e| panic!("GET /metrics: {e}"));
-        count_requests(&text, resources, &["CREATE", "UPDATE", "PATCH", "APPLY", "DELETE"])
+        self.cp.api_writes(resources).await.unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// The account of environment `env`.

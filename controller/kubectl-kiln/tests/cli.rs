@@ -1,6 +1,5 @@
 //! `kubectl-kiln` as people run it: the built binary as a separate process, one kubeconfig per
-//! user, against the in-repo Kubernetes API test server (`kiln-test-apiserver`) with kiln's CRDs
-//! and admission. No controller runs here: where a test needs a Promotion's status it writes it as
+//! user, against a real kube-apiserver (`kiln_testkit::ControlPlane`) with kiln's CRDs. No controller runs here: where a test needs a Promotion's status it writes it as
 //! the controller would. (Abort actually restoring traffic needs the controller and moto: that is
 //! the e2e suite's.)
 
@@ -21,8 +20,8 @@ async fn examples(w: &World) {
     w.example("release-ingest-worker.yaml").await;
 }
 
-fn approvals(w: &World, name: &str) -> Vec<Value> {
-    let p = w.get("Promotion", Some("ingest"), name).expect("promotion exists");
+async fn approvals(w: &World, name: &str) -> Vec<Value> {
+    let p = w.get("Promotion", Some("ingest"), name).await.expect("promotion exists");
     p["spec"]["approvals"].as_array().cloned().unwrap_or_default()
 }
 
@@ -43,13 +42,15 @@ async fn approve_as_two_users_and_refuse_self_approval() {
     w.promotion(&prod, R, "prod", json!({"requestedBy": "ci-bot"})).await;
 
     // The author: refused with the reason, nothing written.
+    let writes = w.api_writes(&["promotions"]).await;
+    assert!(writes > 0, "the metric counted the Promotion's creation");
     let run = w.kiln("dana", &["approve", R, "--env", "prod", "--role", "security", "-n", "ingest"]);
     refused(
         &run,
         "error: you (dana@example.com) authored release ingest-worker-v1-4-2; environment prod forbids self-approval — ask someone else",
     );
-    assert!(approvals(&w, &prod).is_empty());
-    assert_eq!(w.server.handle.requests(Some("patch"), Some("promotions")), 0, "refused before any write");
+    assert!(approvals(&w, &prod).await.is_empty());
+    assert_eq!(w.api_writes(&["promotions"]).await, writes, "refused before any write");
 
     // Two roles are missing: the role must be chosen.
     let run = w.kiln("alice", &["approve", R, "--env", "prod", "-n", "ingest"]);
@@ -75,7 +76,7 @@ async fn approve_as_two_users_and_refuse_self_approval() {
     ok(&run);
     assert!(run.stdout.contains("approved by bob@example.com as product"), "{run:?}");
 
-    let list = approvals(&w, &prod);
+    let list = approvals(&w, &prod).await;
     assert_eq!(list.len(), 2, "{list:?}");
     assert_eq!((list[0]["user"].as_str(), list[0]["role"].as_str()), (Some("alice@example.com"), Some("security")));
     assert_eq!(list[0]["comment"], "CAB 2025-10-28");
@@ -99,7 +100,7 @@ async fn approve_as_two_users_and_refuse_self_approval() {
         &w.kiln("rel", &["approve", R, "--env", "stg", "-n", "ingest"]),
         "you (rel@example.com) requested promotion ingest-worker-v1-4-2-stg",
     );
-    assert_eq!(approvals(&w, &prod).len(), 2);
+    assert_eq!(approvals(&w, &prod).await.len(), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -125,7 +126,7 @@ async fn concurrent_approvals_do_not_clobber_each_other() {
     ok(&a);
     ok(&b);
     let mut users: Vec<String> =
-        approvals(&w, &stg).iter().filter_map(|a| a["user"].as_str().map(str::to_string)).collect();
+        approvals(&w, &stg).await.iter().filter_map(|a| a["user"].as_str().map(str::to_string)).collect();
     users.sort();
     assert_eq!(users, ["alice@example.com", "rel@example.com"]);
 }
@@ -140,7 +141,7 @@ async fn promote_abort_retry_and_rollback_write_the_expected_spec() {
     ok(&run);
     assert!(run.stdout.contains("promotion.kiln.dev/ingest-worker-v1-4-2-stg created"), "{run:?}");
     assert!(run.stdout.contains("stg needs release-engineering approval: kubectl kiln approve"), "{run:?}");
-    let stg = w.get("Promotion", Some("ingest"), &format!("{R}-stg")).expect("created");
+    let stg = w.get("Promotion", Some("ingest"), &format!("{R}-stg")).await.expect("created");
     assert_eq!(
         stg["spec"],
         json!({"release": R, "environment": "stg", "requestedBy": "alice@example.com", "approvals": [], "abort": false, "retry": 0})
@@ -165,7 +166,7 @@ async fn promote_abort_retry_and_rollback_write_the_expected_spec() {
         run.stdout.contains("abort requested (it was Baking at 10%: kiln restores the previous state now)"),
         "{run:?}"
     );
-    let stg = w.get("Promotion", Some("ingest"), &format!("{R}-stg")).expect("exists");
+    let stg = w.get("Promotion", Some("ingest"), &format!("{R}-stg")).await.expect("exists");
     assert_eq!(stg["spec"]["abort"], true);
     let again = w.kiln("bob", &["abort", R, "--env", "stg", "-n", "ingest"]);
     ok(&again);
@@ -184,7 +185,7 @@ async fn promote_abort_retry_and_rollback_write_the_expected_spec() {
     let run = w.kiln("alice", &["retry", R, "--env", "prod", "-n", "ingest"]);
     ok(&run);
     assert!(run.stdout.contains("retry #1 requested (it was RolledBack, cause alarm)"), "{run:?}");
-    assert_eq!(w.get("Promotion", Some("ingest"), &format!("{R}-prod")).expect("exists")["spec"]["retry"], 1);
+    assert_eq!(w.get("Promotion", Some("ingest"), &format!("{R}-prod")).await.expect("exists")["spec"]["retry"], 1);
     refused(&w.kiln("alice", &["retry", R, "--env", "prod", "-n", "ingest"]), "already has retry #1 pending");
 
     // abort after success: no effect, and says how to roll back instead.
@@ -229,7 +230,7 @@ async fn promote_abort_retry_and_rollback_write_the_expected_spec() {
         run.stdout.contains("promotion.kiln.dev/ingest-worker-v1-4-1-prod-rollback created: rollback of prod from ingest-worker-v1-4-2 to ingest-worker-v1-4-1"),
         "{run:?}"
     );
-    let rb = w.get("Promotion", Some("ingest"), "ingest-worker-v1-4-1-prod-rollback").expect("created");
+    let rb = w.get("Promotion", Some("ingest"), "ingest-worker-v1-4-1-prod-rollback").await.expect("created");
     assert_eq!(
         rb["spec"],
         json!({"release": "ingest-worker-v1-4-1", "environment": "prod", "requestedBy": "bob@example.com",
@@ -252,7 +253,7 @@ async fn promote_abort_retry_and_rollback_write_the_expected_spec() {
             "ingest",
         ],
     ));
-    assert!(w.get("Promotion", Some("ingest"), "ingest-worker-v1-4-1-prod-rollback-2").is_some());
+    assert!(w.get("Promotion", Some("ingest"), "ingest-worker-v1-4-1-prod-rollback-2").await.is_some());
     // Only a release that succeeded there may be the target.
     w.release("ingest-worker-v1-4-0", "v1.4.0").await;
     refused(
@@ -487,16 +488,15 @@ async fn whoami_and_helpful_errors() {
     // Nothing listens on the port any more.
     let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
     let dir = TempDir::new("unreachable");
-    let kc = w.server.kubeconfig_for_token("alice-token").replace(&w.server.url, &format!("https://127.0.0.1:{port}"));
+    let kc = std::fs::read_to_string(w.kubeconfig("alice"))
+        .expect("alice's kubeconfig")
+        .replace(w.cp.server(), &format!("https://127.0.0.1:{port}"));
     let path = dir.write("kubeconfig", &kc);
     let run: Run = support::bin().arg("--kubeconfig").arg(&path).args(["status", R]).output().expect("run").into();
     refused(&run, &format!("error: cannot reach the Kubernetes API at https://127.0.0.1:{port}: "));
 
     // A cluster without kiln's CRDs.
-    let empty = TempDir::new("no-crds");
-    let mut config = kiln_test_apiserver::Config::default().with_user("alice-token", "alice@example.com", &[]);
-    config.crd_dir = empty.path().to_path_buf();
-    let bare = World::with_config("bare", config).await;
+    let bare = World::bare("bare").await;
     let run = bare.kiln("alice", &["status", R]);
     refused(&run, "the kiln CRDs are not installed in the cluster at");
     assert!(run.stderr.contains("kubectl apply -f crds/"), "{run:?}");

@@ -278,21 +278,16 @@ fn cell(c: &Column, obj: &Value) -> Value {
     }
 }
 
-/// A value printed the way Go's `fmt.Print` prints decoded JSON (what kubectl's JSONPath
-/// printer shows): strings bare, lists `[a b]`, maps `map[k:v]`.
+/// A cell value as kube-apiserver's CRD table convertor prints it (client-go's JSONPath printer):
+/// strings bare, other scalars as text, lists and maps as compact JSON with sorted keys
+/// (`["stg","prod"]`, `{"a":"x","b":1}`) — checked against kube-apiserver v1.36.
 fn go_text(v: &Value) -> String {
     match v {
         Value::Null => "<nil>".into(),
         Value::String(s) => s.clone(),
         Value::Bool(b) => b.to_string(),
         Value::Number(n) => n.to_string(),
-        Value::Array(a) => format!("[{}]", a.iter().map(go_text).collect::<Vec<_>>().join(" ")),
-        Value::Object(m) => {
-            let mut keys: Vec<&String> = m.keys().collect();
-            keys.sort();
-            let parts: Vec<String> = keys.iter().map(|k| format!("{k}:{}", go_text(&m[k.as_str()]))).collect();
-            format!("map[{}]", parts.join(" "))
-        }
+        Value::Array(_) | Value::Object(_) => serde_json::to_string(v).unwrap_or_default(),
     }
 }
 
@@ -519,8 +514,8 @@ mod tests {
         assert_eq!(get("{.spec.envs[-1]}"), Some(json!("prod")));
         assert_eq!(get(".spec['service']"), Some(json!("api")));
         assert_eq!(get(".spec.missing"), None);
-        assert_eq!(go_text(&json!(["stg", "prod"])), "[stg prod]");
-        assert_eq!(go_text(&json!({"b": 1, "a": "x"})), "map[a:x b:1]");
+        assert_eq!(go_text(&json!(["stg", "prod"])), r#"["stg","prod"]"#);
+        assert_eq!(go_text(&json!({"b": 1, "a": "x"})), r#"{"a":"x","b":1}"#);
     }
 
     #[test]

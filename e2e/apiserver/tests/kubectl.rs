@@ -1,6 +1,11 @@
 //! Conformance of the API test server through the real `kubectl`, run as separate processes
 //! against the server's HTTPS endpoint and generated kubeconfig (bearer token, generated CA).
 //!
+//! The kiln scenarios (the examples applied, listed, described, patched and deleted; the invalid
+//! examples refused) run twice, on the test server and on a real kube-apiserver
+//! (`kiln_testkit::ControlPlane`) with the same assertions: what they check about kubectl and
+//! kiln's CRDs is kube-apiserver's behaviour, and the test server is held to it.
+//!
 //! kubectl is required: `KILN_KUBECTL` (a path) or `kubectl` on PATH. `scripts/test` installs
 //! Debian's `kubernetes-client` when none is there. Works with kubectl 1.20 (Debian) and 1.32.
 
@@ -9,6 +14,7 @@ use std::process::{Command, Output};
 use std::sync::{Arc, Mutex};
 
 use kiln_test_apiserver::{AdmissionOperation, Config, TestServer, start};
+use kiln_testkit::{ControlPlane, User};
 
 const REPO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
 
@@ -32,13 +38,53 @@ struct Kubectl {
     minor: u32,
 }
 
+/// Where a kubectl scenario runs: the in-repo test server or a real kube-apiserver, each with
+/// kiln's CRDs, an admin and alice.
+enum Backend {
+    TestServer(TestServer),
+    KubeApiserver(ControlPlane),
+}
+
+impl Backend {
+    async fn test_server() -> Backend {
+        Backend::TestServer(server().await)
+    }
+
+    async fn kube_apiserver() -> Backend {
+        let cp = ControlPlane::start(&[User::new("alice@example.com").in_group("security")]);
+        let admin = cp.client("admin").await.expect("admin client");
+        let dir = Path::new(REPO).join("charts/kiln/crds");
+        let mut files: Vec<PathBuf> =
+            std::fs::read_dir(&dir).expect("crds").filter_map(|e| e.ok().map(|e| e.path())).collect();
+        files.sort();
+        let crds: Vec<String> = files.iter().map(|f| std::fs::read_to_string(f).expect("CRD")).collect();
+        kiln_testkit::controlplane::apply_yaml(&admin, &crds.join("\n---\n"), "kiln-test").await.expect("install CRDs");
+        Backend::KubeApiserver(cp)
+    }
+
+    /// The admin's kubeconfig (YAML).
+    fn kubeconfig(&self) -> String {
+        match self {
+            Backend::TestServer(server) => server.kubeconfig.clone(),
+            Backend::KubeApiserver(cp) => std::fs::read_to_string(cp.kubeconfig()).expect("kubeconfig"),
+        }
+    }
+
+    fn url(&self) -> &str {
+        match self {
+            Backend::TestServer(server) => &server.url,
+            Backend::KubeApiserver(cp) => cp.server(),
+        }
+    }
+}
+
 impl Kubectl {
-    fn new(server: &TestServer, kubeconfig: &str, tag: &str) -> Kubectl {
+    fn new(url: &str, kubeconfig: &str, tag: &str) -> Kubectl {
         let home = std::env::temp_dir().join(format!("kiln-kubectl-{}-{tag}", std::process::id()));
         std::fs::create_dir_all(&home).expect("test setup");
         let path = home.join("kubeconfig");
         std::fs::write(&path, kubeconfig).expect("test setup");
-        assert!(server.url.starts_with("https://127.0.0.1:"), "{}", server.url);
+        assert!(url.starts_with("https://127.0.0.1:"), "{url}");
         let mut k = Kubectl { bin: kubectl_binary(), kubeconfig: path, home, minor: 0 };
         let v = k.ok(&["version", "--client", "-o", "json"]);
         let v: serde_json::Value = serde_json::from_str(&v).expect("test setup");
@@ -122,8 +168,30 @@ fn row<'a>(rows: &'a [Vec<String>], name: &str) -> &'a Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn examples_apply_get_describe_patch_delete() {
-    let server = server().await;
-    let k = Kubectl::new(&server, &server.kubeconfig, "examples");
+    examples_scenario(&Backend::test_server().await, "examples").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn examples_apply_get_describe_patch_delete_on_kube_apiserver() {
+    examples_scenario(&Backend::kube_apiserver().await, "examples-real").await;
+}
+
+/// Polls `kubectl get` until it fails with not found (a namespace is removed once emptied).
+async fn gone(k: &Kubectl, args: &[&str]) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let out = k.run(args);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        if !out.status.success() && (stderr.contains("NotFound") || stderr.contains("not found")) {
+            return stderr;
+        }
+        assert!(std::time::Instant::now() < deadline, "kubectl {} still finds it", args.join(" "));
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+async fn examples_scenario(backend: &Backend, tag: &str) {
+    let k = Kubectl::new(backend.url(), &backend.kubeconfig(), tag);
 
     // Namespaces through `kubectl create` (kubectl ≥ 1.30 sends protobuf for built-ins).
     for ns in ["kiln-system", "ingest", "api"] {
@@ -148,7 +216,7 @@ async fn examples_apply_get_describe_patch_delete() {
     let (header, rows) = table(&k.ok(&["get", "environments"]));
     assert_eq!(header, ["NAME", "ACCOUNT", "REGION", "UPSTREAM", "AUTO", "READY", "AGE"]);
     let prod = row(&rows, "prod");
-    assert_eq!(&prod[..5], ["prod", "333333333333", "ca-central-1", "[stg]", "false"]);
+    assert_eq!(&prod[..5], ["prod", "333333333333", "ca-central-1", r#"["stg"]"#, "false"]);
     assert!(prod[5].ends_with('s'), "age column: {prod:?}"); // READY is empty: no status yet
     assert_eq!(row(&rows, "dev")[4], "true");
 
@@ -202,32 +270,40 @@ async fn examples_apply_get_describe_patch_delete() {
 
     // delete.
     assert!(k.ok(&["delete", "-f", &example("promotion-stg.yaml")]).contains("deleted"));
-    let err = k.fails(&["get", "promotion", "ingest-worker-v1-4-2-stg", "-n", "ingest"]);
-    assert!(err.contains("NotFound") || err.contains("not found"), "{err}");
+    gone(&k, &["get", "promotion", "ingest-worker-v1-4-2-stg", "-n", "ingest"]).await;
     assert!(k.ok(&["delete", "namespace", "api"]).contains("namespace \"api\" deleted"));
-    let err = k.fails(&["get", "namespace", "api"]);
-    assert!(err.contains("not found"), "{err}");
-    assert!(server.handle.get("releases", Some("api"), "api-adapter-v2-3-0").is_none());
+    // The namespace is removed once emptied (by kube-controller-manager's namespace controller on
+    // the real server): its Release goes with it.
+    gone(&k, &["get", "namespace", "api"]).await;
+    gone(&k, &["get", "release", "api-adapter-v2-3-0", "-n", "api"]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_examples_are_rejected_with_the_servers_message() {
-    let server = server().await;
-    let k = Kubectl::new(&server, &server.kubeconfig, "invalid");
+    invalid_scenario(&Backend::test_server().await, "invalid").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_examples_are_rejected_with_the_servers_message_on_kube_apiserver() {
+    invalid_scenario(&Backend::kube_apiserver().await, "invalid-real").await;
+}
+
+async fn invalid_scenario(backend: &Backend, tag: &str) {
+    let k = Kubectl::new(backend.url(), &backend.kubeconfig(), tag);
     for ns in ["kiln-system", "ingest", "api"] {
         k.ok(&["create", "namespace", ns]);
     }
     k.ok(&["apply", "-f", &example("environments.yaml")]);
     let dir = Path::new(REPO).join("examples/invalid");
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
+        .expect("examples/invalid")
+        .map(|e| e.expect("examples/invalid entry").path())
         .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
         .collect();
     files.sort();
     assert!(files.len() >= 10, "{files:?}");
     for file in &files {
-        let text = std::fs::read_to_string(file).unwrap();
+        let text = std::fs::read_to_string(file).expect("invalid example");
         let expects: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("# expect: ")).collect();
         assert!(!expects.is_empty(), "{} has no `# expect:` line", file.display());
         // With server-side strict field validation an unknown field is refused before validation
@@ -238,12 +314,22 @@ async fn invalid_examples_are_rejected_with_the_servers_message() {
             .copied()
             .filter(|e| !unknown || e.contains("unknown field") == k.strict_server_validation())
             .collect();
-        let before = server.handle.resource_version();
+        // Nothing is written: the object the file names is as it was (absent, or an earlier
+        // example's at the same resourceVersion).
+        let doc: serde_json::Value = serde_saphyr::from_str(&text).expect("YAML");
+        let kind = doc["kind"].as_str().expect("kind").to_lowercase();
+        let name = doc["metadata"]["name"].as_str().expect("name");
+        let mut get =
+            vec!["get", kind.as_str(), name, "--ignore-not-found", "-o", "jsonpath={.metadata.resourceVersion}"];
+        if let Some(ns) = doc["metadata"]["namespace"].as_str() {
+            get.extend(["-n", ns]);
+        }
+        let before = k.ok(&get);
         let err = k.fails(&["apply", "-f", &file.display().to_string()]);
         for e in wanted {
             assert!(err.contains(e), "{}: expected {e:?} in:\n{err}", file.display());
         }
-        assert_eq!(server.handle.resource_version(), before, "{}: nothing is written", file.display());
+        assert_eq!(k.ok(&get), before, "{}: nothing is written", file.display());
     }
     // Without a namespace the server says which one is missing.
     let err = k.fails(&["create", "configmap", "x", "-n", "nope", "--from-literal=a=b"]);
@@ -267,9 +353,9 @@ async fn builtin_types_and_identities() {
     )
     .await
     .unwrap();
-    let admin = Kubectl::new(&server, &server.kubeconfig, "admin");
-    let alice = Kubectl::new(&server, &server.kubeconfig_for_token("alice-token"), "alice");
-    let nobody = Kubectl::new(&server, &server.kubeconfig_for_token("wrong-token"), "nobody");
+    let admin = Kubectl::new(&server.url, &server.kubeconfig, "admin");
+    let alice = Kubectl::new(&server.url, &server.kubeconfig_for_token("alice-token"), "alice");
+    let nobody = Kubectl::new(&server.url, &server.kubeconfig_for_token("wrong-token"), "nobody");
 
     admin.ok(&["create", "namespace", "team"]);
     alice.ok(&["create", "configmap", "settings", "-n", "team", "--from-literal=a=1", "--from-literal=b=2"]);

@@ -205,6 +205,32 @@ impl ControlPlane {
         issued.status.map(|s| s.token).ok_or_else(|| format!("TokenRequest for {namespace}/{name}: no status"))
     }
 
+    /// The bearer token of `user` (`"admin"` or a user passed to [`ControlPlane::start`]), from the
+    /// control plane's static token file.
+    pub fn token(&self, user: &str) -> Result<String, String> {
+        let path = self.dir.join("tokens.csv");
+        let text = std::fs::read_to_string(&path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+        text.lines()
+            .find_map(|line| {
+                let mut fields = line.splitn(3, ',');
+                let token = fields.next()?;
+                (fields.next()? == user).then(|| token.to_owned())
+            })
+            .ok_or_else(|| format!("no user {user} in {}", path.display()))
+    }
+
+    /// Write requests (create, update, patch, apply, delete; dry runs and refused ones included)
+    /// kube-apiserver has served for
+    /// `resources` (plural names, e.g. `promotions`), from its own `apiserver_request_total`
+    /// metric (read as admin).
+    pub async fn api_writes(&self, resources: &[&str]) -> Result<u64, String> {
+        let admin = self.client("admin").await?;
+        let request = http::Request::get("/metrics").body(Vec::new()).map_err(|e| format!("GET /metrics: {e}"))?;
+        let text = admin.request_text(request).await.map_err(|e| format!("GET /metrics: {e}"))?;
+        // The metric's verbs are HTTP methods, with server-side apply as APPLY.
+        Ok(count_requests(&text, resources, &["POST", "PUT", "PATCH", "APPLY", "DELETE"]))
+    }
+
     /// A kubeconfig (YAML) whose only user presents `token`: what a process acting as a
     /// ServiceAccount is given.
     pub fn kubeconfig_for_token(&self, token: &str) -> String {
@@ -225,6 +251,23 @@ impl ControlPlane {
             .await
             .map_err(|e| format!("kubeconfig context {context}: {e}"))
     }
+}
+
+/// Sums `apiserver_request_total` samples (Prometheus text) whose `resource` is one of
+/// `resources` and whose `verb` is one of `verbs`.
+fn count_requests(metrics: &str, resources: &[&str], verbs: &[&str]) -> u64 {
+    let label = |line: &str, name: &str| {
+        let key = format!("{name}=\"");
+        line.find(&key).and_then(|i| line[i + key.len()..].split('"').next().map(str::to_owned))
+    };
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("apiserver_request_total{"))
+        .filter(|l| label(l, "resource").is_some_and(|r| resources.contains(&r.as_str())))
+        .filter(|l| label(l, "verb").is_some_and(|v| verbs.contains(&v.as_str())))
+        .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
+        .map(|v| v as u64)
+        .sum()
 }
 
 impl Drop for ControlPlane {

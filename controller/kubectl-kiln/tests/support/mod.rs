@@ -1,25 +1,42 @@
-//! A world per test: the in-repo Kubernetes API test server with kiln's CRDs and several users,
-//! a kubeconfig file per user, and the built `kubectl-kiln` binary run as a separate process,
-//! as a person runs it. Everything is removed when the world is dropped.
+//! A world per test: a real kube-apiserver (`kiln_testkit::ControlPlane`) with kiln's CRDs and
+//! several users, a kubeconfig file per user, and the built `kubectl-kiln` binary run as a separate
+//! process, as a person runs it. Everything is removed when the world is dropped.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use kiln_test_apiserver::{Config, TestServer};
+use kiln_testkit::{ControlPlane, User};
 use kube::Client;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use serde_json::{Value, json};
 
-/// The users of every world: (token, name, groups). The first is the admin that sets things up.
-pub const USERS: [(&str, &str, &[&str]); 5] = [
-    ("admin-token", "admin", &["system:masters"]),
-    ("alice-token", "alice@example.com", &["security"]),
-    ("bob-token", "bob@example.com", &["product"]),
-    ("dana-token", "dana@example.com", &["developers"]),
-    ("rel-token", "rel@example.com", &["release-engineering"]),
+/// The people of every world: (name, groups). `admin` (in `system:masters`) sets things up.
+pub const USERS: [(&str, &[&str]); 4] = [
+    ("alice@example.com", &["security"]),
+    ("bob@example.com", &["product"]),
+    ("dana@example.com", &["developers"]),
+    ("rel@example.com", &["release-engineering"]),
 ];
+
+/// Everyone authenticated may read and write kiln's objects: the CLI tests are about the CLI, not
+/// about who may use it (the chart's roles and the approval-identity policy are the e2e suite's).
+const KILN_FOR_EVERYONE: &str = r#"
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: kiln-cli-test}
+rules:
+- apiGroups: [kiln.dev]
+  resources: ["*"]
+  verbs: ["*"]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: kiln-cli-test}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: kiln-cli-test}
+subjects:
+- {apiGroup: rbac.authorization.k8s.io, kind: Group, name: "system:authenticated"}
+"#;
 
 /// A directory under the system temp dir, removed on drop.
 pub struct TempDir(pub PathBuf);
@@ -94,39 +111,57 @@ pub fn offline(args: &[&str]) -> Run {
 }
 
 pub struct World {
-    pub server: TestServer,
+    pub cp: ControlPlane,
     pub client: Client,
     pub dir: TempDir,
 }
 
 impl World {
-    /// A server with kiln's CRDs, the [`USERS`], and the namespaces `kiln-system` and `ingest`.
+    /// A cluster with kiln's CRDs (the chart's `crds/`), the [`USERS`], kiln's objects open to them,
+    /// and the namespaces `kiln-system`, `ingest` and `api`.
     pub async fn new(tag: &str) -> World {
-        let mut config = Config::default();
-        for (token, name, groups) in USERS {
-            config = config.with_user(token, name, groups);
+        let w = World::bare(tag).await;
+        let mut manifests = String::from(KILN_FOR_EVERYONE);
+        for ns in ["kiln-system", "ingest", "api"] {
+            manifests.push_str(&format!("---\napiVersion: v1\nkind: Namespace\nmetadata: {{name: {ns}}}\n"));
         }
-        config.namespaces.extend(["kiln-system", "ingest", "api"].map(String::from));
-        World::with_config(tag, config).await
+        let crds = repo().join("charts/kiln/crds");
+        let mut files: Vec<PathBuf> =
+            std::fs::read_dir(&crds).expect("charts/kiln/crds").filter_map(|e| e.ok().map(|e| e.path())).collect();
+        files.sort();
+        for file in files {
+            manifests.push_str("---\n");
+            manifests.push_str(&std::fs::read_to_string(&file).expect("CRD file"));
+        }
+        kiln_testkit::controlplane::apply_yaml(&w.client, &manifests, "kiln-test").await.expect("install kiln's CRDs");
+        w
     }
 
-    pub async fn with_config(tag: &str, config: Config) -> World {
-        let server = kiln_test_apiserver::start(config).await.expect("start the API test server");
-        let kc = Kubeconfig::from_yaml(&server.kubeconfig).expect("kubeconfig");
-        let cfg = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await.expect("config");
-        let client = Client::try_from(cfg).expect("client");
-        World { server, client, dir: TempDir::new(tag) }
+    /// A cluster without kiln's CRDs (and nothing else set up).
+    pub async fn bare(tag: &str) -> World {
+        let users: Vec<User> =
+            USERS.iter().map(|(name, groups)| groups.iter().fold(User::new(name), |u, g| u.in_group(g))).collect();
+        let cp = ControlPlane::start(&users);
+        let client = cp.client("admin").await.expect("admin client");
+        World { cp, client, dir: TempDir::new(tag) }
     }
 
-    /// The kubeconfig file of a user (by name in [`USERS`]).
+    /// The kubeconfig file of a user (`admin`, a name in [`USERS`] or its part before `@`); any
+    /// other name gets a kubeconfig with a token the cluster does not know.
     pub fn kubeconfig(&self, user: &str) -> PathBuf {
-        let token = USERS.iter().find(|(_, n, _)| *n == user || n.starts_with(&format!("{user}@"))).map(|u| u.0);
-        let token = token.unwrap_or(user);
-        let path = self.dir.path().join(format!("{token}.kubeconfig"));
+        let name =
+            USERS.iter().map(|(n, _)| *n).find(|n| *n == user || n.starts_with(&format!("{user}@"))).unwrap_or(user);
+        let token = self.cp.token(name).unwrap_or_else(|_| format!("{user}-unknown-token"));
+        let path = self.dir.path().join(format!("{user}.kubeconfig"));
         if !path.exists() {
-            std::fs::write(&path, self.server.kubeconfig_for_token(token)).expect("write kubeconfig");
+            std::fs::write(&path, self.cp.kubeconfig_for_token(&token)).expect("write kubeconfig");
         }
         path
+    }
+
+    /// Write requests kube-apiserver has served for `resources` (e.g. `promotions`).
+    pub async fn api_writes(&self, resources: &[&str]) -> u64 {
+        self.cp.api_writes(resources).await.expect("apiserver metrics")
     }
 
     /// Runs `kubectl-kiln --kubeconfig <user's> <args>` and waits for it.
@@ -183,8 +218,9 @@ impl World {
     }
 
     /// An object as stored.
-    pub fn get(&self, kind: &str, ns: Option<&str>, name: &str) -> Option<Value> {
-        self.server.handle.get(kind, ns, name)
+    pub async fn get(&self, kind: &str, ns: Option<&str>, name: &str) -> Option<Value> {
+        let found = self.api(kind, ns.unwrap_or("default")).get_opt(name).await;
+        found.unwrap_or_else(|e| panic!("get {kind} {name}: {e}")).map(|o| serde_json::to_value(o).expect("json"))
     }
 
     /// A Release of ingest-worker: the example with another name and version.
