@@ -234,13 +234,7 @@ impl ControlPlane {
     /// A kubeconfig (YAML) whose only user presents `token`: what a process acting as a
     /// ServiceAccount is given.
     pub fn kubeconfig_for_token(&self, token: &str) -> String {
-        format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: kiln\n  cluster:\n    server: {server}\n    \
-             certificate-authority: {ca}\nusers:\n- name: token\n  user:\n    token: {token}\ncontexts:\n- name: \
-             token\n  context:\n    cluster: kiln\n    user: token\ncurrent-context: token\n",
-            server = self.server,
-            ca = self.ca_path().display(),
-        )
+        kubeconfig_yaml(&self.server, &self.ca_path(), token)
     }
 
     async fn config(&self, context: &str) -> Result<kube::Config, String> {
@@ -276,6 +270,26 @@ impl Drop for ControlPlane {
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// A kubeconfig (YAML) for `server`, trusting the CA in `ca_file`, presenting `token`: e.g. the
+/// control plane reached through a [`crate::FaultProxy`] (its URL and CA).
+pub fn kubeconfig_yaml(server: &str, ca_file: &Path, token: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: kiln\n  cluster:\n    server: {server}\n    \
+         certificate-authority: {ca}\nusers:\n- name: token\n  user:\n    token: {token}\ncontexts:\n- name: \
+         token\n  context:\n    cluster: kiln\n    user: token\ncurrent-context: token\n",
+        ca = ca_file.display(),
+    )
+}
+
+/// A kube client from kubeconfig YAML (its current context).
+pub async fn client_from_kubeconfig(yaml: &str) -> Result<kube::Client, String> {
+    let kubeconfig = kube::config::Kubeconfig::from_yaml(yaml).map_err(|e| format!("kubeconfig: {e}"))?;
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        .await
+        .map_err(|e| format!("kubeconfig: {e}"))?;
+    kube::Client::try_from(config).map_err(|e| format!("client: {e}"))
 }
 
 /// How long [`apply_yaml`] waits for a CustomResourceDefinition to be served.

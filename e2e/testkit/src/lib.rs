@@ -16,6 +16,9 @@
 //! - [`controlplane`]: a real Kubernetes [`ControlPlane`] per test (kube-apiserver, etcd and the
 //!   garbage-collector, namespace and ServiceAccount controllers, built from pinned Go modules by
 //!   `scripts/controlplane.sh`), with one kubeconfig context per test user.
+//! - [`proxy`]: a [`FaultProxy`] in front of kube-apiserver (HTTPS) or moto (HTTP), one per
+//!   client: holds (before or after the upstream acts), delays, fails, black-holes and logs
+//!   requests by rules a test sets while it runs.
 //! - [`stub`]: a canned-response HTTP [`Stub`] for the AWS paths moto lacks (and for retries, which
 //!   moto cannot provoke).
 //!
@@ -37,6 +40,7 @@ pub mod account;
 pub mod controlplane;
 pub mod fixtures;
 pub mod moto;
+pub mod proxy;
 pub mod stub;
 
 pub use account::{Account, DEPLOY_ROLE};
@@ -47,6 +51,7 @@ pub use fixtures::{
     task_sets, zip_file,
 };
 pub use moto::{Moto, MotoEndpoint, Vpc, moto_bin, repo_root, xml_tag};
+pub use proxy::{Action, FaultProxy, Logged, Match, Outcome, Rule, Upstream, When};
 pub use stub::{Stub, StubRequest, StubResponse};
 
 /// The region tests use unless they say otherwise.
