@@ -86,7 +86,9 @@ pub enum AwsError {
         message: String,
     },
     /// The resource is busy with another change (Lambda `ResourceConflictException`, ECS
-    /// `UpdateInProgressException`, CodeDeploy `DeploymentLimitExceededException`): wait for it.
+    /// `UpdateInProgressException`, CodeDeploy `DeploymentLimitExceededException`) or changed since
+    /// kiln read it (Lambda `PreconditionFailedException` on a conditional update): wait for it
+    /// and look again.
     #[error("{service}:{operation}: busy ({code}): {message}")]
     Busy {
         /// The service.
@@ -219,8 +221,14 @@ const THROTTLING: &[&str] = &[
     "ProvisionedThroughputExceededException",
 ];
 
-/// The resource is busy with another change: wait, then try again.
-const BUSY: &[&str] = &["ResourceConflictException", "UpdateInProgressException", "DeploymentLimitExceededException"];
+/// The resource is busy with another change, or changed since kiln read it (a conditional write's
+/// `PreconditionFailedException`): wait, then observe again and decide anew.
+const BUSY: &[&str] = &[
+    "ResourceConflictException",
+    "UpdateInProgressException",
+    "DeploymentLimitExceededException",
+    "PreconditionFailedException",
+];
 
 /// Expired credentials: transient, the credentials provider refreshes them.
 const EXPIRED: &[&str] = &["ExpiredToken", "ExpiredTokenException", "RequestExpired"];
@@ -309,6 +317,7 @@ mod tests {
             ("lambda", "ResourceConflictException"),
             ("ecs", "UpdateInProgressException"),
             ("codedeploy", "DeploymentLimitExceededException"),
+            ("lambda", "PreconditionFailedException"),
         ] {
             let t = classify(service, "X", 409, code.into(), "busy".into());
             assert_eq!(t.class(), ErrorClass::Wait, "{code}");

@@ -291,7 +291,8 @@ fn listed(version: &str) -> serde_json::Value {
 fn get_function(version: &str, uri: &str, state: &str) -> StubResponse {
     let body = serde_json::json!({
         "Configuration": {"FunctionName": "fn", "Version": version, "CodeSha256": format!("h{version}"),
-                          "PackageType": "Image", "State": state, "LastUpdateStatus": "Successful"},
+                          "PackageType": "Image", "State": state, "LastUpdateStatus": "Successful",
+                          "RevisionId": format!("rev-{version}")},
         "Code": {"RepositoryType": "ECR", "ImageUri": uri},
     });
     (200, JSON, body.to_string())
@@ -427,6 +428,48 @@ async fn image_lookups_stop_at_the_newest_versions() {
     expected.extend((6..=30).rev().map(|n| format!("GET Qualifier={n}")));
     expected.extend(["PUT code", "GET configuration", "GET", "POST versions", "GET Qualifier=31"].map(str::to_string));
     assert_eq!(calls(&stub), expected);
+    // The code update is conditional on the revision GetFunction returned (moto has none).
+    let put = stub.requests().into_iter().find(|r| r.method == "PUT").expect("UpdateFunctionCode");
+    let body: serde_json::Value = serde_json::from_str(&put.body).expect("JSON body");
+    assert_eq!(body["RevisionId"], "rev-$LATEST", "{body}");
+}
+
+/// Alias updates are conditional on the RevisionId just read, and a refusal because the alias
+/// changed meanwhile (another replica restored it) is a wait, never an overwrite. moto keeps an
+/// alias's RevisionId but neither changes nor checks it, so the proxy in front of moto shows what
+/// was sent and answers as Lambda would.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alias_updates_are_conditional_and_a_changed_alias_is_not_overwritten() {
+    let moto = Moto::start();
+    let direct = function(&moto, "fn5").await;
+    let proxy = FaultProxy::start(Upstream::Http(moto.url()), false).await.unwrap();
+    let via = static_clients(proxy.url()).await;
+    let target = LambdaAlias::new(via, None, "uid-fn5", "fn5", "live", LambdaCode::Image { uri: image(2) });
+    let deployed = target.prepare().await.unwrap();
+    let revision = direct.lambda.get_alias().function_name("fn5").name("live").send().await.unwrap();
+    let revision = revision.revision_id().expect("moto keeps an alias RevisionId").to_string();
+
+    target.shift(&deployed, 10).await.unwrap();
+    let updates: Vec<Logged> =
+        proxy.log().into_iter().filter(|e| e.method == "PUT" && e.path.contains("/aliases/live")).collect();
+    assert_eq!(updates.len(), 1, "{updates:?}");
+    let sent: serde_json::Value = serde_json::from_str(&updates[0].body).unwrap();
+    assert_eq!(sent["RevisionId"], revision.as_str(), "UpdateAlias carries the revision read: {sent}");
+
+    // The alias changed under kiln: Lambda refuses the conditional update with 412.
+    let changed = r#"{"__type":"PreconditionFailedException","message":"The Revision Id provided does not match the latest Revision Id."}"#;
+    proxy.add(Rule::times(
+        Match::path("/aliases/live").and_method("PUT"),
+        Action::Fail { status: 412, content_type: "application/json".into(), body: changed.into() },
+        1,
+    ));
+    let err = target.shift(&deployed, 100).await.unwrap_err();
+    assert_eq!(err.class(), ErrorClass::Wait, "{err}");
+    assert_eq!(err.code(), Some("PreconditionFailedException"), "{err}");
+    assert_eq!(alias(&direct, "fn5").await, AliasState::weighted("1", "2", 0.1), "nothing overwritten");
+    // The next reconcile reads again and, if still right, moves on with the new revision.
+    target.shift(&deployed, 100).await.unwrap();
+    assert_eq!(alias(&direct, "fn5").await, AliasState::on("2"));
 }
 
 /// For a zip, the listing's CodeSha256 selects candidates; each is read again (its own hash and

@@ -50,7 +50,7 @@ pub use fixtures::{
     listener_weights, object_lock_bucket, put_alarm, rolling_service, service_task_definition, set_alarm_state,
     task_sets, zip_file,
 };
-pub use moto::{Moto, MotoEndpoint, Vpc, moto_bin, repo_root, xml_tag};
+pub use moto::{Moto, MotoEndpoint, Vpc, moto_bin, repo_root, static_clients, xml_tag};
 pub use proxy::{Action, FaultProxy, Logged, Match, Outcome, Rule, Upstream, When};
 pub use stub::{Stub, StubRequest, StubResponse};
 

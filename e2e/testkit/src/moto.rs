@@ -175,6 +175,15 @@ impl Drop for Moto {
     }
 }
 
+/// Clients acting in moto's default account ([`DEFAULT_ACCOUNT`], [`REGION`]) with static test
+/// credentials, sending to `endpoint_url`: moto's, or a [`crate::FaultProxy`] in front of it.
+pub async fn static_clients(endpoint_url: &str) -> Clients {
+    let config = AwsSettings::for_endpoint(endpoint_url)
+        .sdk_config(REGION, SharedCredentialsProvider::new(MotoEndpoint::static_credentials()))
+        .await;
+    Clients::new(&config, Scope { account_id: DEFAULT_ACCOUNT.into(), region: REGION.into() })
+}
+
 /// The address of a moto server on 127.0.0.1 (the process is owned by [`Moto`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MotoEndpoint {
@@ -206,9 +215,7 @@ impl MotoEndpoint {
     /// Clients acting in moto's default account ([`DEFAULT_ACCOUNT`], [`REGION`]) with static test
     /// credentials.
     pub async fn clients(&self) -> Clients {
-        let config =
-            self.settings().sdk_config(REGION, SharedCredentialsProvider::new(Self::static_credentials())).await;
-        Clients::new(&config, Scope { account_id: DEFAULT_ACCOUNT.into(), region: REGION.into() })
+        static_clients(&self.url()).await
     }
 
     /// An AWS Query-protocol call made by hand as `access_key` in `region` (moto does not check

@@ -4,25 +4,16 @@
 
 use std::time::{Duration, Instant};
 
-use aws_credential_types::provider::SharedCredentialsProvider;
 use k8s_openapi::api::core::v1::ConfigMap;
-use kiln_aws::Scope;
-use kiln_aws::credentials::{AwsSettings, Clients};
+use kiln_aws::credentials::Clients;
 use kiln_testkit::controlplane::{client_from_kubeconfig, kubeconfig_yaml};
 use kiln_testkit::{
-    Action, ControlPlane, DEFAULT_ACCOUNT, FaultProxy, Match, Moto, MotoEndpoint, Outcome, REGION, Rule, Upstream,
-    When, alarm_state, put_alarm, set_alarm_state,
+    Action, ControlPlane, FaultProxy, Match, Moto, Outcome, Rule, Upstream, When, alarm_state, put_alarm,
+    set_alarm_state, static_clients,
 };
 use kube::api::{Api, ObjectMeta, PostParams, WatchEvent, WatchParams};
 
 const WAIT: Duration = Duration::from_secs(30);
-
-async fn clients_via(proxy: &FaultProxy) -> Clients {
-    let config = AwsSettings::for_endpoint(proxy.url())
-        .sdk_config(REGION, SharedCredentialsProvider::new(MotoEndpoint::static_credentials()))
-        .await;
-    Clients::new(&config, Scope { account_id: DEFAULT_ACCOUNT.into(), region: REGION.into() })
-}
 
 /// The alarm's state read from moto directly (not through the proxy).
 async fn state(direct: &Clients) -> String {
@@ -46,7 +37,7 @@ async fn in_front_of_moto_it_forwards_holds_delays_fails_black_holes_and_logs() 
     let moto = Moto::start();
     let direct = moto.clients().await;
     let proxy = FaultProxy::start(Upstream::Http(moto.url()), false).await.expect("proxy");
-    let via = clients_via(&proxy).await;
+    let via = static_clients(proxy.url()).await;
 
     // Forwarded and logged, with the AWS Query action in the body.
     put_alarm(&via, "web-5xx").await.expect("put alarm through the proxy");

@@ -96,7 +96,7 @@ impl LambdaAlias {
     }
 
     async fn alias_state(&self) -> Result<(String, HashMap<String, f64>)> {
-        alias_state(&self.clients, &self.function, &self.alias).await
+        alias_state(&self.clients, &self.function, &self.alias).await.map(|a| (a.version, a.routing))
     }
 
     async fn set_alias(&self, version: &str, routing: HashMap<String, f64>) -> Result<()> {
@@ -266,8 +266,16 @@ fn image_is(code: Option<&FunctionCodeLocation>, uri: &str, what: String, scope:
     })
 }
 
-/// The version and routing of `function`'s `alias`.
-async fn alias_state(clients: &Clients, function: &str, alias: &str) -> Result<(String, HashMap<String, f64>)> {
+/// An alias as GetAlias reads it.
+struct AliasRead {
+    version: String,
+    routing: HashMap<String, f64>,
+    /// The alias's revision: UpdateAlias with it succeeds only if nobody changed the alias since.
+    revision_id: Option<String>,
+}
+
+/// The version, routing and revision of `function`'s `alias`.
+async fn alias_state(clients: &Clients, function: &str, alias: &str) -> Result<AliasRead> {
     let out = clients.lambda.get_alias().function_name(function).name(alias).send().await.map_err(|e| {
         let e = crate::error::from_sdk("lambda", "GetAlias", e);
         if e.code() == Some("ResourceNotFoundException") {
@@ -282,11 +290,16 @@ async fn alias_state(clients: &Clients, function: &str, alias: &str) -> Result<(
     })?;
     let version = out.function_version().unwrap_or("$LATEST").to_string();
     let routing = out.routing_config().and_then(|r| r.additional_version_weights().cloned()).unwrap_or_default();
-    Ok((version, routing))
+    Ok(AliasRead { version, routing, revision_id: out.revision_id().map(str::to_string) })
 }
 
 /// Points `function`'s `alias` at `version` with `routing` (nothing when it already is). Needs only
 /// names, so a restore without the Release can use it ([`crate::restore::RestoreOnly`]).
+///
+/// The update is conditional on the alias's RevisionId as just read: if anyone changed the alias
+/// in between (another controller replica that took over, a person), Lambda answers
+/// `PreconditionFailedException`, which is [`crate::ErrorClass::Wait`]: the reconcile observes
+/// again and decides on what is there now instead of overwriting it.
 pub(crate) async fn set_alias(
     clients: &Clients,
     function: &str,
@@ -294,8 +307,8 @@ pub(crate) async fn set_alias(
     version: &str,
     routing: HashMap<String, f64>,
 ) -> Result<()> {
-    let (current_version, current_routing) = alias_state(clients, function, alias).await?;
-    if current_version == version && current_routing == routing {
+    let current = alias_state(clients, function, alias).await?;
+    if current.version == version && current.routing == routing {
         return Ok(());
     }
     clients
@@ -304,6 +317,7 @@ pub(crate) async fn set_alias(
         .function_name(function)
         .name(alias)
         .function_version(version)
+        .set_revision_id(current.revision_id)
         // An empty map clears the routing.
         .routing_config(AliasRoutingConfiguration::builder().set_additional_version_weights(Some(routing)).build())
         .send()
@@ -367,7 +381,15 @@ impl TrafficTarget for LambdaAlias {
             LambdaCode::Zip { code_sha256, .. } => current_sha == code_sha256,
         };
         if !up_to_date {
-            let mut req = self.clients.lambda.update_function_code().function_name(&self.function);
+            // Conditional on the function's revision as read above: a concurrent change (another
+            // replica's deploy) makes Lambda refuse this one (PreconditionFailedException → Wait),
+            // and the next reconcile reads again.
+            let mut req = self
+                .clients
+                .lambda
+                .update_function_code()
+                .function_name(&self.function)
+                .set_revision_id(cfg.and_then(|c| c.revision_id()).map(str::to_string));
             req = match &self.code {
                 LambdaCode::Image { uri } => req.image_uri(uri),
                 LambdaCode::Zip { bucket, key, object_version, .. } => {
