@@ -117,6 +117,13 @@ impl AwsCloud {
         let sessions = Sessions::new(settings, Arc::new(StsAssumeRole::new(&base)));
         AwsCloud { sessions, caches: Arc::new(AlarmCaches::new(alarm_poll)), alarm_history }
     }
+
+    /// The same cloud, whose AWS writes each ask `fence` right before they are sent
+    /// ([`crate::fence`]): the controller's Lease check, inside every action.
+    pub fn with_fence(mut self, fence: crate::WriteFence) -> AwsCloud {
+        self.sessions = self.sessions.with_fence(fence);
+        self
+    }
 }
 
 #[async_trait]

@@ -18,6 +18,7 @@ use jiff::{SignedDuration, Timestamp};
 use tokio::sync::Mutex;
 
 use crate::error::{AwsError, Result, Scope, sdk};
+use crate::fence::{FenceInterceptor, WriteFence};
 
 /// How kiln talks to AWS: timeouts, retries and an optional endpoint override.
 #[derive(Debug, Clone)]
@@ -247,6 +248,7 @@ pub struct Sessions {
     settings: AwsSettings,
     assumer: Arc<dyn AssumeRole>,
     cache: Arc<Mutex<HashMap<CacheKey, RoleCredentials>>>,
+    fence: Option<WriteFence>,
 }
 
 impl std::fmt::Debug for Sessions {
@@ -258,7 +260,13 @@ impl std::fmt::Debug for Sessions {
 impl Sessions {
     /// Sessions that assume roles with `assumer`.
     pub fn new(settings: AwsSettings, assumer: Arc<dyn AssumeRole>) -> Self {
-        Sessions { settings, assumer, cache: Arc::new(Mutex::new(HashMap::new())) }
+        Sessions { settings, assumer, cache: Arc::new(Mutex::new(HashMap::new())), fence: None }
+    }
+
+    /// The same sessions, whose clients ask `fence` before every write ([`crate::fence`]).
+    pub fn with_fence(mut self, fence: WriteFence) -> Self {
+        self.fence = Some(fence);
+        self
     }
 
     /// The settings.
@@ -292,7 +300,7 @@ impl Sessions {
         self.credentials(env, session).await?;
         let provider = SharedCredentialsProvider::new(self.provider(env, session));
         let config = self.settings.sdk_config(&env.region, provider).await;
-        Ok(Clients::new(&config, env.scope()))
+        Ok(Clients::fenced(&config, env.scope(), self.fence.as_ref()))
     }
 }
 
@@ -360,17 +368,31 @@ pub struct Clients {
 impl Clients {
     /// Clients from an `SdkConfig`.
     pub fn new(config: &SdkConfig, scope: Scope) -> Self {
-        // Path-style S3 addressing works against endpoint overrides (moto) and AWS alike.
-        let s3 =
-            aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(config).force_path_style(true).build());
+        Clients::fenced(config, scope, None)
+    }
+
+    /// Clients from an `SdkConfig` whose writes each ask `fence` first, right before they are
+    /// sent (every attempt): see [`crate::fence`]. `None`: unfenced.
+    pub fn fenced(config: &SdkConfig, scope: Scope, fence: Option<&WriteFence>) -> Self {
+        // One builder per service, each with the fence's interceptor when there is one.
+        macro_rules! client {
+            ($service:ident, $builder:expr) => {{
+                let mut builder = $builder;
+                if let Some(f) = fence {
+                    builder = builder.interceptor(FenceInterceptor(f.clone()));
+                }
+                $service::Client::from_conf(builder.build())
+            }};
+        }
         Clients {
             scope,
-            ecs: aws_sdk_ecs::Client::new(config),
-            elb: aws_sdk_elasticloadbalancingv2::Client::new(config),
-            lambda: aws_sdk_lambda::Client::new(config),
-            cloudwatch: aws_sdk_cloudwatch::Client::new(config),
-            codedeploy: aws_sdk_codedeploy::Client::new(config),
-            s3,
+            ecs: client!(aws_sdk_ecs, aws_sdk_ecs::config::Builder::from(config)),
+            elb: client!(aws_sdk_elasticloadbalancingv2, aws_sdk_elasticloadbalancingv2::config::Builder::from(config)),
+            lambda: client!(aws_sdk_lambda, aws_sdk_lambda::config::Builder::from(config)),
+            cloudwatch: client!(aws_sdk_cloudwatch, aws_sdk_cloudwatch::config::Builder::from(config)),
+            codedeploy: client!(aws_sdk_codedeploy, aws_sdk_codedeploy::config::Builder::from(config)),
+            // Path-style S3 addressing works against endpoint overrides (moto) and AWS alike.
+            s3: client!(aws_sdk_s3, aws_sdk_s3::config::Builder::from(config).force_path_style(true)),
         }
     }
 }

@@ -142,6 +142,15 @@ pub enum AwsError {
         /// AWS's message.
         message: String,
     },
+    /// A write not sent: this replica lost the leader Lease ([`crate::fence`]). Retried later in
+    /// name only; the controller stops writing altogether.
+    #[error("{service}:{operation} not sent: this replica no longer holds the leader Lease")]
+    Fenced {
+        /// The service.
+        service: &'static str,
+        /// The operation.
+        operation: &'static str,
+    },
     /// AWS answered without a field kiln needs.
     #[error("{service}:{operation}: response lacks {field}")]
     Incomplete {
@@ -169,6 +178,7 @@ impl AwsError {
             AwsError::Transient { .. } => "transient",
             AwsError::Api { .. } => "api",
             AwsError::Incomplete { .. } => "incomplete",
+            AwsError::Fenced { .. } => "fenced",
         }
     }
 
@@ -182,9 +192,11 @@ impl AwsError {
     pub fn class(&self) -> ErrorClass {
         match self {
             AwsError::InProgress { .. } | AwsError::Busy { .. } => ErrorClass::Wait,
-            AwsError::Throttled { .. } | AwsError::Transient { .. } | AwsError::Incomplete { .. } => {
-                ErrorClass::RetryLater
-            }
+            // Fenced: never an outcome recorded on the Promotion (the new leader carries on).
+            AwsError::Throttled { .. }
+            | AwsError::Transient { .. }
+            | AwsError::Incomplete { .. }
+            | AwsError::Fenced { .. } => ErrorClass::RetryLater,
             AwsError::NotFound { .. }
             | AwsError::Invalid { .. }
             | AwsError::HashMismatch { .. }
@@ -192,6 +204,11 @@ impl AwsError {
             | AwsError::Quota { .. }
             | AwsError::Api { .. } => ErrorClass::SpecWrong,
         }
+    }
+
+    /// The write fence refused the call: this replica lost the Lease.
+    pub fn is_fenced(&self) -> bool {
+        matches!(self, AwsError::Fenced { .. })
     }
 
     /// The AWS error code, if AWS returned one.
@@ -238,6 +255,9 @@ pub(crate) fn from_sdk<E>(service: &'static str, operation: &'static str, err: S
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
+    if refused_by_fence(&err) {
+        return AwsError::Fenced { service, operation };
+    }
     match err {
         SdkError::ServiceError(ctx) => {
             let status = ctx.raw().status().as_u16();
@@ -257,6 +277,18 @@ where
             }
         }
     }
+}
+
+/// Whether the write fence refused the call (its error is somewhere in the SDK error's sources).
+fn refused_by_fence(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(err);
+    while let Some(e) = cause {
+        if e.is::<crate::fence::Fenced>() {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
 }
 
 pub(crate) fn classify(

@@ -20,6 +20,7 @@ pub mod evidence;
 pub mod execute;
 #[cfg(any(test, feature = "fake"))]
 pub mod fake;
+pub mod fence;
 pub mod hooks;
 pub mod lambda;
 pub mod restore;
@@ -28,3 +29,4 @@ pub mod targets;
 pub mod traffic;
 
 pub use error::{AwsError, ErrorClass, Scope};
+pub use fence::WriteFence;

@@ -513,3 +513,58 @@ async fn a_zip_match_is_confirmed_on_the_version() {
         ]
     );
 }
+
+/// A replica that loses the Lease between two SDK calls of one action (here the GetAlias and the
+/// UpdateAlias of one shift) sends nothing more: the fenced clients ask before every write and
+/// refuse it unsent ([`kiln_aws::AwsError::Fenced`]); reads still pass.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_after_the_lease_is_lost_mid_action_is_not_sent() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use aws_credential_types::provider::SharedCredentialsProvider;
+    use kiln_aws::credentials::AwsSettings;
+    use kiln_aws::{Scope, WriteFence};
+
+    let moto = Moto::start();
+    let direct = function(&moto, "fn6").await;
+    let proxy = FaultProxy::start(Upstream::Http(moto.url()), false).await.unwrap();
+    let leading = Arc::new(AtomicBool::new(true));
+    let fence = {
+        let leading = leading.clone();
+        WriteFence::new(move || leading.load(Ordering::SeqCst))
+    };
+    let config = AwsSettings::for_endpoint(proxy.url())
+        .sdk_config(REGION, SharedCredentialsProvider::new(MotoEndpoint::static_credentials()))
+        .await;
+    let via =
+        Clients::fenced(&config, Scope { account_id: DEFAULT_ACCOUNT.into(), region: REGION.into() }, Some(&fence));
+    let target = LambdaAlias::new(via, None, "uid-fn6", "fn6", "live", LambdaCode::Image { uri: image(2) });
+    let deployed = target.prepare().await.unwrap();
+    target.shift(&deployed, 10).await.unwrap();
+    assert_eq!(alias(&direct, "fn6").await, AliasState::weighted("1", "2", 0.1));
+
+    // The shift's read is answered only after the Lease is gone.
+    proxy.add(Rule::times(Match::path("/aliases/live").and_method("GET"), Action::Hold(When::After), 1));
+    let mark = proxy.log().len() as u64;
+    let shift = {
+        let (target, deployed) = (target.clone(), deployed.clone());
+        tokio::spawn(async move { target.shift(&deployed, 100).await })
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while proxy.holding() == 0 {
+        assert!(std::time::Instant::now() < deadline, "the GetAlias was never held");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    leading.store(false, Ordering::SeqCst);
+    proxy.release();
+    let err = shift.await.unwrap().unwrap_err();
+    assert!(err.is_fenced(), "{err}");
+    assert_eq!(err.class(), ErrorClass::RetryLater, "never recorded as a failure of the Promotion");
+    let sent: Vec<String> =
+        proxy.log().iter().filter(|e| e.seq >= mark).map(|e| format!("{} {}", e.method, e.path)).collect();
+    assert!(sent.iter().all(|c| c.starts_with("GET")), "only the read went out: {sent:?}");
+    assert_eq!(alias(&direct, "fn6").await, AliasState::weighted("1", "2", 0.1), "nothing moved");
+    // Reads are not fenced.
+    assert_eq!(target.snapshot().await.unwrap().lambda.unwrap().version, "1");
+}

@@ -23,6 +23,12 @@ pub enum Error {
 }
 
 impl Error {
+    /// An AWS error as a reconcile error: a write the fence refused means this replica lost the
+    /// Lease ([`Error::NotLeader`]), whatever call it happened in.
+    pub fn from_aws(e: AwsError) -> Error {
+        if e.is_fenced() { Error::NotLeader } else { Error::Aws(e) }
+    }
+
     /// A bounded label for metrics.
     pub fn metric_label(&self) -> &'static str {
         match self {
@@ -48,5 +54,18 @@ impl Error {
             // Only reached if the process outlives its Lease; the new leader does the work.
             Error::NotLeader => Duration::from_secs(300),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fenced_aws_write_is_a_lost_lease() {
+        let fenced = AwsError::Fenced { service: "lambda", operation: "UpdateAlias" };
+        assert!(matches!(Error::from_aws(fenced), Error::NotLeader));
+        let other = AwsError::Transient { service: "lambda", operation: "UpdateAlias", message: "503".into() };
+        assert!(matches!(Error::from_aws(other), Error::Aws(_)));
     }
 }

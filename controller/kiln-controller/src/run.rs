@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use futures::{FutureExt, StreamExt, TryStreamExt};
 use kiln_api::{Environment, FreezeWindow, Promotion, Release, RollbackPolicy};
+use kiln_aws::WriteFence;
 use kiln_aws::cloud::{AwsCloud, Cloud};
 use kiln_aws::credentials::AwsSettings;
 use kube::api::{Api, ListParams};
@@ -99,16 +100,21 @@ pub async fn run(config: Config) -> anyhow::Result<Exit> {
         Some(url) => AwsSettings::for_endpoint(url.clone()),
         None => AwsSettings::default(),
     };
-    let cloud: Arc<dyn Cloud> = Arc::new(
-        AwsCloud::new(
-            settings,
-            &config.aws_region,
-            config.sts_endpoint_url.clone(),
-            config.alarm_poll_interval,
-            config.alarm_history,
-        )
-        .await,
-    );
+    let mut aws = AwsCloud::new(
+        settings,
+        &config.aws_region,
+        config.sts_endpoint_url.clone(),
+        config.alarm_poll_interval,
+        config.alarm_history,
+    )
+    .await;
+    if let Some(e) = &elector {
+        // Every AWS write, each SDK attempt inside an action included, asks the Lease (by the
+        // clock) right before it is sent: a replica that lost it mid-action sends nothing more.
+        let leadership = e.handle();
+        aws = aws.with_fence(WriteFence::new(move || leadership.is_leader()));
+    }
+    let cloud: Arc<dyn Cloud> = Arc::new(aws);
     let exit = controllers(
         &config,
         client,

@@ -48,7 +48,7 @@ pub(super) async fn act(
             Ok(s) => s,
             Err(e) => return classify(e),
         };
-        return kiln_aws::evidence::archive(store.as_ref(), status).await.map_err(Error::Aws);
+        return kiln_aws::evidence::archive(store.as_ref(), status).await.map_err(Error::from_aws);
     }
     if let Action::RunHook(point) = action {
         return run_hook(ctx, p, observed, &env_aws, &uid, *point).await;
@@ -66,14 +66,14 @@ pub(super) async fn act(
     };
     match traffic_action(target.as_ref(), action, status).await {
         Some(Ok(outcome)) => Ok(outcome),
-        Some(Err(e)) => Err(Error::Aws(e)),
+        Some(Err(e)) => Err(Error::from_aws(e)),
         None => Ok(Outcome::Failed("no traffic action for a hook".into())),
     }
 }
 
 /// An AWS error as an outcome for the core, or a retry.
 fn classify(e: AwsError) -> Result<Outcome, Error> {
-    outcome_of(e).map_err(Error::Aws)
+    outcome_of(e).map_err(Error::from_aws)
 }
 
 async fn run_hook(
