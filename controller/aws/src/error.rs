@@ -263,12 +263,29 @@ where
             let status = ctx.raw().status().as_u16();
             let e = ctx.err();
             let code = e.code().unwrap_or("Unknown").to_string();
-            let message = e.message().unwrap_or("").to_string();
+            let message = match e.message() {
+                Some(m) => m.to_string(),
+                // Say so instead of an empty message; the answer itself is never quoted.
+                None => format!("AWS's answer (HTTP {status}) could not be read"),
+            };
             classify(service, operation, status, code, message)
         }
         SdkError::TimeoutError(_) => AwsError::Transient { service, operation, message: "timed out".into() },
-        SdkError::DispatchFailure(e) => AwsError::Transient { service, operation, message: format!("dispatch: {e:?}") },
-        SdkError::ResponseError(e) => AwsError::Transient { service, operation, message: format!("response: {e:?}") },
+        // Only the errors' own text: a raw response (its Debug form holds the body, e.g. an STS
+        // answer with credentials) never reaches a message, hence logs, Events or status.
+        SdkError::DispatchFailure(e) => {
+            let message = match e.as_connector_error() {
+                Some(c) => format!("dispatch: {}", aws_sdk_sts::error::DisplayErrorContext(c)),
+                None => "dispatch failed".to_string(),
+            };
+            AwsError::Transient { service, operation, message }
+        }
+        // Not even the parser's complaint, which may quote the answer.
+        SdkError::ResponseError(_) => AwsError::Transient {
+            service,
+            operation,
+            message: "AWS's answer could not be read (not quoted: it may hold credentials)".into(),
+        },
         other => {
             let message = format!("{}", aws_sdk_sts::error::DisplayErrorContext(&other));
             match other.raw_response().map(|r| r.status().as_u16()) {

@@ -192,3 +192,35 @@ async fn throttling_twice_then_200_is_retried_to_success() {
     assert_eq!(history, Some(vec![("2026-01-01T00:02:00Z".parse().unwrap(), AlarmState::Alarm)]));
     assert_eq!(stub.requests().len(), 3);
 }
+
+/// An AWS answer kiln cannot parse never reaches an error message (which goes to logs, Events and
+/// status): a malformed AssumeRole answer carries the role's secret key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_assume_role_answer_never_reaches_an_error_message() {
+    use aws_credential_types::provider::SharedCredentialsProvider;
+    use kiln_aws::credentials::{AssumeRole, AwsSettings, EnvironmentAws, StsAssumeRole};
+
+    const SECRET: &str = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYzKILNSECRET";
+    let stub = Stub::start(|_, _| {
+        // The credentials are there; the expiration is not a timestamp, so the SDK cannot parse it.
+        let body = format!(
+            "<AssumeRoleResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><AssumeRoleResult><Credentials>\
+             <AccessKeyId>ASIAKILNTEST</AccessKeyId><SecretAccessKey>{SECRET}</SecretAccessKey>\
+             <SessionToken>token-{SECRET}</SessionToken><Expiration>in an hour</Expiration></Credentials>\
+             </AssumeRoleResult></AssumeRoleResponse>"
+        );
+        (200, XML, body)
+    });
+    let creds = SharedCredentialsProvider::new(MotoEndpoint::static_credentials());
+    let base = AwsSettings::for_endpoint(stub.url()).sdk_config(REGION, creds).await;
+    let env = EnvironmentAws {
+        account_id: "222222222222".into(),
+        region: REGION.into(),
+        role_arn: "arn:aws:iam::222222222222:role/kiln-deploy".into(),
+        external_id: None,
+    };
+    let err = StsAssumeRole::new(&base).assume(&env, "kiln-test").await.unwrap_err();
+    let shown = format!("{err} | {err:?}");
+    assert!(!shown.contains(SECRET), "the secret leaked into the error: {shown}");
+    assert!(shown.contains("AssumeRole") && shown.contains("could not be read"), "it says what failed: {shown}");
+}
