@@ -114,11 +114,16 @@ pub struct ControllerOptions {
     pub lease: &'static str,
     /// Extra arguments.
     pub extra: Vec<String>,
+    /// The kubeconfig to use instead of the chart ServiceAccount's direct one (e.g. through a
+    /// fault proxy: [`World::kubeconfig_via`]).
+    pub kubeconfig: Option<PathBuf>,
+    /// The AWS endpoint instead of moto's own (e.g. a fault proxy in front of it).
+    pub aws_endpoint: Option<String>,
 }
 
 impl Default for ControllerOptions {
     fn default() -> Self {
-        ControllerOptions { poll: "500ms", lease: "4s", extra: Vec::new() }
+        ControllerOptions { poll: "500ms", lease: "4s", extra: Vec::new(), kubeconfig: None, aws_endpoint: None }
     }
 }
 
@@ -286,6 +291,20 @@ impl World {
         self.cp.client(user).await.unwrap_or_else(|e| panic!("{e}"))
     }
 
+    /// A kubeconfig file for the chart's ServiceAccount reaching kube-apiserver through `proxy`
+    /// (a [`kiln_testkit::FaultProxy`] serving HTTPS in front of it).
+    pub fn kubeconfig_via(&self, proxy: &kiln_testkit::FaultProxy) -> PathBuf {
+        let tag =
+            format!("kiln-e2e-{}-{}-{}", self.name, std::process::id(), proxy.url().rsplit(':').next().unwrap_or(""));
+        let ca = std::env::temp_dir().join(format!("{tag}-proxy-ca.pem"));
+        std::fs::write(&ca, proxy.ca_pem().unwrap_or_else(|| panic!("the proxy must serve HTTPS")))
+            .unwrap_or_else(|e| panic!("{}: {e}", ca.display()));
+        let path = std::env::temp_dir().join(format!("{tag}-controller.kubeconfig"));
+        let yaml = kiln_testkit::controlplane::kubeconfig_yaml(proxy.url(), &ca, &self.controller_token);
+        std::fs::write(&path, yaml).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        path
+    }
+
     /// A client acting as the controller does (the chart's ServiceAccount).
     pub async fn controller_client(&self) -> Client {
         self.cp.client_with_token(&self.controller_token).await.unwrap_or_else(|e| panic!("{e}"))
@@ -309,14 +328,14 @@ impl World {
         let file = std::fs::File::create(&log).unwrap_or_else(|e| panic!("{}: {e}", log.display()));
         let creds = kiln_testkit::MotoEndpoint::static_credentials();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_kiln-controller"));
-        cmd.env("KUBECONFIG", &self.controller_kubeconfig)
+        cmd.env("KUBECONFIG", options.kubeconfig.as_ref().unwrap_or(&self.controller_kubeconfig))
             .env("AWS_ACCESS_KEY_ID", creds.access_key_id())
             .env("AWS_SECRET_ACCESS_KEY", creds.secret_access_key())
             .env("AWS_REGION", REGION)
             .env_remove("AWS_PROFILE")
             .args([
                 "--aws-endpoint-url",
-                &self.moto.url(),
+                options.aws_endpoint.as_deref().unwrap_or(&self.moto.url()),
                 "--metrics-addr",
                 &format!("127.0.0.1:{metrics_port}"),
                 "--alarm-poll-interval",

@@ -20,4 +20,5 @@ mod lambda_breach;
 mod leader;
 mod objects;
 mod sandbox;
+mod takeover;
 mod unreadable;
