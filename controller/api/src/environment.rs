@@ -167,6 +167,12 @@ pub struct BakeSettings {
     #[x_kube(validation = Rule::new(DURATION_OR_ZERO_RULE).message(DURATION_OR_ZERO_MESSAGE))]
     #[schemars(length(max = 32))]
     pub duration: String,
+    /// What to do while the RollbackPolicy's signals cannot be read during a deployment or bake
+    /// (AccessDenied, throttling, an outage): without a read no breach can be seen. The
+    /// Promotion reports `Stalled=True` with reason `SignalReadFailing` at once; after
+    /// `after` without a successful read it rolls back (default) or keeps holding.
+    #[serde(default)]
+    pub signal_read_failure: SignalReadFailure,
 }
 
 fn default_bake() -> String {
@@ -175,8 +181,46 @@ fn default_bake() -> String {
 
 impl Default for BakeSettings {
     fn default() -> Self {
-        BakeSettings { duration: default_bake() }
+        BakeSettings { duration: default_bake(), signal_read_failure: SignalReadFailure::default() }
     }
+}
+
+/// How long signal reads may fail during a deployment before kiln acts, and how.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct SignalReadFailure {
+    /// How long reads may keep failing (Go duration, e.g. `2m`), counted from the first failed
+    /// read after the last good one.
+    #[serde(default = "default_signal_read_failure_after")]
+    #[x_kube(validation = Rule::new(DURATION_RULE).message(DURATION_MESSAGE))]
+    #[schemars(length(max = 32))]
+    pub after: String,
+    /// What to do then: `rollBack` restores the previous state (fail closed; the rollback's
+    /// cause is `signalsUnreadable`), `hold` keeps the traffic as it is and stays `Stalled` until
+    /// reads work again or someone aborts.
+    #[serde(default)]
+    pub action: SignalReadFailureAction,
+}
+
+fn default_signal_read_failure_after() -> String {
+    "2m".to_string()
+}
+
+impl Default for SignalReadFailure {
+    fn default() -> Self {
+        SignalReadFailure { after: default_signal_read_failure_after(), action: SignalReadFailureAction::default() }
+    }
+}
+
+/// What kiln does once signal reads have failed for `after`.
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub enum SignalReadFailureAction {
+    /// Restore the previous state.
+    #[default]
+    RollBack,
+    /// Keep the traffic where it is and wait.
+    Hold,
 }
 
 /// Observed state of an Environment.

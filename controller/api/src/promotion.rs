@@ -442,6 +442,9 @@ pub struct BakeStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 100))]
     pub signals: Vec<SignalStatus>,
+    /// Since when the signals could not be read (unset once a read succeeds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_failing_since: Option<Time>,
 }
 
 /// One rollback signal as last observed.
@@ -481,11 +484,14 @@ pub enum RollbackCause {
     Abort,
     /// A rollback Promotion took the environment over.
     Superseded,
+    /// The RollbackPolicy's signals could not be read for the Environment's
+    /// `bake.signalReadFailure.after` during the deployment (fail closed).
+    SignalsUnreadable,
 }
 
 impl RollbackCause {
     /// Every cause (metrics expose each, with zero counts).
-    pub const ALL: [RollbackCause; 7] = [
+    pub const ALL: [RollbackCause; 8] = [
         RollbackCause::Alarm,
         RollbackCause::Metric,
         RollbackCause::ErrorBudget,
@@ -493,6 +499,7 @@ impl RollbackCause {
         RollbackCause::DeploymentFailed,
         RollbackCause::Abort,
         RollbackCause::Superseded,
+        RollbackCause::SignalsUnreadable,
     ];
 
     /// The cause as written in status and in metric labels.
@@ -505,6 +512,7 @@ impl RollbackCause {
             RollbackCause::DeploymentFailed => "deploymentFailed",
             RollbackCause::Abort => "abort",
             RollbackCause::Superseded => "superseded",
+            RollbackCause::SignalsUnreadable => "signalsUnreadable",
         }
     }
 }
@@ -520,7 +528,7 @@ impl std::fmt::Display for RollbackCause {
 #[serde(rename_all = "camelCase")]
 pub struct RollbackStatus {
     /// What started the rollback: alarm | metric | errorBudget | hookFailed | deploymentFailed |
-    /// abort | superseded.
+    /// abort | superseded | signalsUnreadable.
     pub cause: RollbackCause,
     /// The signal or hook that triggered it, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]

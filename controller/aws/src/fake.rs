@@ -82,6 +82,8 @@ pub struct FakeCloudWatch {
     history_calls: AtomicUsize,
     /// Whether DescribeAlarmHistory is throttled.
     history_throttled: std::sync::atomic::AtomicBool,
+    /// Whether every alarm read is refused (AccessDenied), as after a broken role policy.
+    reads_denied: std::sync::atomic::AtomicBool,
     /// The clock reads are stamped with (None: the wall clock).
     clock: Option<FakeClock>,
 }
@@ -120,6 +122,11 @@ impl FakeCloudWatch {
     pub fn without_history(self) -> Self {
         self.history_unavailable.store(true, Ordering::SeqCst);
         self
+    }
+
+    /// Refuses every DescribeAlarms with AccessDenied until called with `false`.
+    pub fn deny_reads(&self, on: bool) {
+        self.reads_denied.store(on, Ordering::SeqCst);
     }
 
     /// Makes DescribeAlarmHistory throttled (after the SDK's retries) until called with `false`.
@@ -169,6 +176,13 @@ impl AlarmSource for FakeCloudWatch {
             });
         }
         self.describe_calls.fetch_add(1, Ordering::SeqCst);
+        if self.reads_denied.load(Ordering::SeqCst) {
+            return Err(AwsError::AccessDenied {
+                service: "monitoring",
+                operation: "DescribeAlarms",
+                message: "not authorized to perform: cloudwatch:DescribeAlarms".into(),
+            });
+        }
         let alarms = lock(&self.alarms);
         Ok(names.iter().filter_map(|n| alarms.get(n).map(|a| Self::observe(n, a))).collect())
     }

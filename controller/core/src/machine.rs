@@ -17,7 +17,7 @@
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kiln_api::common::condition;
-use kiln_api::environment::EnvironmentSpec;
+use kiln_api::environment::{EnvironmentSpec, SignalReadFailureAction};
 use kiln_api::promotion::{
     BakeStatus, DeployedResources, EvidenceArchive, MAX_TIMELINE, PromotionSpec, PromotionStatus, RollbackStatus,
     Snapshot, StepStatus, TimelineEntry,
@@ -171,13 +171,15 @@ struct Draft<'i, 'a> {
     requeue: Option<SignedDuration>,
     /// Signals that had no data at the last read (ignored by the policy), for the record.
     inconclusive: Option<String>,
+    /// In flight but not progressing: (reason, message) for the `Stalled` condition.
+    stalled: Option<(&'static str, String)>,
 }
 
 impl<'i, 'a> Draft<'i, 'a> {
     fn new(input: &'i PromotionInput<'a>) -> Self {
         let mut status = input.status.clone();
         status.observed_generation = input.generation;
-        Draft { input, status, events: Vec::new(), requeue: None, inconclusive: None }
+        Draft { input, status, events: Vec::new(), requeue: None, inconclusive: None, stalled: None }
     }
 
     fn now(&self) -> Timestamp {
@@ -225,6 +227,19 @@ impl<'i, 'a> Draft<'i, 'a> {
     fn finish(mut self, action: Option<Action>) -> Decision {
         let now = self.now();
         set_conditions(&mut self.status, self.input.generation, now, !self.input.observed.problems.is_empty());
+        if let Some((reason, message)) = self.stalled.take().filter(|_| self.status.phase.is_in_flight()) {
+            let generation = self.input.generation;
+            set_condition(&mut self.status.conditions, condition::STALLED, true, reason, &message, generation, now);
+            set_condition(
+                &mut self.status.conditions,
+                condition::RECONCILING,
+                false,
+                reason,
+                &message,
+                generation,
+                now,
+            );
+        }
         Decision { status: self.status, action, requeue_after: self.requeue, events: self.events }
     }
 
@@ -530,6 +545,7 @@ fn begin_rollback(
         RollbackCause::HookFailed => reason::HOOK_FAILED,
         RollbackCause::DeploymentFailed => reason::DEPLOYMENT_FAILED,
         RollbackCause::Alarm | RollbackCause::Metric | RollbackCause::ErrorBudget => reason::BREACH_DETECTED,
+        RollbackCause::SignalsUnreadable => reason::SIGNAL_READ_FAILING,
     };
     d.note(PromotionPhase::RollingBack, reason, format!("{message}; restoring the previous state"), true);
     Some(Action::Restore)
@@ -704,6 +720,7 @@ fn bake_done(d: &mut Draft<'_, '_>, ends: Timestamp, started: Timestamp, what: &
         started_at: Some(to_time(started)),
         ends_at: Some(to_time(ends)),
         signals: d.status.bake.as_ref().map(|b| b.signals.clone()).unwrap_or_default(),
+        read_failing_since: d.status.bake.as_ref().and_then(|b| b.read_failing_since.clone()),
     };
     d.status.bake = Some(bake);
     if d.now() < ends {
@@ -752,11 +769,14 @@ fn watch_signals(d: &mut Draft<'_, '_>, act: bool) -> Option<Action> {
             None,
         ),
         PolicyState::Found(policy) => {
-            let obs = input.observed.signals.as_ref()?;
+            let Some(obs) = input.observed.signals.as_ref() else {
+                return signal_read_failed(d, act);
+            };
             let previous = d.status.bake.as_ref().map(|b| b.signals.clone()).unwrap_or_default();
             let ev = signals::evaluate(policy, obs, since, &previous);
             let bake = d.status.bake.get_or_insert_with(BakeStatus::default);
             bake.signals = ev.signals.clone();
+            bake.read_failing_since = None;
             if let signals::Verdict::Inconclusive(why) = ev.verdict() {
                 d.inconclusive = Some(why);
             }
@@ -771,6 +791,68 @@ fn watch_signals(d: &mut Draft<'_, '_>, act: bool) -> Option<Action> {
             None
         }
     }
+}
+
+/// The signals could not be read this time. Reported at once (`Stalled`, reason
+/// `SignalReadFailing`, a Warning Event when it starts); once reads have failed for the
+/// Environment's `bake.signalReadFailure.after`, the Promotion rolls back (fail closed: no breach
+/// can be seen without a read) or, with `action: hold`, keeps holding.
+fn signal_read_failed(d: &mut Draft<'_, '_>, act: bool) -> Option<Action> {
+    let error = d.input.observed.signal_read_error.clone()?;
+    // A rollback Promotion restores a known-good state and never rolls itself back on signals.
+    if !act {
+        return None;
+    }
+    let settings =
+        d.input.observed.environment.as_ref().map(|e| e.bake.signal_read_failure.clone()).unwrap_or_default();
+    let after =
+        crate::duration::parse("bake.signalReadFailure.after", &settings.after).unwrap_or(SignedDuration::from_mins(2));
+    let now = d.now();
+    let bake = d.status.bake.get_or_insert_with(BakeStatus::default);
+    let since = match bake.read_failing_since.as_ref() {
+        Some(t) => t.0,
+        None => {
+            bake.read_failing_since = Some(to_time(now));
+            now
+        }
+    };
+    let deadline = since.checked_add(after).unwrap_or(since);
+    let at = |t: Timestamp| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+    if since == now {
+        let then = match settings.action {
+            SignalReadFailureAction::RollBack => format!("rolling back at {} unless a read succeeds", at(deadline)),
+            SignalReadFailureAction::Hold => format!("holding traffic as it is; stalled from {}", at(deadline)),
+        };
+        d.events.push(EventNote {
+            warning: true,
+            reason: reason::SIGNAL_READ_FAILING.into(),
+            message: format!("rollback signals cannot be read: {error}; {then}"),
+        });
+    }
+    if now >= deadline && settings.action == SignalReadFailureAction::RollBack {
+        let message = format!(
+            "rollback signals could not be read for {} (since {}): {error}; no breach can be seen without them",
+            human_duration(now.duration_since(since)),
+            at(since)
+        );
+        return begin_rollback(d, RollbackCause::SignalsUnreadable, None, message, Some(since));
+    }
+    let next = if now >= deadline {
+        "holding traffic as it is until reads work again or the Promotion is aborted".to_string()
+    } else {
+        match settings.action {
+            SignalReadFailureAction::RollBack => format!("rolling back at {} unless a read succeeds", at(deadline)),
+            SignalReadFailureAction::Hold => format!("will hold traffic as it is from {}", at(deadline)),
+        }
+    };
+    d.stalled = Some((
+        reason::SIGNAL_READ_FAILING,
+        format!("rollback signals cannot be read since {}: {error}; {next}", at(since)),
+    ));
+    if now < deadline {
+        d.requeue_at(deadline);
+    }
+    None
 }
 
 /// Folds the result of an action into the status. `input.status` must be the status the

@@ -62,6 +62,8 @@ pub struct Observations {
     pub freezes: Vec<CompiledWindow>,
     /// The latest signal reads for the policy in the environment's account (None: not read).
     pub signals: Option<SignalObservations>,
+    /// Why the latest signal read failed, when it did (then `signals` is None).
+    pub signal_read_error: Option<String>,
 }
 
 /// A Release as cached.

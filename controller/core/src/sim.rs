@@ -117,7 +117,7 @@ pub fn environment(name: &str) -> EnvironmentSpec {
             external_id: None,
         },
         promotion: rules,
-        bake: BakeSettings { duration: bake.into() },
+        bake: BakeSettings { duration: bake.into(), ..BakeSettings::default() },
         rollback_policy_ref: Some("slo-default".into()),
         evidence: None,
     }
@@ -183,6 +183,8 @@ pub struct World {
     pub freezes: Vec<CompiledWindow>,
     pub alarm: Option<(AlarmState, Timestamp)>,
     pub signals_fresh: bool,
+    /// When set, signal reads fail with this error (no observations).
+    pub signal_read_error: Option<String>,
     pub events: Vec<machine::EventNote>,
     pub executed: Vec<Action>,
 }
@@ -232,6 +234,7 @@ impl World {
             freezes: vec![weekend_freeze()],
             alarm: Some((AlarmState::Ok, ts("2026-11-01T00:00:00Z"))),
             signals_fresh: true,
+            signal_read_error: None,
             events: vec![],
             executed: vec![],
         }
@@ -268,6 +271,7 @@ impl World {
             freezes: vec![],
             alarm: Some((AlarmState::Ok, now - SignedDuration::from_hours(24))),
             signals_fresh: true,
+            signal_read_error: None,
             events: vec![],
             executed: vec![],
         }
@@ -348,7 +352,7 @@ impl World {
     }
 
     pub fn signals(&self) -> Option<SignalObservations> {
-        if !self.signals_fresh {
+        if !self.signals_fresh || self.signal_read_error.is_some() {
             return None;
         }
         // The alarm is the first one the policy names.
@@ -382,6 +386,7 @@ impl World {
             release_was_good_here: self.release_was_good_here,
             freezes: self.freezes.clone(),
             signals: self.signals(),
+            signal_read_error: self.signal_read_error.clone(),
         }
     }
 

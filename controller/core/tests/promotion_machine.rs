@@ -826,3 +826,91 @@ fn a_bake_too_long_to_add_to_a_time_blocks_instead_of_skipping_the_bake() {
     assert!(!ok);
     assert!(message.contains("spec.bake.duration") && message.contains("at most 720h"), "{message}");
 }
+
+/// The Stalled condition of a status, as (status, reason, message).
+fn stalled(w: &World) -> (String, String, String) {
+    let c = w.status.conditions.iter().find(|c| c.type_ == "Stalled").expect("Stalled condition");
+    (c.status.clone(), c.reason.clone(), c.message.clone())
+}
+
+/// A deployment baking at 10% whose signal reads fail (AccessDenied, throttling, an outage).
+fn baking_with_failing_reads(env: &str) -> World {
+    let mut w = World::new(env);
+    w.run();
+    assert_eq!(w.phase(), PromotionPhase::Baking);
+    assert_eq!(w.weight(), Some(10));
+    w.signal_read_error = Some("cloudwatch:DescribeAlarms denied: not authorized".into());
+    w
+}
+
+#[test]
+fn failing_signal_reads_stall_at_once_then_roll_back_after_the_environments_window() {
+    let mut w = baking_with_failing_reads("dev");
+    let d = w.decide();
+    assert_eq!(d.action, None);
+    assert_eq!(d.requeue_after, Some(SignedDuration::from_secs(2)), "signals are still read every interval");
+    w.step();
+    let (status, reason, message) = stalled(&w);
+    assert_eq!((status.as_str(), reason.as_str()), ("True", "SignalReadFailing"));
+    assert!(
+        message.contains("DescribeAlarms denied") && message.contains("rolling back at 2026-11-18T15:02:00Z"),
+        "{message}"
+    );
+    assert_eq!(w.status.bake.as_ref().and_then(|b| b.read_failing_since.clone()).map(|t| t.0), Some(w.now));
+    let warned: Vec<_> = w.events.iter().filter(|e| e.reason == "SignalReadFailing").collect();
+    assert_eq!(warned.len(), 1, "one Warning Event when reads start failing");
+    assert!(warned[0].warning);
+
+    // Still failing a minute later: still stalled, one Event only, the traffic as it was.
+    w.advance(60);
+    assert_eq!(w.step(), None);
+    assert_eq!(w.events.iter().filter(|e| e.reason == "SignalReadFailing").count(), 1);
+    assert_eq!(w.weight(), Some(10));
+
+    // Two minutes after the first failure: fail closed.
+    w.advance(60);
+    assert_eq!(w.step(), Some(Action::Restore));
+    assert_eq!(w.phase(), PromotionPhase::RollingBack);
+    let rollback = w.status.rollback.clone().expect("rollback");
+    assert_eq!(rollback.cause, RollbackCause::SignalsUnreadable);
+    assert!(rollback.message.contains("could not be read for 2m"), "{}", rollback.message);
+}
+
+#[test]
+fn a_good_read_clears_a_signal_read_failure() {
+    let mut w = baking_with_failing_reads("dev");
+    w.step();
+    w.advance(90);
+    w.step();
+    w.signal_read_error = None;
+    w.advance(10);
+    w.step();
+    assert_eq!(stalled(&w).0, "False", "{:?}", stalled(&w));
+    assert_eq!(w.status.bake.as_ref().and_then(|b| b.read_failing_since.clone()), None);
+    // Failing again starts a fresh window.
+    w.signal_read_error = Some("throttled".into());
+    w.advance(100);
+    assert_eq!(w.step(), None);
+    assert_eq!(w.phase(), PromotionPhase::Baking, "a new 2m window, not the old one");
+}
+
+#[test]
+fn with_hold_failing_reads_keep_the_traffic_and_never_finish_the_bake() {
+    let mut w = baking_with_failing_reads("dev");
+    if let Some(env) = w.env.as_mut() {
+        env.bake.signal_read_failure.action = kiln_api::environment::SignalReadFailureAction::Hold;
+        env.bake.signal_read_failure.after = "30s".into();
+    }
+    w.step();
+    w.advance(3600);
+    assert_eq!(w.step(), None);
+    assert_eq!(w.phase(), PromotionPhase::Baking);
+    assert_eq!(w.weight(), Some(10), "held where it was");
+    let (status, reason, message) = stalled(&w);
+    assert_eq!((status.as_str(), reason.as_str()), ("True", "SignalReadFailing"));
+    assert!(message.contains("holding traffic as it is"), "{message}");
+    // Reads work again: the deployment goes on.
+    w.signal_read_error = None;
+    assert!(w.step().is_some());
+    assert_eq!(stalled(&w).0, "False");
+}

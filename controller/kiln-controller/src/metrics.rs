@@ -54,6 +54,12 @@ struct EnvLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SignalReadLabels {
+    environment: String,
+    error: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PromotionLabels {
     environment: String,
     result: &'static str,
@@ -99,6 +105,7 @@ pub struct Metrics {
     leader: Gauge,
     promotions_in_phase: Family<PhaseLabels, Gauge>,
     unreadable: Family<KindLabels, Counter>,
+    signal_read_failures: Family<SignalReadLabels, Counter>,
     // The ratio gauge is derived from these; a mutex keeps numerator and denominator consistent.
     deploy_counts: Mutex<HashMap<String, DeployCounts>>,
 }
@@ -215,6 +222,12 @@ impl Metrics {
             "Watch events carrying an object kiln's types cannot read, by kind (see the object's Unreadable Events)",
             unreadable.clone(),
         );
+        let signal_read_failures = Family::<SignalReadLabels, Counter>::default();
+        registry.register(
+            "signal_read_failures",
+            "Failed reads of an in-flight Promotion's rollback signals, by environment and error class",
+            signal_read_failures.clone(),
+        );
         Metrics {
             registry,
             reconciles,
@@ -231,6 +244,7 @@ impl Metrics {
             leader,
             promotions_in_phase,
             unreadable,
+            signal_read_failures,
             deploy_counts: Mutex::new(HashMap::new()),
         }
     }
@@ -265,6 +279,12 @@ impl Metrics {
             _ => "other",
         };
         self.unreadable.get_or_create(&KindLabels { kind }).inc();
+    }
+
+    /// A read of an in-flight Promotion's rollback signals in `environment` failed with the error
+    /// class `error` (an `AwsError::metric_label()`).
+    pub fn signal_read_failed(&self, environment: &str, error: &'static str) {
+        self.signal_read_failures.get_or_create(&SignalReadLabels { environment: environment.to_owned(), error }).inc();
     }
 
     /// A reconcile of `kind` failed with the error class `error` (an error enum's

@@ -11,7 +11,11 @@ use serde_json::{Value, json};
 #[test]
 fn defaults_are_applied_before_validation_and_returned() {
     let e = accepted(&environment());
-    assert_eq!(e["spec"]["bake"], json!({"duration": "10m"}));
+    assert_eq!(
+        e["spec"]["bake"],
+        json!({"duration": "10m", "signalReadFailure": {"action": "rollBack", "after": "2m"}}),
+        "an omitted bake fails closed on unreadable signals after 2m"
+    );
     let mut empty_rules = environment();
     empty_rules["spec"]["promotion"] = json!({});
     assert_eq!(

@@ -128,6 +128,7 @@ pub(super) async fn observe(ctx: &Context, p: &Promotion, status: &PromotionStat
 
     // The target environment's signals: the health gate before deploying, the bake after.
     let mut signal_obs = None;
+    let mut signal_read_error = None;
     if !terminal && let (Some(env), Some(pol)) = (&environment, &policy) {
         let since = status.started_at.as_ref().map(|t| t.0);
         // During a bake, read where the snapshot was taken (the account that was changed).
@@ -141,14 +142,24 @@ pub(super) async fn observe(ctx: &Context, p: &Promotion, status: &PromotionStat
                 tracing::trace!(alarms = ?obs.alarms, observed_at = %obs.observed_at, "signals read");
                 signal_obs = Some(obs)
             }
-            Err(e) if e.class() == ErrorClass::SpecWrong => problems.push(Problem::SignalsUnreadable {
-                policy: policy_name.clone().unwrap_or_default(),
-                environment: p.spec.environment.clone(),
-                account: aws.account_id.clone(),
-                role: aws.role_arn.clone(),
-                message: e.to_string(),
-            }),
-            Err(e) => tracing::warn!(error = %e, "signal read failed; retrying"),
+            Err(e) => {
+                tracing::warn!(error = %e, "signal read failed");
+                // In flight, the decision core bounds how long it may go on (the Environment's
+                // bake.signalReadFailure); before deploying, a refusal is a problem to fix.
+                if status.phase.is_in_flight() {
+                    ctx.metrics.signal_read_failed(&p.spec.environment, e.metric_label());
+                    signal_read_error = Some(format!("{e} (account {}, role {})", aws.account_id, aws.role_arn));
+                }
+                if e.class() == ErrorClass::SpecWrong {
+                    problems.push(Problem::SignalsUnreadable {
+                        policy: policy_name.clone().unwrap_or_default(),
+                        environment: p.spec.environment.clone(),
+                        account: aws.account_id.clone(),
+                        role: aws.role_arn.clone(),
+                        message: e.to_string(),
+                    });
+                }
+            }
         }
     }
     drop(view);
@@ -168,6 +179,7 @@ pub(super) async fn observe(ctx: &Context, p: &Promotion, status: &PromotionStat
         release_was_good_here,
         freezes,
         signals: signal_obs,
+        signal_read_error,
     }
 }
 

@@ -331,3 +331,49 @@ async fn a_crash_at_any_aws_call_of_a_breach_still_restores() {
         }
     }
 }
+
+/// Issue "Safety under partition" §3: alarm reads that fail mid-canary (the role lost
+/// cloudwatch:DescribeAlarms) are reported at once and, after the Environment's window (2m by
+/// default), roll the canary back, fail closed; before, the bake waited for a read forever with
+/// the traffic split.
+#[tokio::test]
+async fn alarm_reads_failing_mid_canary_stall_then_roll_back() {
+    let bench = Bench::new("unreadable-signals").await;
+    bench.release("web-v1", 1, &[10, 100]).await;
+    bench.promotion("web-v1-dev", "web-v1", "dev").await;
+    let mut r = bench.replica("kiln-0");
+    let cw = bench.cloud.cloudwatch(DEV_ACCOUNT);
+    // Until the first traffic step.
+    for _ in 0..10 {
+        r.sync().await;
+        let _ = r.reconcile(r.cached(&bench.ns, "web-v1-dev")).await;
+        if bench.ecs(DEV_ACCOUNT).calls().iter().any(|c| c == "shift 10") {
+            break;
+        }
+    }
+    assert_eq!(bench.ecs(DEV_ACCOUNT).state().weights, weights(90, 10));
+    cw.deny_reads(true);
+    bench.clock.advance(SignedDuration::from_secs(5));
+    r.sync().await;
+    let _ = r.reconcile(r.cached(&bench.ns, "web-v1-dev")).await;
+    let p = bench.read("web-v1-dev").await;
+    let status = p.status.clone().unwrap_or_default();
+    assert!(status.phase.is_in_flight(), "{:?}", status.phase);
+    let stalled = status.conditions.iter().find(|c| c.type_ == "Stalled").expect("Stalled");
+    assert_eq!((stalled.status.as_str(), stalled.reason.as_str()), ("True", "SignalReadFailing"), "{stalled:?}");
+    assert!(stalled.message.contains("DescribeAlarms"), "{}", stalled.message);
+    let events = bench.events("web-v1-dev").await;
+    assert!(events.iter().any(|(reason, _)| reason == "SignalReadFailing"), "{events:?}");
+    assert_eq!(bench.ecs(DEV_ACCOUNT).state().weights, weights(90, 10), "nothing decided blind yet");
+
+    // Past the window: restored, cause signalsUnreadable.
+    for _ in 0..6 {
+        bench.clock.advance(MINUTE);
+        r.sync().await;
+        let _ = r.reconcile(r.cached(&bench.ns, "web-v1-dev")).await;
+    }
+    let status = bench.read("web-v1-dev").await.status.unwrap_or_default();
+    assert_eq!(status.phase, PromotionPhase::RolledBack, "{:?}", status.message);
+    assert_eq!(status.rollback.map(|r| r.cause), Some(RollbackCause::SignalsUnreadable));
+    assert_eq!(bench.ecs(DEV_ACCOUNT).state().weights, weights(100, 0), "blue serves everything again");
+}
