@@ -48,6 +48,15 @@ pub struct EnvironmentSpec {
     /// declared good.
     #[serde(default)]
     pub bake: BakeSettings,
+    /// How long one deployment step may stay "in progress" in AWS (a task set that never reaches
+    /// steady state, a Lambda version that never becomes active, a CodeDeploy deployment that
+    /// stops progressing) before kiln gives up: it restores the previous state and records the
+    /// rollback with cause `progressDeadline` and what was still pending. A Release may set its
+    /// own. Go duration, default `10m`.
+    #[serde(default = "default_progress_deadline")]
+    #[x_kube(validation = Rule::new(DURATION_RULE).message(DURATION_MESSAGE))]
+    #[schemars(length(max = 32))]
+    pub progress_deadline: String,
     /// Name of the RollbackPolicy that guards deployments here. It is looked up in each
     /// Release's namespace, so every team defines its own SLO alarms under the name the
     /// platform team requires. A missing policy blocks the Promotion (fail closed).
@@ -173,6 +182,10 @@ pub struct BakeSettings {
     /// `after` without a successful read it rolls back (default) or keeps holding.
     #[serde(default)]
     pub signal_read_failure: SignalReadFailure,
+}
+
+fn default_progress_deadline() -> String {
+    "10m".to_string()
 }
 
 fn default_bake() -> String {

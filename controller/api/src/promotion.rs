@@ -232,6 +232,10 @@ pub struct PromotionStatus {
     /// When all traffic reached the new version.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub full_traffic_at: Option<Time>,
+    /// The deployment step AWS is still working on, and since when (unset once it is done): what
+    /// the progress deadline is measured against.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_progress: Option<InProgressStatus>,
     /// The current bake and the signals observed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bake: Option<BakeStatus>,
@@ -413,6 +417,17 @@ pub struct DeployedResources {
     pub code_deploy_deployment: Option<String>,
 }
 
+/// A deployment step that AWS has not finished yet.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct InProgressStatus {
+    /// The step: prepare, shiftTraffic, finalize, captureSnapshot.
+    #[schemars(length(max = 64))]
+    pub action: String,
+    /// When kiln first found it still in progress.
+    pub since: Time,
+}
+
 /// The current traffic step.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
@@ -487,11 +502,13 @@ pub enum RollbackCause {
     /// The RollbackPolicy's signals could not be read for the Environment's
     /// `bake.signalReadFailure.after` during the deployment (fail closed).
     SignalsUnreadable,
+    /// A deployment step stayed in progress in AWS beyond the progress deadline.
+    ProgressDeadline,
 }
 
 impl RollbackCause {
     /// Every cause (metrics expose each, with zero counts).
-    pub const ALL: [RollbackCause; 8] = [
+    pub const ALL: [RollbackCause; 9] = [
         RollbackCause::Alarm,
         RollbackCause::Metric,
         RollbackCause::ErrorBudget,
@@ -500,6 +517,7 @@ impl RollbackCause {
         RollbackCause::Abort,
         RollbackCause::Superseded,
         RollbackCause::SignalsUnreadable,
+        RollbackCause::ProgressDeadline,
     ];
 
     /// The cause as written in status and in metric labels.
@@ -513,6 +531,7 @@ impl RollbackCause {
             RollbackCause::Abort => "abort",
             RollbackCause::Superseded => "superseded",
             RollbackCause::SignalsUnreadable => "signalsUnreadable",
+            RollbackCause::ProgressDeadline => "progressDeadline",
         }
     }
 }
@@ -528,7 +547,7 @@ impl std::fmt::Display for RollbackCause {
 #[serde(rename_all = "camelCase")]
 pub struct RollbackStatus {
     /// What started the rollback: alarm | metric | errorBudget | hookFailed | deploymentFailed |
-    /// abort | superseded | signalsUnreadable.
+    /// abort | superseded | signalsUnreadable | progressDeadline.
     pub cause: RollbackCause,
     /// The signal or hook that triggered it, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]

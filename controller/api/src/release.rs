@@ -86,6 +86,12 @@ pub struct ReleaseSpec {
     #[schemars(extend("x-kubernetes-list-type" = "set"))]
     #[x_kube(validation = Rule::new("self.all(e, e.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$') && e.size() <= 63)").message("environments must be Environment names (DNS-1123 labels)"))]
     pub environments: Vec<String>,
+    /// This Release's own progress deadline, instead of each Environment's
+    /// `progressDeadline` (e.g. a service whose tasks take long to start). Go duration.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new(DURATION_RULE).message(DURATION_MESSAGE))]
+    #[schemars(length(max = 32))]
+    pub progress_deadline: Option<String>,
 }
 
 /// One deployable artifact, pinned by content: an OCI image by digest or a Lambda zip by hash.

@@ -19,8 +19,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kiln_api::common::condition;
 use kiln_api::environment::{EnvironmentSpec, SignalReadFailureAction};
 use kiln_api::promotion::{
-    BakeStatus, DeployedResources, EvidenceArchive, MAX_TIMELINE, PromotionSpec, PromotionStatus, RollbackStatus,
-    Snapshot, StepStatus, TimelineEntry,
+    BakeStatus, DeployedResources, EvidenceArchive, InProgressStatus, MAX_TIMELINE, PromotionSpec, PromotionStatus,
+    RollbackStatus, Snapshot, StepStatus, TimelineEntry,
 };
 use kiln_api::release::ReleaseSpec;
 use kiln_api::{PromotionPhase, RollbackCause};
@@ -546,6 +546,7 @@ fn begin_rollback(
         RollbackCause::DeploymentFailed => reason::DEPLOYMENT_FAILED,
         RollbackCause::Alarm | RollbackCause::Metric | RollbackCause::ErrorBudget => reason::BREACH_DETECTED,
         RollbackCause::SignalsUnreadable => reason::SIGNAL_READ_FAILING,
+        RollbackCause::ProgressDeadline => reason::PROGRESS_DEADLINE_EXCEEDED,
     };
     d.note(PromotionPhase::RollingBack, reason, format!("{message}; restoring the previous state"), true);
     Some(Action::Restore)
@@ -855,15 +856,58 @@ fn signal_read_failed(d: &mut Draft<'_, '_>, act: bool) -> Option<Action> {
     None
 }
 
+/// Records that `action` is still in progress in AWS; for a deployment step past the progress
+/// deadline (the Release's, else the Environment's, else 10m) starts the rollback and returns
+/// true. A restore and the evidence archive never give up, and a hook has its own timeout.
+fn past_progress_deadline(d: &mut Draft<'_, '_>, action: &Action, pending: &str) -> bool {
+    let label = match action {
+        Action::CaptureSnapshot => "captureSnapshot",
+        Action::Prepare => "prepare",
+        Action::ShiftTraffic { .. } => "shiftTraffic",
+        Action::Finalize => "finalize",
+        Action::RunHook(_) | Action::Restore | Action::ArchiveEvidence => return false,
+    };
+    let now = d.now();
+    let since = match d.status.in_progress.as_ref() {
+        Some(p) if p.action == label => p.since.0,
+        _ => {
+            d.status.in_progress = Some(InProgressStatus { action: label.into(), since: to_time(now) });
+            now
+        }
+    };
+    let input = d.input;
+    let deadline = input
+        .observed
+        .release
+        .as_ref()
+        .and_then(|r| r.progress_deadline.clone())
+        .or_else(|| input.observed.environment.as_ref().map(|e| e.progress_deadline.clone()))
+        .and_then(|v| crate::duration::parse("progressDeadline", &v).ok())
+        .unwrap_or(SignedDuration::from_mins(10));
+    if now.duration_since(since) < deadline {
+        return false;
+    }
+    d.status.in_progress = None;
+    let message = format!("{label} still in progress after {}: {pending}", human_duration(deadline));
+    let _ = begin_rollback(d, RollbackCause::ProgressDeadline, None, message, None);
+    true
+}
+
 /// Folds the result of an action into the status. `input.status` must be the status the
 /// [`decide`] that returned `action` produced (not the one before it), so that what `decide`
 /// recorded (e.g. the rollback cause) is kept.
 pub fn complete(input: &PromotionInput<'_>, action: &Action, outcome: Outcome) -> Decision {
     let mut d = Draft::new(input);
+    if !matches!(outcome, Outcome::InProgress(_)) {
+        d.status.in_progress = None;
+    }
     match (action, outcome) {
         (_, Outcome::InProgress(msg)) => {
-            d.status.message = Some(msg);
-            d.requeue_in(RETRY_SOON);
+            // Past the deadline the rollback is recorded; the next decide emits the Restore.
+            if !past_progress_deadline(&mut d, action, &msg) {
+                d.status.message = Some(msg);
+                d.requeue_in(RETRY_SOON);
+            }
         }
         (Action::ArchiveEvidence, Outcome::Done) => {
             if let Some(a) = d.status.evidence_archive.as_mut() {

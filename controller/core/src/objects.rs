@@ -146,6 +146,7 @@ mod tests {
                 ..PromotionRules::default()
             },
             bake: BakeSettings::default(),
+            progress_deadline: "10m".into(),
             rollback_policy_ref: None,
             evidence: None,
         }

@@ -49,6 +49,8 @@ pub const ROLLED_BACK: &str = "RolledBack";
 pub const SNAPSHOT_CAPTURED: &str = "SnapshotCaptured";
 /// The new version serves all traffic and baked green.
 pub const SUCCEEDED: &str = "Succeeded";
+/// A deployment step stayed in progress in AWS beyond the progress deadline.
+pub const PROGRESS_DEADLINE_EXCEEDED: &str = "ProgressDeadlineExceeded";
 /// The RollbackPolicy's signals cannot be read during a deployment.
 pub const SIGNAL_READ_FAILING: &str = "SignalReadFailing";
 /// A rollback Promotion took the environment over.

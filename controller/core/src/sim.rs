@@ -63,6 +63,7 @@ pub fn ecs_release() -> ReleaseSpec {
             lambda: None,
         },
         environments: vec!["dev".into(), "stg".into(), "prod".into()],
+        progress_deadline: None,
     }
 }
 
@@ -118,6 +119,7 @@ pub fn environment(name: &str) -> EnvironmentSpec {
         },
         promotion: rules,
         bake: BakeSettings { duration: bake.into(), ..BakeSettings::default() },
+        progress_deadline: "10m".into(),
         rollback_policy_ref: Some("slo-default".into()),
         evidence: None,
     }

@@ -219,6 +219,7 @@ mod tests {
             },
             promotion: PromotionRules::default(),
             bake: BakeSettings::default(),
+            progress_deadline: "10m".into(),
             rollback_policy_ref: None,
             evidence: None,
         }
@@ -255,6 +256,7 @@ mod tests {
                 }),
             },
             environments: environments.iter().map(|s| s.to_string()).collect(),
+            progress_deadline: None,
         }
     }
 

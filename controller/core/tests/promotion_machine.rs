@@ -914,3 +914,55 @@ fn with_hold_failing_reads_keep_the_traffic_and_never_finish_the_bake() {
     assert!(w.step().is_some());
     assert_eq!(stalled(&w).0, "False");
 }
+
+/// Issue "Safety under partition" §3: a step AWS never finishes (a task set that never reaches
+/// steady state) does not hold the Promotion in `Deploying` forever: past the progress deadline
+/// (the Environment's 10m by default, or the Release's own) the previous state is restored and
+/// the rollback says what was still pending.
+#[test]
+fn a_step_that_never_finishes_is_rolled_back_at_the_progress_deadline() {
+    let mut w = World::new("dev");
+    assert_eq!(w.step(), Some(Action::CaptureSnapshot));
+    w.complete(&Action::CaptureSnapshot, Outcome::Snapshot(Box::default()));
+    assert_eq!(w.step(), Some(Action::Prepare));
+    let pending = "task set ts/abc: 1 of 3 tasks running";
+    w.complete(&Action::Prepare, Outcome::InProgress(pending.into()));
+    let since = w.status.in_progress.clone().expect("in progress");
+    assert_eq!((since.action.as_str(), since.since.0), ("prepare", w.now));
+    // Nine minutes of "still in progress": still deploying, the clock kept from the first.
+    for _ in 0..9 {
+        w.advance(60);
+        assert_eq!(w.step(), Some(Action::Prepare));
+        w.complete(&Action::Prepare, Outcome::InProgress(pending.into()));
+        assert_eq!(w.phase(), PromotionPhase::Deploying);
+    }
+    assert_eq!(w.status.in_progress.as_ref().map(|p| p.since.0), Some(since.since.0));
+    w.advance(60);
+    assert_eq!(w.step(), Some(Action::Prepare));
+    w.complete(&Action::Prepare, Outcome::InProgress(pending.into()));
+    assert_eq!(w.phase(), PromotionPhase::RollingBack);
+    let rollback = w.status.rollback.clone().expect("rollback");
+    assert_eq!(rollback.cause, RollbackCause::ProgressDeadline);
+    assert_eq!(rollback.message, format!("prepare still in progress after 10m: {pending}"));
+    assert!(w.events.iter().any(|e| e.warning && e.reason == "ProgressDeadlineExceeded"));
+    assert_eq!(w.step(), Some(Action::Restore));
+}
+
+#[test]
+fn a_release_may_set_its_own_progress_deadline_and_progress_resets_it() {
+    let mut w = World::new("dev");
+    if let Some(r) = w.release.as_mut() {
+        r.progress_deadline = Some("30m".into());
+    }
+    w.step();
+    w.complete(&Action::CaptureSnapshot, Outcome::Snapshot(Box::default()));
+    w.step();
+    w.complete(&Action::Prepare, Outcome::InProgress("waiting".into()));
+    w.advance(20 * 60);
+    w.step();
+    w.complete(&Action::Prepare, Outcome::InProgress("waiting".into()));
+    assert_eq!(w.phase(), PromotionPhase::Deploying, "20m is within the Release's 30m");
+    // Done: the clock is cleared; the next step gets a fresh deadline.
+    w.complete(&Action::Prepare, Outcome::Prepared(Default::default()));
+    assert_eq!(w.status.in_progress, None);
+}

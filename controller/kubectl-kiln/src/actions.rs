@@ -422,6 +422,7 @@ mod tests {
                     }),
                 },
                 environments: vec!["dev".into(), "prod".into()],
+                progress_deadline: None,
             },
         )
     }
