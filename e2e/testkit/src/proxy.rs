@@ -8,7 +8,8 @@
 //! - **Hold** ([`Action::Hold`]): before forwarding (the upstream never sees the request until
 //!   [`FaultProxy::release`]), or after (the upstream acts, the response is withheld until
 //!   release) — a write "in flight" across a partition. A held request is forwarded on release
-//!   even if its client has gone: what was sent may still land, as on a real network.
+//!   even if its client has gone: what was sent may still land, as on a real network. Dropping
+//!   the proxy abandons what it still holds (never sent at teardown).
 //! - **Delay**, **Fail** (a canned status and body, as the upstream would answer), **BlackHole**
 //!   (never answered; the connection stays open until the client gives up).
 //! - **Log** ([`FaultProxy::log`]): method, path and query, `X-Amz-Target`, the request body (the
@@ -185,6 +186,8 @@ struct Shared {
     next: AtomicU64,
     /// Bumped by `release`: held requests wait for a change.
     release: watch::Sender<u64>,
+    /// Set when the proxy is dropped: held requests are abandoned, not sent.
+    stopped: std::sync::atomic::AtomicBool,
     /// Bumped on every log change, for waiters.
     changed: watch::Sender<u64>,
 }
@@ -240,6 +243,7 @@ impl FaultProxy {
             state: Mutex::new(State::default()),
             next: AtomicU64::new(0),
             release: watch::channel(0).0,
+            stopped: std::sync::atomic::AtomicBool::new(false),
             changed: watch::channel(0).0,
         });
         let task = tokio::spawn(serve(listener, acceptor, base, client, shared.clone()));
@@ -305,6 +309,8 @@ impl FaultProxy {
 
 impl Drop for FaultProxy {
     fn drop(&mut self) {
+        self.shared.stopped.store(true, Ordering::SeqCst);
+        self.shared.release.send_modify(|n| *n += 1);
         self.task.abort();
     }
 }
@@ -467,15 +473,21 @@ async fn handle(
     }
 }
 
-/// Waits for the next [`FaultProxy::release`], counted as holding meanwhile.
-async fn held(shared: &Shared, seq: u64) {
+/// Waits for the next [`FaultProxy::release`], counted as holding meanwhile. False when the
+/// proxy was dropped instead: the request is abandoned, never sent at teardown.
+async fn held(shared: &Shared, seq: u64) -> bool {
     let mut release = shared.release.subscribe();
     release.mark_unchanged();
     shared.lock().holding += 1;
     shared.update(seq, |e| e.held = true);
-    let _ = release.changed().await;
+    let released = release.changed().await.is_ok() && !shared.stopped.load(Ordering::SeqCst);
     let mut state = shared.lock();
     state.holding = state.holding.saturating_sub(1);
+    released
+}
+
+fn abandoned() -> Response<ProxyBody> {
+    text_response(503, "text/plain", "fault proxy: stopped while the request was held".into())
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -489,10 +501,16 @@ async fn forward(
     client: UpstreamClient,
     shared: Arc<Shared>,
 ) -> Response<ProxyBody> {
-    match &action {
-        Some(Action::Delay(d)) => tokio::time::sleep(*d).await,
+    let go_on = match &action {
+        Some(Action::Delay(d)) => {
+            tokio::time::sleep(*d).await;
+            true
+        }
         Some(Action::Hold(When::Before)) => held(&shared, seq).await,
-        _ => {}
+        _ => true,
+    };
+    if !go_on {
+        return abandoned();
     }
     // The same method, headers (Host rewritten by the client) and body.
     let uri = format!("{base}{path}");
@@ -513,8 +531,8 @@ async fn forward(
             return text_response(502, "text/plain", message);
         }
     };
-    if matches!(action, Some(Action::Hold(When::After))) {
-        held(&shared, seq).await;
+    if matches!(action, Some(Action::Hold(When::After))) && !held(&shared, seq).await {
+        return abandoned();
     }
     let status = response.status().as_u16();
     shared.update(seq, |e| {
