@@ -32,6 +32,9 @@ DEFAULT_SKIPS = {
     # The NetworkPolicy is optional (the API server's port and any egress proxy differ per
     # cluster); networkPolicy.enabled=true makes the check pass (non-default scan).
     "CKV2_K8S_6": "Minimize the admission of pods which lack an associated NetworkPolicy",
+    # pullPolicy defaults to IfNotPresent so a restart during a registry outage (when a rollback
+    # may be needed) still starts the controller; with image.digest the check passes.
+    "CKV_K8S_15": "Image Pull Policy should be Always",
 }
 
 
