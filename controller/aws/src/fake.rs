@@ -292,6 +292,9 @@ pub struct FakeEcs {
     service: String,
     state: Mutex<FakeTrafficState>,
     fail: Mutex<HashMap<&'static str, AwsError>>,
+    /// Operations that answer "still in progress" every time (a task set that never reaches
+    /// steady state).
+    stuck: Mutex<Vec<&'static str>>,
     holds: Mutex<HashMap<&'static str, (Hold, std::sync::Arc<HeldCall>)>>,
     hold_at: Mutex<Option<(usize, Hold, std::sync::Arc<HeldCall>)>>,
     calls: Mutex<Vec<String>>,
@@ -314,6 +317,7 @@ impl FakeEcs {
                 task_definitions: vec![format!("td/{service}:1")],
             }),
             fail: Mutex::new(HashMap::new()),
+            stuck: Mutex::new(Vec::new()),
             holds: Mutex::new(HashMap::new()),
             hold_at: Mutex::new(None),
             calls: Mutex::new(Vec::new()),
@@ -324,6 +328,16 @@ impl FakeEcs {
     /// fails with `error`.
     pub fn fail_next(&self, operation: &'static str, error: AwsError) {
         lock(&self.fail).insert(operation, error);
+    }
+
+    /// Every call of `operation` answers "still in progress" (AWS never finishes it) until
+    /// called again with `false`.
+    pub fn stick(&self, operation: &'static str, stuck: bool) {
+        let mut ops = lock(&self.stuck);
+        ops.retain(|o| *o != operation);
+        if stuck {
+            ops.push(operation);
+        }
     }
 
     /// The next call of `operation` stops at `when` until the returned handle releases it.
@@ -385,6 +399,12 @@ impl FakeEcs {
         let n = lock(&self.calls).len();
         self.wait(op, n, Hold::Before).await;
         lock(&self.calls).push(detail);
+        if lock(&self.stuck).contains(&op) {
+            return Err(AwsError::InProgress {
+                what: format!("{op} of {}/{}: 1 of 3 tasks running", self.cluster, self.service),
+                scope: self.scope.clone(),
+            });
+        }
         match lock(&self.fail).remove(op) {
             Some(e) => Err(e),
             None => Ok(n),

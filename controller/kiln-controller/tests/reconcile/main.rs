@@ -377,3 +377,32 @@ async fn alarm_reads_failing_mid_canary_stall_then_roll_back() {
     assert_eq!(status.rollback.map(|r| r.cause), Some(RollbackCause::SignalsUnreadable));
     assert_eq!(bench.ecs(DEV_ACCOUNT).state().weights, weights(100, 0), "blue serves everything again");
 }
+
+/// Issue "Safety under partition" §3: a new task set that never reaches steady state does not
+/// hold the Promotion in Deploying forever: past the progress deadline (10m by default) the
+/// reconciler restores blue and records why.
+#[tokio::test]
+async fn a_task_set_that_never_becomes_steady_is_rolled_back_at_the_progress_deadline() {
+    let bench = Bench::new("progress-deadline").await;
+    bench.release("web-v1", 1, &[10, 100]).await;
+    bench.promotion("web-v1-dev", "web-v1", "dev").await;
+    bench.ecs(DEV_ACCOUNT).stick("prepare", true);
+    let mut r = bench.replica("kiln-0");
+    for _ in 0..14 {
+        r.sync().await;
+        let _ = r.reconcile(r.cached(&bench.ns, "web-v1-dev")).await;
+        let status = bench.read("web-v1-dev").await.status.unwrap_or_default();
+        if status.phase.is_terminal() {
+            break;
+        }
+        bench.clock.advance(MINUTE);
+    }
+    let status = bench.read("web-v1-dev").await.status.unwrap_or_default();
+    assert_eq!(status.phase, PromotionPhase::RolledBack, "{:?}", status.message);
+    let rollback = status.rollback.expect("rollback");
+    assert_eq!(rollback.cause, RollbackCause::ProgressDeadline);
+    assert!(rollback.message.contains("1 of 3 tasks running"), "{}", rollback.message);
+    assert_eq!(bench.ecs(DEV_ACCOUNT).state().weights, weights(100, 0), "blue serves everything");
+    let events = bench.events("web-v1-dev").await;
+    assert!(events.iter().any(|(reason, _)| reason == "ProgressDeadlineExceeded"), "{events:?}");
+}
