@@ -822,7 +822,7 @@ fn signal_read_failed(d: &mut Draft<'_, '_>, act: bool) -> Option<Action> {
     if since == now {
         let then = match settings.action {
             SignalReadFailureAction::RollBack => format!("rolling back at {} unless a read succeeds", at(deadline)),
-            SignalReadFailureAction::Hold => format!("holding traffic as it is; stalled from {}", at(deadline)),
+            SignalReadFailureAction::Hold => format!("will hold traffic as it is from {}", at(deadline)),
         };
         d.events.push(EventNote {
             warning: true,
