@@ -96,8 +96,15 @@ async fn a_partitioned_leaders_late_writes_do_not_undo_the_new_leaders_rollback(
         late.iter().all(|e| e.outcome == Outcome::Forwarded(409)),
         "the stale status write is refused by its resourceVersion precondition: {late:?}"
     );
-    // Give anything else in flight time to land, then look again.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Everything a held back has been answered (landed or refused) before looking again.
+    for proxy in [&kube_a, &aws_a] {
+        proxy
+            .wait_for(MIN, "every held request answered", |log| {
+                log.iter().filter(|e| e.held).all(|e| e.outcome != Outcome::Pending)
+            })
+            .await
+            .expect("answered");
+    }
     let after = w.promotion(&p).await.expect("promotion");
     assert_eq!(after.status.as_ref().map(|s| s.phase), Some(PromotionPhase::RolledBack), "not overwritten");
     assert_eq!(w.alias("dev", "orders").await, AliasState::on("1"), "moto shows the rollback's state");

@@ -551,11 +551,7 @@ async fn a_write_after_the_lease_is_lost_mid_action_is_not_sent() {
         let (target, deployed) = (target.clone(), deployed.clone());
         tokio::spawn(async move { target.shift(&deployed, 100).await })
     };
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while proxy.holding() == 0 {
-        assert!(std::time::Instant::now() < deadline, "the GetAlias was never held");
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    proxy.wait_holding(1, std::time::Duration::from_secs(30)).await.expect("the GetAlias is held");
     leading.store(false, Ordering::SeqCst);
     proxy.release();
     let err = shift.await.unwrap().unwrap_err();

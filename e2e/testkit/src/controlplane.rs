@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use crate::moto::repo_root;
+use crate::moto::installed_bin;
 
 /// How long [`ControlPlane::start`] waits for `ready` (the binary bounds its own wait at 120 s).
 const START_TIMEOUT: Duration = Duration::from_secs(150);
@@ -26,20 +26,14 @@ const START_TIMEOUT: Duration = Duration::from_secs(150);
 /// `<repo root>/.controlplane/kiln-controlplane`. Errors when the file does not exist (with how to
 /// build it).
 pub fn controlplane_bin() -> Result<PathBuf, String> {
-    let bin = match std::env::var_os("KILN_CONTROLPLANE_BIN") {
-        Some(bin) if !bin.is_empty() => PathBuf::from(bin),
-        _ => repo_root()?.join(".controlplane/kiln-controlplane"),
-    };
-    if bin.is_file() {
-        Ok(bin)
-    } else {
-        Err(format!(
+    installed_bin("KILN_CONTROLPLANE_BIN", ".controlplane/kiln-controlplane", |bin| {
+        format!(
             "the Kubernetes control plane is not built at {}: run scripts/controlplane.sh (it builds \
              kube-apiserver, etcd and kube-controller-manager from the pinned Go modules in \
              e2e/controlplane) or set KILN_CONTROLPLANE_BIN",
             bin.display()
-        ))
-    }
+        )
+    })
 }
 
 /// A user the control plane authenticates: a name and its groups.

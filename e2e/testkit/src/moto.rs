@@ -48,19 +48,27 @@ pub fn repo_root() -> Result<PathBuf, String> {
 /// The `moto_server` to run: `$KILN_MOTO_BIN` when set, else `<repo root>/.venv-moto/bin/moto_server`.
 /// Errors when the file does not exist (with how to install it).
 pub fn moto_bin() -> Result<PathBuf, String> {
-    let bin = match std::env::var_os("KILN_MOTO_BIN") {
-        Some(bin) if !bin.is_empty() => PathBuf::from(bin),
-        _ => repo_root()?.join(".venv-moto/bin/moto_server"),
-    };
-    if bin.is_file() {
-        Ok(bin)
-    } else {
-        Err(format!(
+    installed_bin("KILN_MOTO_BIN", ".venv-moto/bin/moto_server", |bin| {
+        format!(
             "moto is not installed at {}: run scripts/moto.sh (it installs the pinned moto[server] into \
              .venv-moto at the repository root) or set KILN_MOTO_BIN to a moto_server",
             bin.display()
-        ))
-    }
+        )
+    })
+}
+
+/// A test tool: `$<env>` when set, else `<repo root>/<default>`; `missing` says how to install it
+/// when the file does not exist (a failure, never a skip).
+pub(crate) fn installed_bin(
+    env: &str,
+    default: &str,
+    missing: impl FnOnce(&Path) -> String,
+) -> Result<PathBuf, String> {
+    let bin = match std::env::var_os(env) {
+        Some(bin) if !bin.is_empty() => PathBuf::from(bin),
+        _ => repo_root()?.join(default),
+    };
+    if bin.is_file() { Ok(bin) } else { Err(missing(&bin)) }
 }
 
 /// A `moto_server` process on 127.0.0.1, killed (and reaped) on drop.

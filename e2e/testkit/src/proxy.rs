@@ -281,6 +281,22 @@ impl FaultProxy {
         self.shared.lock().holding
     }
 
+    /// Waits until at least `n` requests are held, up to `timeout` (woken by each change, no
+    /// polling).
+    pub async fn wait_holding(&self, n: usize, timeout: Duration) -> Result<(), String> {
+        let mut changed = self.shared.changed.subscribe();
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.holding() >= n {
+                return Ok(());
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() || tokio::time::timeout(left, changed.changed()).await.is_err() {
+                return Err(format!("{} held, wanted {n}, within {timeout:?} at {}", self.holding(), self.url));
+            }
+        }
+    }
+
     /// Every request so far, in arrival order.
     pub fn log(&self) -> Vec<Logged> {
         self.shared.lock().log.clone()

@@ -25,11 +25,7 @@ fn set_state() -> Match {
 }
 
 async fn wait_holding(proxy: &FaultProxy, n: usize) {
-    let deadline = Instant::now() + WAIT;
-    while proxy.holding() < n {
-        assert!(Instant::now() < deadline, "{} held, wanted {n}", proxy.holding());
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    proxy.wait_holding(n, WAIT).await.expect("held");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
