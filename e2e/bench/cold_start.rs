@@ -26,7 +26,7 @@
 mod harness;
 
 use std::collections::BTreeMap;
-use std::net::TcpListener;
+use std::path::Path;
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
@@ -36,6 +36,7 @@ use k8s_openapi::api::core::v1::Namespace;
 use kiln_api::promotion::{DeployedResources, LambdaSnapshot, Snapshot};
 use kiln_api::{Environment, FIELD_MANAGER, Promotion, PromotionPhase, PromotionStatus, Release};
 use kiln_core::machine::{Action, Outcome};
+use kiln_testkit::process::{ControllerProcess, Launch, cpu_seconds, free_port, proc_status_kib};
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Resource, ResourceExt};
@@ -84,89 +85,6 @@ fn report(r: Result<(), String>) -> bool {
             false
         }
     }
-}
-
-// ---------------------------------------------------------------------------------------------
-// The controller process.
-
-/// A `kiln-controller` child process, killed on drop.
-struct Controller {
-    child: Child,
-    log: std::path::PathBuf,
-    metrics_port: u16,
-    started: Instant,
-}
-
-impl Controller {
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn running(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
-    }
-
-    /// A field of /proc/<pid>/status in KiB (`VmHWM`, `VmRSS`).
-    fn status_kib(&self, field: &str) -> u64 {
-        proc_status_kib(&format!("/proc/{}/status", self.pid()), field)
-    }
-
-    /// User + system CPU seconds used so far.
-    fn cpu_seconds(&self) -> f64 {
-        cpu_seconds(&format!("/proc/{}/stat", self.pid()))
-    }
-
-    fn http_get(&self, path: &str) -> Option<(u16, String)> {
-        use std::io::{Read, Write};
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.metrics_port)).ok()?;
-        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-        write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").ok()?;
-        let mut out = String::new();
-        s.read_to_string(&mut out).ok()?;
-        let code = out.split_whitespace().nth(1)?.parse().ok()?;
-        let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
-        Some((code, body))
-    }
-
-    fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        format!(
-            "controller log {} (last 30 lines):\n{}",
-            self.log.display(),
-            lines[lines.len().saturating_sub(30)..].join("\n")
-        )
-    }
-}
-
-impl Drop for Controller {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn proc_status_kib(path: &str, field: &str) -> u64 {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    text.lines()
-        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
-}
-
-/// utime + stime of /proc/<pid>/stat, in seconds (USER_HZ = 100 on Linux).
-fn cpu_seconds(path: &str) -> f64 {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    // The command name (field 2) may contain spaces; count fields after its closing ')'.
-    let rest = text.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-    // After ')': state is index 0, utime (field 14) index 11, stime (field 15) index 12.
-    (ticks(11) + ticks(12)) as f64 / 100.0
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
 }
 
 fn mib(kib: u64) -> String {
@@ -297,7 +215,7 @@ async fn cold_start(n: usize) -> Result<(), String> {
     let mut progress = Vec::new();
     let reconciled_at = loop {
         if !ctl.running() {
-            return Err(format!("the controller exited\n{}", ctl.log_tail()));
+            return Err(format!("the controller exited\n{}", log_tail(&ctl)));
         }
         if ready_at.is_none() && ctl.http_get("/readyz").is_some_and(|(c, _)| c == 200) {
             ready_at = Some(ctl.started.elapsed());
@@ -325,7 +243,7 @@ async fn cold_start(n: usize) -> Result<(), String> {
             return Err(format!(
                 "only {done} of {n} Releases reconciled within {LIMIT:?}; RSS {}\n{}",
                 mib(ctl.status_kib("VmRSS")),
-                ctl.log_tail()
+                log_tail(&ctl)
             ));
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
@@ -466,30 +384,35 @@ async fn cold_start(n: usize) -> Result<(), String> {
 }
 
 /// Starts `kiln-controller` against `server` (no leader election, AWS pointed at `aws_port`).
-fn spawn_controller(server: &kiln_test_apiserver::TestServer, aws_port: u16, tag: &str) -> Result<Controller, String> {
-    let metrics_port = free_port();
-    let log = std::env::temp_dir().join(format!("kiln-bench-{tag}-{}.log", std::process::id()));
-    let file = std::fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
-    let started = Instant::now();
+fn spawn_controller(
+    server: &kiln_test_apiserver::TestServer,
+    aws_port: u16,
+    tag: &str,
+) -> Result<ControllerProcess, String> {
     // `KILN_BENCH_CONTROLLER=<path>`: measure another build of the controller.
     let binary =
         std::env::var("KILN_BENCH_CONTROLLER").unwrap_or_else(|_| env!("CARGO_BIN_EXE_kiln-controller").into());
-    let child = Command::new(binary)
-        .env("KUBECONFIG", &server.kubeconfig_path)
-        .env("AWS_ACCESS_KEY_ID", "bench")
-        .env("AWS_SECRET_ACCESS_KEY", "bench")
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env_remove("AWS_PROFILE")
-        .args(["--aws-endpoint-url", &format!("http://127.0.0.1:{aws_port}")])
-        .args(["--metrics-addr", &format!("127.0.0.1:{metrics_port}")])
-        .args(["--leader-election=false", "--controller-namespace", "kiln-system"])
-        .args(["--log-format", "text", "--log-level", "warn"])
-        .stdout(Stdio::null())
-        .stderr(file)
-        .spawn()
-        .map_err(|e| format!("start kiln-controller: {e}"))?;
-    Ok(Controller { child, log, metrics_port, started })
+    let args = [
+        "--leader-election=false",
+        "--controller-namespace",
+        "kiln-system",
+        "--log-format",
+        "text",
+        "--log-level",
+        "warn",
+    ];
+    ControllerProcess::start(Launch {
+        binary: Path::new(&binary),
+        kubeconfig: &server.kubeconfig_path,
+        aws_endpoint: &format!("http://127.0.0.1:{aws_port}"),
+        tag: &format!("bench-{tag}"),
+        args: args.map(String::from).to_vec(),
+    })
+}
+
+/// The last lines of a controller's log, for a failure message.
+fn log_tail(ctl: &ControllerProcess) -> String {
+    format!("controller log {} (last 30 lines):\n{}", ctl.log.display(), ctl.log_tail(30))
 }
 
 struct Restart {
@@ -508,7 +431,7 @@ async fn warm_restart(server: &kiln_test_apiserver::TestServer, aws_port: u16, n
     let mut ready = None;
     let reconciled = loop {
         if !ctl.running() {
-            return Err(format!("the restarted controller exited\n{}", ctl.log_tail()));
+            return Err(format!("the restarted controller exited\n{}", log_tail(&ctl)));
         }
         if ready.is_none() && ctl.http_get("/readyz").is_some_and(|(c, _)| c == 200) {
             ready = Some(ctl.started.elapsed());
@@ -529,7 +452,7 @@ async fn warm_restart(server: &kiln_test_apiserver::TestServer, aws_port: u16, n
                 "restart: not every object reconciled within {LIMIT:?} (Release {}, Promotion {})\n{}",
                 count("release"),
                 count("promotion"),
-                ctl.log_tail()
+                log_tail(&ctl)
             ));
         }
         tokio::time::sleep(Duration::from_millis(250)).await;

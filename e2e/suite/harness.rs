@@ -8,15 +8,14 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
-use std::net::TcpListener;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::api::events::v1::Event;
 use kiln_api::{Environment, FreezeWindow, Promotion, PromotionPhase, Release, RollbackPolicy};
-use kiln_testkit::{Account, ControlPlane, Moto, User};
+use kiln_testkit::{Account, ControlPlane, ControllerProcess, Launch, Moto, User};
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, Resource};
 use serde::de::DeserializeOwned;
@@ -37,71 +36,23 @@ pub fn image(repo: &str, n: u32) -> String {
     )
 }
 
-/// A controller process, killed on drop.
-pub struct ControllerProcess {
-    child: Child,
-    /// Its log file.
-    pub log: PathBuf,
-    /// Its `/metrics` address.
-    pub metrics_port: u16,
+/// A controller process of the world (killed on drop) and the Lease identity it runs as.
+pub struct Controller {
+    pub process: ControllerProcess,
     /// Its Lease identity.
     pub identity: String,
 }
 
-impl ControllerProcess {
-    /// Kills it at once (SIGKILL: no cleanup, no lease release), like a crashed pod.
-    pub fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    /// Asks it to stop (SIGTERM), as Kubernetes does before killing a pod.
-    pub fn terminate(&mut self) {
-        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
-    }
-
-    /// Its exit code once it has exited (waiting up to `timeout`).
-    pub fn exit_code(&mut self, timeout: Duration) -> Option<i32> {
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return status.code();
-            }
-            // Polling a child process: there is no async wait on std::process::Child.
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        None
-    }
-
-    /// Whether it is still running.
-    pub fn running(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
-    }
-
-    /// The last lines of its log.
-    pub fn log_tail(&self, lines: usize) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let all: Vec<&str> = text.lines().collect();
-        all[all.len().saturating_sub(lines)..].join("\n")
-    }
-
-    /// GET a path on its metrics server.
-    pub fn http_get(&self, path: &str) -> Option<(u16, String)> {
-        use std::io::{Read, Write};
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.metrics_port)).ok()?;
-        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-        write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").ok()?;
-        let mut out = String::new();
-        s.read_to_string(&mut out).ok()?;
-        let code = out.split_whitespace().nth(1)?.parse().ok()?;
-        let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
-        Some((code, body))
+impl std::ops::Deref for Controller {
+    type Target = ControllerProcess;
+    fn deref(&self) -> &ControllerProcess {
+        &self.process
     }
 }
 
-impl Drop for ControllerProcess {
-    fn drop(&mut self) {
-        self.kill();
+impl std::ops::DerefMut for Controller {
+    fn deref_mut(&mut self) -> &mut ControllerProcess {
+        &mut self.process
     }
 }
 
@@ -142,7 +93,7 @@ pub struct World {
     /// dev, stg and prod.
     pub accounts: BTreeMap<String, Account>,
     /// Controllers started (the last is the newest).
-    pub controllers: Vec<ControllerProcess>,
+    pub controllers: Vec<Controller>,
     /// The kubeconfig controllers use: the chart's ServiceAccount.
     pub controller_kubeconfig: PathBuf,
     /// That ServiceAccount's token.
@@ -196,13 +147,6 @@ fn yaml_files(dir: &std::path::Path) -> Vec<PathBuf> {
         .collect();
     files.sort();
     files
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or_else(|e| panic!("no free port: {e}"))
 }
 
 impl World {
@@ -322,46 +266,40 @@ impl World {
 
     /// Starts a controller process.
     pub fn start_controller(&mut self, options: ControllerOptions) -> usize {
-        let metrics_port = free_port();
         let identity = format!("{}-kiln-{}", self.name, self.controllers.len());
-        let log = std::env::temp_dir().join(format!("kiln-e2e-{identity}-{}.log", std::process::id()));
-        let file = std::fs::File::create(&log).unwrap_or_else(|e| panic!("{}: {e}", log.display()));
-        let creds = kiln_testkit::MotoEndpoint::static_credentials();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_kiln-controller"));
-        cmd.env("KUBECONFIG", options.kubeconfig.as_ref().unwrap_or(&self.controller_kubeconfig))
-            .env("AWS_ACCESS_KEY_ID", creds.access_key_id())
-            .env("AWS_SECRET_ACCESS_KEY", creds.secret_access_key())
-            .env("AWS_REGION", REGION)
-            .env_remove("AWS_PROFILE")
-            .args([
-                "--aws-endpoint-url",
-                options.aws_endpoint.as_deref().unwrap_or(&self.moto.url()),
-                "--metrics-addr",
-                &format!("127.0.0.1:{metrics_port}"),
-                "--alarm-poll-interval",
-                options.poll,
-                "--lease-duration",
-                options.lease,
-                "--lease-renew-deadline",
-                "3s",
-                "--lease-retry-period",
-                "500ms",
-                "--controller-namespace",
-                KILN_NS,
-                "--identity",
-                &identity,
-                // moto has no DescribeAlarmHistory (500): flaps between polls fail closed.
-                "--alarm-history=false",
-                "--log-format",
-                "text",
-                "--log-level",
-                &std::env::var("KILN_E2E_LOG").unwrap_or_else(|_| "info,kiln_controller=debug".into()),
-            ])
-            .args(&options.extra)
-            .stdout(Stdio::null())
-            .stderr(file);
-        let child = cmd.spawn().unwrap_or_else(|e| panic!("start kiln-controller: {e}"));
-        self.controllers.push(ControllerProcess { child, log, metrics_port, identity });
+        let log_level = std::env::var("KILN_E2E_LOG").unwrap_or_else(|_| "info,kiln_controller=debug".into());
+        let mut args: Vec<String> = [
+            "--alarm-poll-interval",
+            options.poll,
+            "--lease-duration",
+            options.lease,
+            "--lease-renew-deadline",
+            "3s",
+            "--lease-retry-period",
+            "500ms",
+            "--controller-namespace",
+            KILN_NS,
+            "--identity",
+            &identity,
+            // moto has no DescribeAlarmHistory (500): flaps between polls fail closed.
+            "--alarm-history=false",
+            "--log-format",
+            "text",
+            "--log-level",
+            &log_level,
+        ]
+        .map(String::from)
+        .to_vec();
+        args.extend(options.extra.iter().cloned());
+        let process = ControllerProcess::start(Launch {
+            binary: std::path::Path::new(env!("CARGO_BIN_EXE_kiln-controller")),
+            kubeconfig: options.kubeconfig.as_ref().unwrap_or(&self.controller_kubeconfig),
+            aws_endpoint: options.aws_endpoint.as_deref().unwrap_or(&self.moto.url()),
+            tag: &format!("e2e-{identity}"),
+            args,
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+        self.controllers.push(Controller { process, identity });
         self.controllers.len() - 1
     }
 

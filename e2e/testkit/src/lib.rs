@@ -19,6 +19,8 @@
 //! - [`proxy`]: a [`FaultProxy`] in front of kube-apiserver (HTTPS) or moto (HTTP), one per
 //!   client: holds (before or after the upstream acts), delays, fails, black-holes and logs
 //!   requests by rules a test sets while it runs.
+//! - [`process`]: the real `kiln-controller` binary as a [`ControllerProcess`] (log file, metrics
+//!   port, `/proc` readings), killed on drop; the e2e suite and the cold-start benchmark share it.
 //! - [`stub`]: a canned-response HTTP [`Stub`] for the AWS paths moto lacks (and for retries, which
 //!   moto cannot provoke).
 //!
@@ -40,6 +42,7 @@ pub mod account;
 pub mod controlplane;
 pub mod fixtures;
 pub mod moto;
+pub mod process;
 pub mod proxy;
 pub mod stub;
 
@@ -51,6 +54,7 @@ pub use fixtures::{
     task_sets, zip_file,
 };
 pub use moto::{Moto, MotoEndpoint, Vpc, moto_bin, repo_root, static_clients, xml_tag};
+pub use process::{ControllerProcess, Launch, free_port};
 pub use proxy::{Action, FaultProxy, Logged, Match, Outcome, Rule, Upstream, When};
 pub use stub::{Stub, StubRequest, StubResponse};
 
