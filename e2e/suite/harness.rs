@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::api::events::v1::Event;
+use kiln_api::fixtures;
+use kiln_api::release::{Artifact, ReleaseSpec};
 use kiln_api::{Environment, FreezeWindow, Promotion, PromotionPhase, Release, RollbackPolicy};
 use kiln_testkit::{Account, ControlPlane, ControllerProcess, Launch, Moto, User};
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
@@ -29,12 +31,7 @@ pub const REGION: &str = "us-east-1";
 pub const KILN_NS: &str = "kiln-system";
 
 /// A digest-pinned image for version `n`.
-pub fn image(repo: &str, n: u32) -> String {
-    format!(
-        "111111111111.dkr.ecr.us-east-1.amazonaws.com/{repo}@sha256:{}",
-        format!("{n:x}").repeat(64).chars().take(64).collect::<String>()
-    )
-}
+pub use kiln_api::fixtures::image;
 
 /// A controller process of the world (killed on drop) and the Lease identity it runs as.
 pub struct Controller {
@@ -366,7 +363,7 @@ impl World {
                 "apiVersion": "kiln.dev/v1alpha1", "kind": "Environment",
                 "metadata": {"name": env},
                 "spec": {"upstream": upstream,
-                         "aws": {"accountId": id, "region": REGION, "roleArn": format!("arn:aws:iam::{id}:role/kiln-deploy")},
+                         "aws": fixtures::aws_target(id),
                          "promotion": rules, "bake": {"duration": bake}, "rollbackPolicyRef": "slo"}
             }))
             .await;
@@ -537,13 +534,14 @@ impl World {
     /// image `n`, through `environments`, with `extra` merged into its spec.
     pub async fn lambda_release(&self, service: &str, n: u32, environments: &[&str], extra: Value) -> String {
         let name = format!("{service}-v{n}");
-        let mut spec = json!({
-            "service": service, "version": format!("v1.{n}.0"), "changeRef": format!("CHG-{n}"),
-            "author": "dev@example.com",
-            "artifacts": [{"name": "fn", "image": image(service, n)}],
-            "target": {"lambda": {"functionName": service, "alias": "live", "strategy": "allAtOnce"}},
-            "environments": environments
-        });
+        let spec = ReleaseSpec {
+            version: format!("v1.{n}.0"),
+            change_ref: Some(format!("CHG-{n}")),
+            author: Some("dev@example.com".into()),
+            artifacts: vec![Artifact { name: "fn".into(), image: Some(image(service, n)), zip: None }],
+            ..fixtures::lambda_release(service, environments)
+        };
+        let mut spec = serde_json::to_value(spec).unwrap_or_else(|e| panic!("{e}"));
         if let (Some(s), Some(e)) = (spec.as_object_mut(), extra.as_object()) {
             for (k, v) in e {
                 s.insert(k.clone(), v.clone());

@@ -10,6 +10,8 @@
 
 pub mod common;
 pub mod environment;
+#[cfg(feature = "fixtures")]
+pub mod fixtures;
 pub mod freeze_window;
 pub mod promotion;
 pub mod release;

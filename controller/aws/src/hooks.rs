@@ -309,14 +309,14 @@ fn task_verdict(
 mod tests {
     use super::*;
     use aws_sdk_ecs::types::{Container, Task};
+    use kiln_api::fixtures;
 
     fn release(target: serde_json::Value) -> ReleaseSpec {
-        serde_json::from_value(serde_json::json!({
-            "service": "web", "version": "v1.0.0", "environments": ["dev", "prod"],
-            "artifacts": [{"name": "app", "image": format!("r.example/app@sha256:{}", "a".repeat(64))}],
-            "target": target
-        }))
-        .unwrap_or_else(|e| panic!("{e}"))
+        let target = serde_json::from_value(target).unwrap_or_else(|e| panic!("{e}"));
+        ReleaseSpec {
+            artifacts: vec![fixtures::artifact("app", 1)],
+            ..fixtures::release("web", target, &["dev", "prod"])
+        }
     }
 
     #[test]

@@ -70,17 +70,14 @@ pub fn lambda_target(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kiln_api::fixtures;
 
     fn release(target: serde_json::Value) -> ReleaseSpec {
-        let r = serde_json::json!({
-            "service": "web", "version": "v1.0.0", "environments": ["dev", "prod"],
-            "artifacts": [
-                {"name": "app", "image": format!("registry.example/app@sha256:{}", "a".repeat(64))},
-                {"name": "proxy", "image": format!("registry.example/proxy@sha256:{}", "b".repeat(64))}
-            ],
-            "target": target
-        });
-        serde_json::from_value(r).unwrap_or_else(|e| panic!("{e}"))
+        let target = serde_json::from_value(target).unwrap_or_else(|e| panic!("{e}"));
+        ReleaseSpec {
+            artifacts: vec![fixtures::artifact("app", 1), fixtures::artifact("proxy", 2)],
+            ..fixtures::release("web", target, &["dev", "prod"])
+        }
     }
 
     #[test]
@@ -93,7 +90,7 @@ mod tests {
         let (dev, _) = ecs_service(&r, &ecs, "dev").unwrap_or_else(|e| panic!("{e}"));
         let (prod, _) = ecs_service(&r, &ecs, "prod").unwrap_or_else(|e| panic!("{e}"));
         assert_eq!((dev.cluster.as_str(), prod.cluster.as_str()), ("dev-cluster", "prod-cluster"));
-        assert!(prod.image.starts_with("registry.example/app@sha256:"), "the artifact named like the container");
+        assert_eq!(prod.image, fixtures::image("app", 1), "the artifact named like the container");
     }
 
     #[test]

@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use aws_credential_types::Credentials;
 use aws_credential_types::provider::SharedCredentialsProvider;
-use kiln_api::release::{EcsTraffic, ListenerRef, TargetGroupRef};
+use kiln_api::environment::AwsTarget;
+use kiln_api::fixtures;
+use kiln_api::release::{EcsTraffic, TargetGroupRef};
 use kiln_aws::credentials::{EnvironmentAws, Sessions, StsAssumeRole, session_name};
 use kiln_aws::ecs::EcsService;
 use kiln_aws::ecs::blue_green::EcsBlueGreen;
@@ -13,21 +15,11 @@ use kiln_aws::traffic::TrafficTarget;
 use kiln_testkit::*;
 
 fn env(account: &str) -> EnvironmentAws {
-    EnvironmentAws {
-        account_id: account.into(),
-        region: REGION.into(),
-        role_arn: format!("arn:aws:iam::{account}:role/kiln-deploy"),
-        external_id: Some("kiln-test".into()),
-    }
+    EnvironmentAws::from_spec(&AwsTarget { external_id: Some("kiln-test".into()), ..fixtures::aws_target(account) })
 }
 
 fn traffic() -> EcsTraffic {
-    EcsTraffic {
-        listener: ListenerRef { arn: None, load_balancer_name: Some("web-alb".into()), port: Some(80) },
-        rule: None,
-        blue_target_group: TargetGroupRef { name: Some("web-blue".into()), arn: None, tags: None },
-        green_target_group: TargetGroupRef { name: Some("web-green".into()), arn: None, tags: None },
-    }
+    fixtures::ecs_traffic("web")
 }
 
 /// The controller's own identity (static test keys) assuming each environment's role.

@@ -125,7 +125,8 @@ pub fn rollback_policy_status(
 mod tests {
     use super::*;
     use kiln_api::common::ApprovalRequirement;
-    use kiln_api::environment::{AwsTarget, BakeSettings, PromotionRules};
+    use kiln_api::environment::PromotionRules;
+    use kiln_api::fixtures;
     use kiln_api::freeze_window::FreezeWindowSpec;
 
     fn ts(s: &str) -> Timestamp {
@@ -134,21 +135,11 @@ mod tests {
 
     fn env(upstream: &[&str]) -> EnvironmentSpec {
         EnvironmentSpec {
-            upstream: upstream.iter().map(|u| u.to_string()).collect(),
-            aws: AwsTarget {
-                account_id: "111111111111".into(),
-                region: "ca-central-1".into(),
-                role_arn: "arn:aws:iam::111111111111:role/kiln-deploy".into(),
-                external_id: None,
-            },
             promotion: PromotionRules {
                 approvals: vec![ApprovalRequirement { role: "security".into(), count: 1 }],
                 ..PromotionRules::default()
             },
-            bake: BakeSettings::default(),
-            progress_deadline: "10m".into(),
-            rollback_policy_ref: None,
-            evidence: None,
+            ..fixtures::environment("111111111111", upstream)
         }
     }
 

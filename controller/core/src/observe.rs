@@ -276,16 +276,11 @@ impl<'a> ClusterView<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kiln_api::fixtures;
     use kiln_api::promotion::RollbackRequest;
 
     fn release(service: &str) -> ReleaseSpec {
-        serde_json::from_value(serde_json::json!({
-            "service": service, "version": "v1.0.0",
-            "artifacts": [{"name": "api", "image": format!("r/x@sha256:{}", "a".repeat(64))}],
-            "target": {"lambda": {"functionName": "f", "strategy": "allAtOnce"}},
-            "environments": ["dev", "stg", "prod"]
-        }))
-        .unwrap()
+        fixtures::lambda_release(service, &["dev", "stg", "prod"])
     }
 
     fn promo(release: &str, env: &str, rollback_from: Option<&str>) -> PromotionSpec {

@@ -205,24 +205,11 @@ pub fn promotion_problems(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kiln_api::environment::{AwsTarget, BakeSettings, PromotionRules};
-    use kiln_api::release::{Artifact, LambdaStrategy, LambdaTarget, Target};
+    use kiln_api::fixtures;
+    use kiln_api::release::Artifact;
 
     fn env(upstream: &[&str]) -> EnvironmentSpec {
-        EnvironmentSpec {
-            upstream: upstream.iter().map(|s| s.to_string()).collect(),
-            aws: AwsTarget {
-                account_id: "111111111111".into(),
-                region: "ca-central-1".into(),
-                role_arn: "arn:aws:iam::111111111111:role/kiln".into(),
-                external_id: None,
-            },
-            promotion: PromotionRules::default(),
-            bake: BakeSettings::default(),
-            progress_deadline: "10m".into(),
-            rollback_policy_ref: None,
-            evidence: None,
-        }
+        fixtures::environment("111111111111", upstream)
     }
 
     fn envs(list: &[(&str, &[&str])]) -> BTreeMap<String, EnvironmentSpec> {
@@ -230,34 +217,7 @@ mod tests {
     }
 
     fn lambda_release(environments: &[&str]) -> ReleaseSpec {
-        ReleaseSpec {
-            service: "api-adapter".into(),
-            version: "v1.0.0".into(),
-            release_type: Default::default(),
-            change_ref: None,
-            commit: None,
-            author: None,
-            artifacts: vec![Artifact {
-                name: "fn".into(),
-                image: Some(format!("1.dkr.ecr/x@sha256:{}", "a".repeat(64))),
-                zip: None,
-            }],
-            target: Target {
-                ecs: None,
-                lambda: Some(LambdaTarget {
-                    function_name: "api-adapter".into(),
-                    alias: "live".into(),
-                    artifact: None,
-                    strategy: LambdaStrategy::Canary,
-                    steps: None,
-                    step_bake: None,
-                    hooks: None,
-                    environment_overrides: Default::default(),
-                }),
-            },
-            environments: environments.iter().map(|s| s.to_string()).collect(),
-            progress_deadline: None,
-        }
+        fixtures::lambda_release("api-adapter", environments)
     }
 
     #[test]

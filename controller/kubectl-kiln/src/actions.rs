@@ -394,37 +394,11 @@ fn print_outcome(p: &Promotion) {
 mod tests {
     use super::*;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+    use kiln_api::fixtures;
     use kiln_api::promotion::PromotionStatus;
-    use kiln_api::release::{Artifact, LambdaStrategy, LambdaTarget, ReleaseSpec, Target};
 
     fn release(name: &str, service: &str) -> Release {
-        Release::new(
-            name,
-            ReleaseSpec {
-                service: service.into(),
-                version: "v1.0.0".into(),
-                release_type: Default::default(),
-                change_ref: None,
-                commit: None,
-                author: None,
-                artifacts: vec![Artifact { name: "fn".into(), image: Some("x".into()), zip: None }],
-                target: Target {
-                    ecs: None,
-                    lambda: Some(LambdaTarget {
-                        function_name: service.into(),
-                        alias: "live".into(),
-                        artifact: None,
-                        strategy: LambdaStrategy::Canary,
-                        steps: None,
-                        step_bake: None,
-                        hooks: None,
-                        environment_overrides: Default::default(),
-                    }),
-                },
-                environments: vec!["dev".into(), "prod".into()],
-                progress_deadline: None,
-            },
-        )
+        Release::new(name, fixtures::lambda_release(service, &["dev", "prod"]))
     }
 
     fn at(minute: i64) -> Time {

@@ -296,26 +296,17 @@ pub async fn run(cluster: &Cluster, args: &ApproveArgs, controller_namespace: &s
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kiln_api::environment::{AwsTarget, BakeSettings, PromotionRules};
+    use kiln_api::environment::PromotionRules;
+    use kiln_api::fixtures;
     use kiln_api::promotion::{PromotionSpec, PromotionStatus};
 
     fn env(reqs: &[(&str, u32)]) -> EnvironmentSpec {
         EnvironmentSpec {
-            upstream: vec![],
-            aws: AwsTarget {
-                account_id: "333333333333".into(),
-                region: "us-east-1".into(),
-                role_arn: "arn:aws:iam::333333333333:role/kiln".into(),
-                external_id: None,
-            },
             promotion: PromotionRules {
                 approvals: reqs.iter().map(|(r, c)| ApprovalRequirement { role: (*r).into(), count: *c }).collect(),
                 ..PromotionRules::default()
             },
-            bake: BakeSettings::default(),
-            progress_deadline: "10m".into(),
-            rollback_policy_ref: None,
-            evidence: None,
+            ..fixtures::environment("333333333333", &[])
         }
     }
 

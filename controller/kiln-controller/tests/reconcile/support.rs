@@ -11,6 +11,8 @@ use futures::FutureExt;
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::api::events::v1::Event;
+use kiln_api::fixtures;
+use kiln_api::release::EcsStrategy;
 use kiln_api::{Environment, FreezeWindow, Promotion, PromotionPhase, Release, RollbackPolicy};
 use kiln_aws::fake::{FakeCloud, FakeEcs};
 use kiln_controller::context::{Clock, Context, FreezeCache, Leadership, ManualClock, Stores};
@@ -45,10 +47,9 @@ pub const CLUSTER: &str = "web-cluster";
 /// The ECS service.
 pub const SERVICE: &str = "web";
 
-/// A digest-pinned image for version `n`.
+/// A digest-pinned image of [`SERVICE`] for version `n`.
 pub fn image(n: u32) -> String {
-    let hex: String = format!("{n:x}").repeat(64).chars().take(64).collect();
-    format!("111111111111.dkr.ecr.us-east-1.amazonaws.com/web@sha256:{hex}")
+    fixtures::image(SERVICE, n)
 }
 
 /// One test's world: server, cloud, clock, namespace.
@@ -129,8 +130,7 @@ impl Bench {
                     "apiVersion": "kiln.dev/v1alpha1", "kind": "Environment",
                     "metadata": {"name": env},
                     "spec": {"upstream": upstream,
-                             "aws": {"accountId": account, "region": REGION,
-                                     "roleArn": format!("arn:aws:iam::{account}:role/kiln-deploy")},
+                             "aws": fixtures::aws_target(account),
                              "promotion": rules, "bake": {"duration": "10m"}, "rollbackPolicyRef": "slo"}
                 }))
                 .await;
@@ -186,22 +186,15 @@ impl Bench {
     /// Release `name` of service [`SERVICE`] with image `n`: ECS canary on [`CLUSTER`], the
     /// given steps, a 1m step bake, into dev and prod.
     pub async fn release(&self, name: &str, n: u32, steps: &[i32]) -> Release {
-        self.create::<Release>(json!({
-            "apiVersion": "kiln.dev/v1alpha1", "kind": "Release",
-            "metadata": {"name": name},
-            "spec": {
-                "service": SERVICE, "version": format!("v1.0.{n}"), "changeRef": "CHG-1",
-                "artifacts": [{"name": "app", "image": image(n)}],
-                "target": {"ecs": {
-                    "cluster": CLUSTER, "service": SERVICE, "container": "app", "strategy": "canary",
-                    "steps": steps, "stepBake": "1m",
-                    "traffic": {"listener": {"loadBalancerName": "web-alb", "port": 80},
-                                "blueTargetGroup": {"name": "web-blue"}, "greenTargetGroup": {"name": "web-green"}}
-                }},
-                "environments": ["dev", "prod"]
-            }
-        }))
-        .await
+        let mut spec = fixtures::ecs_release(CLUSTER, SERVICE, EcsStrategy::Canary, &["dev", "prod"]);
+        spec.version = format!("v1.0.{n}");
+        spec.change_ref = Some("CHG-1".into());
+        spec.artifacts[0].image = Some(image(n));
+        if let Some(ecs) = spec.target.ecs.as_mut() {
+            ecs.steps = Some(steps.to_vec());
+            ecs.step_bake = Some("1m".into());
+        }
+        self.create::<Release>(to_json(&Release::new(name, spec))).await
     }
 
     /// Promotion `name` of Release `release` into `env`.
@@ -283,6 +276,10 @@ impl Bench {
         });
         Replica { ctx, releases, promotions, environments, freezes, policies, index, leading }
     }
+}
+
+fn to_json<T: Serialize>(v: &T) -> Value {
+    serde_json::to_value(v).unwrap_or_else(|e| panic!("test object: {e}"))
 }
 
 fn from_json<T: DeserializeOwned>(v: Value) -> T {
