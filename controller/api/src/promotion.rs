@@ -283,6 +283,15 @@ pub struct EvidenceArchive {
     /// When kiln wrote (or found) the record there; empty until then.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub archived_at: Option<Time>,
+    /// Attempts to write the record that failed since the last success. While the Promotion
+    /// is being deleted kiln retries every few seconds and gives up after 3, so a bucket that
+    /// keeps refusing never holds the deletion (or its namespace's) forever.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_attempts: Option<u32>,
+    /// When kiln gave up writing the record because the Promotion was deleted while the bucket
+    /// kept refusing it; the Warning Event `EvidenceArchiveAbandoned` names the record's SHA-256.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub abandoned_at: Option<Time>,
 }
 
 impl EvidenceArchive {

@@ -19,6 +19,8 @@ pub const DEPLOYMENT_FAILED: &str = "DeploymentFailed";
 pub const EVIDENCE: &str = "Evidence";
 /// Writing the evidence record to S3 failed (retried).
 pub const EVIDENCE_ARCHIVE_FAILED: &str = "EvidenceArchiveFailed";
+/// A deleted Promotion stopped waiting for its evidence record (the bucket kept refusing it).
+pub const EVIDENCE_ARCHIVE_ABANDONED: &str = "EvidenceArchiveAbandoned";
 /// The evidence record is in the Object-Lock bucket.
 pub const EVIDENCE_ARCHIVED: &str = "EvidenceArchived";
 /// Ended in failure with nothing to restore.

@@ -1,0 +1,154 @@
+//! Before anything changes in AWS: the gates (approvals, freezes, upstream health, validation),
+//! queueing behind other Promotions of the same target.
+
+use kiln_api::PromotionPhase;
+use kiln_api::environment::EnvironmentSpec;
+use kiln_api::promotion::BakeStatus;
+use kiln_api::release::ReleaseSpec;
+
+use super::draft::Draft;
+use super::in_flight::in_flight;
+use super::{Action, EventNote, PromotionInput, RETRY_SOON, UPSTREAM_HEALTH_RECHECK};
+use crate::gates::{self, GateInput, TargetHealth};
+use crate::observe::PolicyState;
+use crate::plan::{self};
+use crate::problem::Problem;
+use crate::reason;
+use crate::signals;
+use crate::time::to_time;
+
+/// The target environment's signals right now (for the `health` gate).
+fn target_health(input: &PromotionInput<'_>) -> TargetHealth {
+    match (&input.observed.policy, input.observed.signals.as_ref()) {
+        (PolicyState::NotRequired, _) => TargetHealth::NoPolicy,
+        // A missing policy is reported by the validation gate.
+        (PolicyState::Missing(_), _) => TargetHealth::NoPolicy,
+        (PolicyState::Found(_), None) => TargetHealth::NotRead,
+        (PolicyState::Found(policy), Some(obs)) => match signals::current_health(policy, obs) {
+            Ok(()) => TargetHealth::Green,
+            Err(why) => TargetHealth::Red(why),
+        },
+    }
+}
+
+pub(super) fn gate_input<'x>(
+    input: &'x PromotionInput<'x>,
+    release: &'x ReleaseSpec,
+    env: &'x EnvironmentSpec,
+) -> GateInput<'x> {
+    GateInput {
+        health: target_health(input),
+        now: input.now,
+        promotion: input.spec,
+        release,
+        environment: env,
+        problems: &input.observed.problems,
+        upstream: &input.observed.upstream,
+        ahead: &input.observed.ahead,
+        freezes: &input.observed.freezes,
+    }
+}
+
+pub(super) fn waiting(d: &mut Draft<'_, '_>) -> Option<Action> {
+    let input = d.input;
+    if input.spec.abort || input.deleting {
+        let why = if input.deleting { "deleted" } else { "aborted" };
+        d.terminate(PromotionPhase::Aborted, reason::ABORTED, format!("{why} before any change was made"), true);
+        return None;
+    }
+    if let Some(by) = input.observed.preempted_by.as_deref() {
+        d.terminate(
+            PromotionPhase::Aborted,
+            reason::SUPERSEDED,
+            format!("superseded by rollback Promotion {by} before any change was made"),
+            true,
+        );
+        return None;
+    }
+    let (Some(release), Some(env)) = (input.observed.release.as_ref(), input.observed.environment.as_ref()) else {
+        let mut missing = Vec::new();
+        if input.observed.release.is_none() {
+            missing.push(format!("Release {} not found in this namespace", input.spec.release));
+        }
+        if input.observed.environment.is_none() {
+            missing.push(format!("Environment {} not found", input.spec.environment));
+        }
+        let mut all = missing;
+        all.extend(input.observed.problems.iter().map(ToString::to_string));
+        let message = all.join("; ");
+        d.status.gates = vec![kiln_api::promotion::GateResult {
+            name: gates::name::VALIDATION.into(),
+            ok: false,
+            message: message.clone(),
+        }];
+        d.status.gate_summary = Some("waiting: validation".into());
+        d.enter(PromotionPhase::WaitingForGates, reason::INVALID_SPEC, message);
+        return None;
+    };
+    let mut problems: Vec<Problem> = input.observed.problems.clone();
+    if input.spec.rollback.is_some() && !input.observed.release_was_good_here {
+        problems.push(Problem::RollbackNotKnownGood {
+            environment: input.spec.environment.clone(),
+            release: input.spec.release.clone(),
+        });
+    }
+    // A rollback restores a known-good Release and never rolls itself back on signals, so it
+    // does not need the policy; a forward Promotion without its policy would bake unguarded.
+    if let (PolicyState::Missing(name), None) = (&input.observed.policy, &input.spec.rollback) {
+        problems.push(Problem::PolicyMissing { policy: name.clone(), environment: input.spec.environment.clone() });
+    }
+    let plan = match plan::resolve(release, env, input.spec.rollback.is_some()) {
+        Ok(p) => Some(p),
+        Err(e) => {
+            problems.push(Problem::Spec(e));
+            None
+        }
+    };
+    let mut gi = gate_input(input, release, env);
+    gi.problems = &problems;
+    let report = gates::evaluate(&gi);
+    d.status.gates = report.results.clone();
+    d.status.gate_summary = Some(report.summary());
+    if let Some(at) = report.recheck_at {
+        d.requeue_at(at);
+    }
+    if report.failed(gates::name::UPSTREAM_HEALTH) || report.failed(gates::name::HEALTH) {
+        d.requeue_in(UPSTREAM_HEALTH_RECHECK);
+    }
+    if gi.health == TargetHealth::NotRead {
+        // The controller reads signals right away; look again soon rather than in 30 s.
+        d.requeue_in(RETRY_SOON);
+    }
+    match (report.all_ok(), plan) {
+        (true, Some(plan)) => {
+            d.status.freeze_exception = report.freeze_exception.clone();
+            d.status.started_at = Some(to_time(d.now()));
+            // The signals as the deployment starts: a later read compares against them, so a
+            // state change that settled before the start is not mistaken for a flap.
+            if let (PolicyState::Found(policy), Some(obs)) = (&input.observed.policy, input.observed.signals.as_ref()) {
+                let ev = signals::evaluate(policy, obs, d.now(), &[]);
+                d.status.bake = Some(BakeStatus { signals: ev.signals, ..BakeStatus::default() });
+            }
+            let what = if input.spec.rollback.is_some() { "rolling back" } else { "deploying" };
+            d.note(
+                PromotionPhase::Deploying,
+                reason::GATES_PASSED,
+                format!(
+                    "all gates passed; {what} {} {} to {} ({})",
+                    release.service, release.version, input.spec.environment, plan.summary
+                ),
+                false,
+            );
+            if let Some(x) = &report.freeze_exception {
+                d.events.push(EventNote { warning: true, reason: reason::FREEZE_EXCEPTION.into(), message: x.clone() });
+            }
+            in_flight(d)
+        }
+        _ => {
+            let phase = report.waiting_phase();
+            let reason = if report.failed(gates::name::VALIDATION) { reason::INVALID_SPEC } else { reason::WAITING };
+            d.enter(phase, reason, report.headline());
+            None
+        }
+    }
+}
