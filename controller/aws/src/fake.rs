@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -422,6 +422,8 @@ impl FakeEcs {
 pub struct FakeTraffic {
     uid: String,
     ecs: std::sync::Arc<FakeEcs>,
+    /// Recorded in snapshots, as the real adapters record the role they act as.
+    role_arn: Option<String>,
 }
 
 impl FakeTraffic {
@@ -433,7 +435,13 @@ impl FakeTraffic {
 
     /// `ecs` as Promotion `uid` acts on it.
     pub fn on(ecs: std::sync::Arc<FakeEcs>, uid: &str) -> Self {
-        FakeTraffic { uid: uid.to_string(), ecs }
+        FakeTraffic { uid: uid.to_string(), ecs, role_arn: None }
+    }
+
+    /// The same, acting as `role_arn` (recorded in snapshots so a restore can find it).
+    pub fn as_role(mut self, role_arn: &str) -> Self {
+        self.role_arn = Some(role_arn.to_string());
+        self
     }
 
     /// The next call of `operation` ("snapshot", "prepare", "shift", "finalize", "restore")
@@ -467,7 +475,7 @@ impl TrafficTarget for FakeTraffic {
                 captured_at: Some(now_time()),
                 account_id: Some(self.ecs.scope.account_id.clone()),
                 region: Some(self.ecs.scope.region.clone()),
-                role_arn: None,
+                role_arn: self.role_arn.clone(),
                 ecs: Some(EcsSnapshot {
                     cluster: Some(self.ecs.cluster.clone()),
                     service: Some(self.ecs.service.clone()),
@@ -675,6 +683,10 @@ impl HookRunner for FakeHooks {
 #[derive(Debug, Default)]
 pub struct FakeEvidence {
     objects: Mutex<BTreeMap<String, (Vec<u8>, String)>>,
+    /// Whether every write is refused (AccessDenied), as with a broken bucket policy.
+    denied: AtomicBool,
+    /// Writes attempted, refused ones included.
+    puts: AtomicUsize,
 }
 
 impl FakeEvidence {
@@ -687,11 +699,29 @@ impl FakeEvidence {
     pub fn get(&self, key: &str) -> Option<Vec<u8>> {
         lock(&self.objects).get(key).map(|o| o.0.clone())
     }
+
+    /// Refuses every write with AccessDenied until called with `false`.
+    pub fn deny_writes(&self, on: bool) {
+        self.denied.store(on, Ordering::SeqCst);
+    }
+
+    /// Writes attempted so far, refused ones included.
+    pub fn puts(&self) -> usize {
+        self.puts.load(Ordering::SeqCst)
+    }
 }
 
 #[async_trait]
 impl EvidenceStore for FakeEvidence {
     async fn put(&self, key: &str, body: &[u8], sha256_hex: &str) -> Result<String> {
+        self.puts.fetch_add(1, Ordering::SeqCst);
+        if self.denied.load(Ordering::SeqCst) {
+            return Err(AwsError::AccessDenied {
+                service: "s3",
+                operation: "PutObject",
+                message: format!("not authorized to perform: s3:PutObject on {key}"),
+            });
+        }
         let mut o = lock(&self.objects);
         if let Some((_, sha)) = o.get(key)
             && sha != sha256_hex
@@ -831,7 +861,7 @@ impl crate::cloud::Cloud for FakeCloud {
                 }
             }
         };
-        Ok(Box::new(FakeTraffic::on(self.ecs(&env.account_id, &cluster, &service), uid)))
+        Ok(Box::new(FakeTraffic::on(self.ecs(&env.account_id, &cluster, &service), uid).as_role(&env.role_arn)))
     }
 
     async fn hooks(&self, env: &EnvironmentAws, promotion: &str, uid: &str) -> Result<std::sync::Arc<dyn HookRunner>> {

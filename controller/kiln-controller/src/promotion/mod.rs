@@ -241,6 +241,16 @@ async fn write(
             "phase changed"
         );
     }
+    let abandoned = |s: &PromotionStatus| s.evidence_archive.as_ref().is_some_and(|a| a.abandoned_at.is_some());
+    if abandoned(after) && !abandoned(before) {
+        // The object (and its status) is about to go: the log is the record's last copy.
+        tracing::warn!(
+            sha256 = after.evidence_sha256.as_deref().unwrap_or_default(),
+            uri = after.evidence_archive.as_ref().map(|a| a.uri()).unwrap_or_default(),
+            evidence = %serde_json::to_string(&after.evidence).unwrap_or_default(),
+            "evidence archive abandoned"
+        );
+    }
     record::publish(&ctx.recorder, &stored, &decision.events).await;
     transition_metrics(ctx, &stored, before, after);
     Ok(stored)

@@ -406,3 +406,73 @@ async fn a_task_set_that_never_becomes_steady_is_rolled_back_at_the_progress_dea
     let events = bench.events("web-v1-dev").await;
     assert!(events.iter().any(|(reason, _)| reason == "ProgressDeadlineExceeded"), "{events:?}");
 }
+
+/// Issue "Safety under partition" §3: deleting a Promotion never wedges. Its evidence bucket
+/// refuses every write: while it is deleted kiln retries a few times, then lets it go with a
+/// Warning Event naming the record, so neither the Promotion nor its namespace waits forever.
+#[tokio::test]
+async fn a_deleted_promotion_stops_waiting_for_an_evidence_bucket_that_refuses_it() {
+    let bench = Bench::new("archive-refused").await;
+    bench.evidence_bucket("dev", "kiln-evidence").await;
+    let bucket = bench.cloud.bucket(DEV_ACCOUNT, "kiln-evidence");
+    bucket.deny_writes(true);
+    bench.release("web-v1", 1, &[10, 100]).await;
+    bench.promotion("web-v1-dev", "web-v1", "dev").await;
+    let mut r = bench.replica("kiln-0");
+    for _ in 0..40 {
+        r.sync().await;
+        let _ = r.reconcile(r.cached(&bench.ns, "web-v1-dev")).await;
+        let status = bench.read("web-v1-dev").await.status.unwrap_or_default();
+        if status.evidence_archive.as_ref().and_then(|a| a.failed_attempts).is_some() {
+            break;
+        }
+        bench.clock.advance(MINUTE);
+    }
+    // Succeeded, the record not written yet: retried every minute, the finalizer stays.
+    let p = bench.read("web-v1-dev").await;
+    let status = p.status.clone().unwrap_or_default();
+    assert_eq!(status.phase, PromotionPhase::Succeeded, "{:?}", status.message);
+    let sha = status.evidence_sha256.clone().expect("an evidence record");
+    assert_eq!(status.evidence_archive.as_ref().and_then(|a| a.failed_attempts), Some(1));
+    assert!(p.finalizers().iter().any(|f| f == FINALIZER), "{:?}", p.finalizers());
+
+    bench.delete_promotion("web-v1-dev").await;
+    let puts = bucket.puts();
+    let took = r.reconcile_until_gone(&bench, "web-v1-dev", SignedDuration::from_secs(5), 10).await;
+    assert!(took.is_some(), "the deletion completes although the bucket still refuses the record");
+    assert_eq!(bucket.puts() - puts, 2, "tried again while deleted, up to 3 failures in a row in all");
+    assert!(bucket.get(&format!("kiln/evidence/{}/web-v1-dev/{sha}.json", bench.ns)).is_none());
+    let events = bench.events("web-v1-dev").await;
+    let abandoned = events.iter().find(|(reason, _)| reason == "EvidenceArchiveAbandoned");
+    let (_, message) = abandoned.unwrap_or_else(|| panic!("an EvidenceArchiveAbandoned Event: {events:?}"));
+    assert!(message.contains(&sha) && message.contains("s3://kiln-evidence/kiln/evidence/"), "{message}");
+}
+
+/// Issue "Safety under partition" §3: a Promotion deleted mid-canary after its Environment was
+/// deleted still restores (the snapshot records the role) and then goes.
+#[tokio::test]
+async fn a_promotion_deleted_mid_canary_restores_after_its_environment_is_gone() {
+    let bench = Bench::new("env-gone").await;
+    bench.release("web-v1", 1, &[10, 100]).await;
+    bench.promotion("web-v1-dev", "web-v1", "dev").await;
+    let mut r = bench.replica("kiln-0");
+    for _ in 0..10 {
+        r.sync().await;
+        let _ = r.reconcile(r.cached(&bench.ns, "web-v1-dev")).await;
+        if bench.ecs(DEV_ACCOUNT).calls().iter().any(|c| c == "shift 10") {
+            break;
+        }
+    }
+    assert_eq!(bench.ecs(DEV_ACCOUNT).state().weights, weights(90, 10));
+    kube::Api::<kiln_api::Environment>::all(bench.client.clone())
+        .delete("dev", &Default::default())
+        .await
+        .unwrap_or_else(|e| panic!("delete Environment dev: {e}"));
+    bench.delete_promotion("web-v1-dev").await;
+    let took = r.reconcile_until_gone(&bench, "web-v1-dev", SignedDuration::from_secs(5), 10).await;
+    assert!(took.is_some(), "the deletion completes");
+    assert_eq!(bench.ecs(DEV_ACCOUNT).state().weights, weights(100, 0), "blue serves everything again");
+    assert_eq!(bench.ecs(DEV_ACCOUNT).calls().last().map(String::as_str), Some("restore"));
+    let roles: Vec<String> = bench.cloud.identities().into_iter().map(|(role, _)| role).collect();
+    assert_eq!(roles.last().map(String::as_str), Some("arn:aws:iam::111111111111:role/kiln-deploy"), "{roles:?}");
+}

@@ -21,7 +21,7 @@ use kiln_controller::metrics::Metrics;
 use kiln_controller::{cache, promotion};
 use kiln_core::signals::AlarmState;
 use kiln_test_apiserver::TestServer;
-use kube::api::{Api, ListParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::controller::Action as Requeue;
 use kube::runtime::events::{Recorder, Reporter};
@@ -217,6 +217,23 @@ impl Bench {
         self.read(name).await.status.map(|s| s.phase).unwrap_or_default()
     }
 
+    /// Archives the evidence of Environment `env` to S3 bucket `bucket` of its account.
+    pub async fn evidence_bucket(&self, env: &str, bucket: &str) {
+        let patch = json!({"spec": {"evidence": {"bucket": bucket}}});
+        Api::<Environment>::all(self.client.clone())
+            .patch(env, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .unwrap_or_else(|e| panic!("set the evidence bucket of {env}: {e}"));
+    }
+
+    /// Deletes Promotion `name` as `kubectl delete` does (it stays while a finalizer holds it).
+    pub async fn delete_promotion(&self, name: &str) {
+        self.api::<Promotion>()
+            .delete(name, &DeleteParams::default())
+            .await
+            .unwrap_or_else(|e| panic!("delete promotion {name}: {e}"));
+    }
+
     /// The ECS service of `account` the Releases target.
     pub fn ecs(&self, account: &str) -> Arc<FakeEcs> {
         self.cloud.ecs(account, CLUSTER, SERVICE)
@@ -324,11 +341,35 @@ impl Replica {
 
     /// The cached Promotion `name` of namespace `ns`.
     pub fn cached(&self, ns: &str, name: &str) -> Arc<Promotion> {
-        self.ctx
-            .stores
-            .promotions
-            .get(&ObjectRef::new(name).within(ns))
-            .unwrap_or_else(|| panic!("Promotion {ns}/{name} is not in the cache"))
+        self.try_cached(ns, name).unwrap_or_else(|| panic!("Promotion {ns}/{name} is not in the cache"))
+    }
+
+    /// The cached Promotion `name` of namespace `ns`, if the cache holds it.
+    pub fn try_cached(&self, ns: &str, name: &str) -> Option<Arc<Promotion>> {
+        self.ctx.stores.promotions.get(&ObjectRef::new(name).within(ns))
+    }
+
+    /// Syncs and reconciles Promotion `name` (deleted, held by its finalizer) until the API
+    /// server no longer has it, moving the clock by `step` after each reconcile. The number of
+    /// reconciles it took, or `None` if it was still there after `limit`.
+    pub async fn reconcile_until_gone(
+        &mut self,
+        bench: &Bench,
+        name: &str,
+        step: SignedDuration,
+        limit: usize,
+    ) -> Option<usize> {
+        for n in 0..limit {
+            self.sync().await;
+            if bench.api::<Promotion>().get_opt(name).await.unwrap_or_else(|e| panic!("get {name}: {e}")).is_none() {
+                return Some(n);
+            }
+            if let Some(obj) = self.try_cached(&bench.ns, name) {
+                let _ = self.reconcile(obj).await;
+            }
+            bench.clock.advance(step);
+        }
+        None
     }
 
     /// One reconcile of `obj`, as the controller runs it.
