@@ -33,7 +33,7 @@ pub enum ErrorClass {
 }
 
 /// An AWS adapter error.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum AwsError {
     /// A resource the spec names does not exist.
     #[error("{kind} {name} not found in {scope}")]

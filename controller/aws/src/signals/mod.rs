@@ -87,7 +87,21 @@ struct CacheState {
     /// Selectors CloudWatch refused in the last read (e.g. an invalid name), with the reason:
     /// they fail only the reads that ask for them.
     refused: HashMap<Selector, String>,
+    /// The last refresh failed (throttling, an outage, a denied role): reads answer with its
+    /// error until `until` instead of calling CloudWatch again.
+    failing: Option<Failing>,
 }
+
+/// A failed refresh and how long its error stands in for CloudWatch.
+struct Failing {
+    error: AwsError,
+    until: tokio::time::Instant,
+    /// Failed refreshes in a row.
+    count: u32,
+}
+
+/// The longest wait between refreshes while they keep failing (or the interval, if longer).
+pub const MAX_REFRESH_BACKOFF: Duration = Duration::from_secs(60);
 
 /// The alarm states of one account and region, shared by every bake there.
 pub struct AlarmCache {
@@ -150,14 +164,28 @@ impl AlarmCache {
         }
         let fresh = st.read_at.is_some_and(|t| t.elapsed() < self.interval);
         if !(fresh && covered) {
+            // While refreshes fail, every bake's read waits for the backoff instead of adding
+            // its own call to a throttled or unreachable CloudWatch; they all see the failure.
+            if let Some(f) = &st.failing
+                && now < f.until
+            {
+                return Err(f.error.clone());
+            }
             // Selectors of finished bakes (not asked within RETAIN_INTERVALS) are not read again.
             let retain = self.interval * RETAIN_INTERVALS;
             st.selectors.retain(|sel, last| asked.contains(sel) || last.elapsed() <= retain);
             if let Err(e) = self.refresh(&mut st).await {
                 // The next read must not trust a read that did not cover the new selectors.
                 st.read_at = None;
+                let count = st.failing.as_ref().map_or(0, |f| f.count).saturating_add(1);
+                let backoff = self
+                    .interval
+                    .saturating_mul(2u32.saturating_pow(count.saturating_sub(1).min(16)))
+                    .min(MAX_REFRESH_BACKOFF.max(self.interval));
+                st.failing = Some(Failing { error: e.clone(), until: tokio::time::Instant::now() + backoff, count });
                 return Err(e);
             }
+            st.failing = None;
         }
         // A selector CloudWatch refused fails this read only, not the other bakes'.
         let refused: Vec<String> =
@@ -396,6 +424,8 @@ mod tests {
     #[derive(Default)]
     struct Source {
         calls: std::sync::Mutex<Vec<Vec<String>>>,
+        /// Every call fails as CloudWatch throttling does.
+        throttled: std::sync::atomic::AtomicBool,
     }
 
     impl Source {
@@ -433,6 +463,13 @@ mod tests {
     impl AlarmSource for Source {
         async fn alarms_by_name(&self, names: &[String]) -> Result<Vec<AlarmObservation>> {
             self.calls.lock().unwrap().push(names.to_vec());
+            if self.throttled.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(AwsError::Throttled {
+                    service: "monitoring",
+                    operation: "DescribeAlarms",
+                    message: "Rate exceeded".into(),
+                });
+            }
             if let Some(bad) = names.iter().find(|n| n.contains('!')) {
                 return Err(refuse(bad));
             }
@@ -572,5 +609,43 @@ mod tests {
         bad_bake.retain(|n| !n.contains('!'));
         assert_eq!(cache.read(&bad_bake, &[], None).await.unwrap().alarms.len(), 1);
         assert!(source.calls().iter().any(|c| c == &s(&["bad!name"])), "{:?}", source.calls());
+    }
+
+    /// Issue "Safety under partition" §3: a failing refresh backs off (interval, doubling, at
+    /// most a minute) instead of every bake's reconcile calling CloudWatch again.
+    #[tokio::test(start_paused = true)]
+    async fn a_failing_refresh_backs_off_and_every_bake_sees_the_failure() {
+        use std::sync::atomic::Ordering;
+        let source = Arc::new(Source::default());
+        let interval = Duration::from_secs(10);
+        let cache = AlarmCache::new(scope(), source.clone(), interval);
+        source.throttled.store(true, Ordering::SeqCst);
+        let err = cache.read(&s(&["a-5xx"]), &[], None).await.unwrap_err();
+        assert!(err.is_throttled(), "{err}");
+        assert_eq!(source.calls().len(), 1);
+        // Other bakes (and the same one) within the backoff get the failure without a call.
+        for bake in ["a-5xx", "b-5xx", "c-5xx"] {
+            let err = cache.read(&s(&[bake]), &[], None).await.unwrap_err();
+            assert!(err.is_throttled(), "{err}");
+        }
+        assert_eq!(source.calls().len(), 1);
+        // Backoff: 10 s, then 20 s, 40 s, then at most a minute.
+        let mut calls_at = Vec::new();
+        for second in 1..=200u64 {
+            tokio::time::advance(Duration::from_secs(1)).await;
+            let before = source.calls().len();
+            let _ = cache.read(&s(&["a-5xx"]), &[], None).await;
+            if source.calls().len() > before {
+                calls_at.push(second);
+            }
+        }
+        assert_eq!(calls_at, vec![10, 30, 70, 130, 190], "refreshes while CloudWatch throttles");
+        // Recovered: the next refresh reads, and reads are shared again for the interval.
+        source.throttled.store(false, Ordering::SeqCst);
+        tokio::time::advance(Duration::from_secs(60)).await;
+        assert_eq!(cache.read(&s(&["a-5xx"]), &[], None).await.unwrap().alarms.len(), 1);
+        let calls = source.calls().len();
+        assert_eq!(cache.read(&s(&["a-5xx"]), &[], None).await.unwrap().alarms.len(), 1);
+        assert_eq!(source.calls().len(), calls);
     }
 }
