@@ -77,14 +77,29 @@ impl AwsSettings {
             .build()
     }
 
-    /// An `SdkConfig` for `region` with these settings and `credentials`.
+    /// An `SdkConfig` for `region` with these settings and `credentials`, on an HTTPS client of
+    /// its own.
     pub async fn sdk_config(&self, region: &str, credentials: SharedCredentialsProvider) -> SdkConfig {
+        self.sdk_config_with(region, Some(credentials), http_client()).await
+    }
+
+    /// An `SdkConfig` for `region` with these settings, on `http`; without `credentials` the
+    /// config has none (callers add an identity's with `to_builder`).
+    async fn sdk_config_with(
+        &self,
+        region: &str,
+        credentials: Option<SharedCredentialsProvider>,
+        http: aws_sdk_sts::config::SharedHttpClient,
+    ) -> SdkConfig {
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
             .region(Region::new(region.to_string()))
-            .credentials_provider(credentials)
-            .http_client(http_client())
+            .http_client(http)
             .retry_config(self.retry())
             .timeout_config(self.timeouts());
+        loader = match credentials {
+            Some(c) => loader.credentials_provider(c),
+            None => loader.no_credentials(),
+        };
         if let Some(url) = &self.endpoint_url {
             loader = loader.endpoint_url(url.clone());
         }
@@ -239,15 +254,42 @@ impl AssumeRole for StsAssumeRole {
 
 type CacheKey = (String, Option<String>, String);
 
+/// One identity's credentials. Its async lock is held across the AssumeRole call, so callers of
+/// the same identity wait for the one call in flight (single flight) while other identities go
+/// ahead.
+type Slot = Arc<Mutex<Option<RoleCredentials>>>;
+
+/// Identities (role, external ID, session) kept beyond which the idle ones are dropped: one per
+/// Promotion acting now plus the shared signal sessions, so this bounds memory, not work.
+const MAX_IDENTITIES: usize = 512;
+/// An identity unused this long is dropped first once [`MAX_IDENTITIES`] is reached (its
+/// credentials, valid an hour, would have to be assumed again anyway).
+const IDLE_IDENTITY: SignedDuration = SignedDuration::from_hours(1);
+
+/// Clients built for one identity, and when they were last handed out.
+struct CachedClients {
+    clients: Clients,
+    used: Timestamp,
+}
+
 /// Per-environment AWS access: assumes each environment's role once per session and reuses the
-/// credentials until `refresh_before_expiry` before they expire. Cheap to clone (the cache is
+/// credentials until `refresh_before_expiry` before they expire. Cheap to clone (the caches are
 /// shared): the clients it builds hold a [`SessionCredentials`] provider over it, so a client kept
 /// for hours (a shared alarm cache) re-assumes the role instead of failing with ExpiredToken.
+///
+/// One HTTPS client (connection pool) serves every identity, one base `SdkConfig` is loaded per
+/// region, and each identity's clients are built once and reused, so a reconcile does not pay
+/// for a config load, a connection pool and TLS handshakes. AssumeRole is single-flight per
+/// identity: after a failover, N Promotions assume their roles in parallel instead of queueing
+/// behind one lock.
 #[derive(Clone)]
 pub struct Sessions {
     settings: AwsSettings,
     assumer: Arc<dyn AssumeRole>,
-    cache: Arc<Mutex<HashMap<CacheKey, RoleCredentials>>>,
+    http: aws_sdk_sts::config::SharedHttpClient,
+    slots: Arc<std::sync::Mutex<HashMap<CacheKey, Slot>>>,
+    clients: Arc<std::sync::Mutex<HashMap<(CacheKey, String), CachedClients>>>,
+    bases: Arc<Mutex<HashMap<String, SdkConfig>>>,
     fence: Option<WriteFence>,
 }
 
@@ -257,15 +299,30 @@ impl std::fmt::Debug for Sessions {
     }
 }
 
+/// `m`'s guard; a panic elsewhere while it was held leaves plain data behind, still usable.
+fn locked<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 impl Sessions {
     /// Sessions that assume roles with `assumer`.
     pub fn new(settings: AwsSettings, assumer: Arc<dyn AssumeRole>) -> Self {
-        Sessions { settings, assumer, cache: Arc::new(Mutex::new(HashMap::new())), fence: None }
+        Sessions {
+            settings,
+            assumer,
+            http: http_client(),
+            slots: Arc::default(),
+            clients: Arc::default(),
+            bases: Arc::default(),
+            fence: None,
+        }
     }
 
     /// The same sessions, whose clients ask `fence` before every write ([`crate::fence`]).
     pub fn with_fence(mut self, fence: WriteFence) -> Self {
         self.fence = Some(fence);
+        // Clients built before were unfenced.
+        locked(&self.clients).clear();
         self
     }
 
@@ -274,17 +331,39 @@ impl Sessions {
         &self.settings
     }
 
+    /// How many identities have clients built and cached.
+    pub fn cached_identities(&self) -> usize {
+        locked(&self.clients).len()
+    }
+
+    fn slot(&self, key: &CacheKey) -> Slot {
+        let mut slots = locked(&self.slots);
+        if let Some(slot) = slots.get(key) {
+            return slot.clone();
+        }
+        if slots.len() >= MAX_IDENTITIES {
+            // Drop identities nobody is assuming now whose credentials are gone or expired.
+            let now = Timestamp::now();
+            slots.retain(|_, slot| match slot.try_lock() {
+                Ok(c) => c.as_ref().is_some_and(|c| c.expires_at > now),
+                Err(_) => true,
+            });
+        }
+        slots.entry(key.clone()).or_default().clone()
+    }
+
     /// Credentials for `env` as `session`, from the cache unless they expire soon.
     pub async fn credentials(&self, env: &EnvironmentAws, session: &str) -> Result<RoleCredentials> {
         let key = (env.role_arn.clone(), env.external_id.clone(), session.to_string());
-        let mut cache = self.cache.lock().await;
-        if let Some(c) = cache.get(&key)
+        let slot = self.slot(&key);
+        let mut held = slot.lock().await;
+        if let Some(c) = held.as_ref()
             && Timestamp::now() + self.settings.refresh_before_expiry < c.expires_at
         {
             return Ok(c.clone());
         }
         let fresh = self.assumer.assume(env, session).await?;
-        cache.insert(key, fresh.clone());
+        *held = Some(fresh.clone());
         Ok(fresh)
     }
 
@@ -293,14 +372,43 @@ impl Sessions {
         SessionCredentials { sessions: self.clone(), env: env.clone(), session: session.to_string() }
     }
 
+    /// The base `SdkConfig` of `region` (settings, the shared HTTPS client, no credentials),
+    /// loaded once.
+    async fn base(&self, region: &str) -> SdkConfig {
+        let mut bases = self.bases.lock().await;
+        if let Some(base) = bases.get(region) {
+            return base.clone();
+        }
+        let base = self.settings.sdk_config_with(region, None, self.http.clone()).await;
+        bases.insert(region.to_string(), base.clone());
+        base
+    }
+
     /// Clients for `env`, acting as `session`. The role is assumed now (a refused role is an
     /// error here, not on the first call); the clients ask the cache again before the
-    /// credentials expire.
+    /// credentials expire. Built once per identity and reused.
     pub async fn clients(&self, env: &EnvironmentAws, session: &str) -> Result<Clients> {
         self.credentials(env, session).await?;
+        let key = ((env.role_arn.clone(), env.external_id.clone(), session.to_string()), env.region.clone());
+        let now = Timestamp::now();
+        if let Some(cached) = locked(&self.clients).get_mut(&key) {
+            cached.used = now;
+            return Ok(cached.clients.clone());
+        }
         let provider = SharedCredentialsProvider::new(self.provider(env, session));
-        let config = self.settings.sdk_config(&env.region, provider).await;
-        Ok(Clients::fenced(&config, env.scope(), self.fence.as_ref()))
+        let config = self.base(&env.region).await.to_builder().credentials_provider(provider).build();
+        let clients = Clients::fenced(&config, env.scope(), self.fence.as_ref());
+        let mut cache = locked(&self.clients);
+        if cache.len() >= MAX_IDENTITIES {
+            cache.retain(|_, c| now.duration_since(c.used) < IDLE_IDENTITY);
+            if cache.len() >= MAX_IDENTITIES
+                && let Some(oldest) = cache.iter().min_by_key(|(_, c)| c.used).map(|(k, _)| k.clone())
+            {
+                cache.remove(&oldest);
+            }
+        }
+        cache.insert(key, CachedClients { clients: clients.clone(), used: now });
+        Ok(clients)
     }
 }
 
@@ -452,6 +560,65 @@ mod tests {
             s.credentials(&env("arn:aws:iam::111111111111:role/a"), "kiln.p.1").await.map(|_| ()).ok();
         }
         assert_eq!(short.calls(), 3);
+    }
+
+    /// Issue "Safety under partition" §3: after a failover N Promotions assume their roles at
+    /// once; they must not queue behind one lock held across STS calls.
+    #[tokio::test]
+    async fn different_identities_assume_their_roles_in_parallel() {
+        let sts = Arc::new(FakeAssumeRole::meeting(8));
+        let s = Sessions::new(AwsSettings::default(), sts.clone());
+        let mut calls = tokio::task::JoinSet::new();
+        for i in 0..8 {
+            let s = s.clone();
+            calls.spawn(async move {
+                s.credentials(&env("arn:aws:iam::111111111111:role/a"), &format!("kiln.p{i}.x")).await
+            });
+        }
+        // Each call is answered only once all eight are in flight together.
+        let all = tokio::time::timeout(Duration::from_secs(30), calls.join_all()).await;
+        let all = all.unwrap_or_else(|_| panic!("AssumeRole calls were serialized: {} of 8 reached STS", sts.calls()));
+        assert!(all.iter().all(|c| c.is_ok()));
+        assert_eq!(sts.calls(), 8);
+    }
+
+    #[tokio::test]
+    async fn one_identity_is_assumed_once_however_many_ask_at_once() {
+        let sts = Arc::new(FakeAssumeRole::new(SignedDuration::from_hours(1)));
+        let s = Sessions::new(AwsSettings::default(), sts.clone());
+        let mut calls = tokio::task::JoinSet::new();
+        for _ in 0..16 {
+            let s = s.clone();
+            calls.spawn(async move { s.credentials(&env("arn:aws:iam::111111111111:role/a"), "kiln.p.1").await });
+        }
+        let keys: Vec<String> =
+            calls.join_all().await.into_iter().flatten().map(|c| c.credentials.access_key_id().to_string()).collect();
+        assert_eq!(keys.len(), 16);
+        assert!(keys.iter().all(|k| k == "ASIAFAKE0"), "{keys:?}");
+        assert_eq!(sts.calls(), 1);
+    }
+
+    #[tokio::test]
+    async fn clients_are_built_once_per_identity_and_reused() {
+        let sts = Arc::new(FakeAssumeRole::new(SignedDuration::from_hours(1)));
+        let s = Sessions::new(AwsSettings::for_endpoint("http://127.0.0.1:9"), sts.clone());
+        let a = env("arn:aws:iam::111111111111:role/a");
+        for _ in 0..5 {
+            s.clients(&a, "kiln.p.1").await.map(|_| ()).unwrap_or_else(|e| panic!("{e}"));
+        }
+        assert_eq!(s.cached_identities(), 1);
+        s.clients(&a, "kiln.p.2").await.map(|_| ()).unwrap_or_else(|e| panic!("{e}"));
+        s.clients(&env("arn:aws:iam::111111111111:role/b"), "kiln.p.1")
+            .await
+            .map(|_| ())
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(s.cached_identities(), 3);
+        assert_eq!(sts.calls(), 3);
+        // Clients made for another region act there.
+        let west = EnvironmentAws { region: "eu-west-1".into(), ..a.clone() };
+        let c = s.clients(&west, "kiln.p.1").await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.ecs.config().region().map(|r| r.as_ref()), Some("eu-west-1"));
+        assert_eq!(s.cached_identities(), 4);
     }
 
     #[tokio::test]

@@ -36,12 +36,23 @@ pub struct FakeAssumeRole {
     /// How long the credentials live.
     pub lifetime: SignedDuration,
     calls: AtomicUsize,
+    /// Every call waits here until this many calls are in flight at once.
+    meeting: Option<tokio::sync::Barrier>,
 }
 
 impl FakeAssumeRole {
     /// Credentials that live `lifetime`.
     pub fn new(lifetime: SignedDuration) -> Self {
-        FakeAssumeRole { lifetime, calls: AtomicUsize::new(0) }
+        FakeAssumeRole { lifetime, calls: AtomicUsize::new(0), meeting: None }
+    }
+
+    /// Credentials that live an hour, handed out only once `n` calls are in flight together: a
+    /// caller that serializes AssumeRole calls never gets any.
+    pub fn meeting(n: usize) -> Self {
+        FakeAssumeRole {
+            meeting: Some(tokio::sync::Barrier::new(n)),
+            ..FakeAssumeRole::new(SignedDuration::from_hours(1))
+        }
     }
 
     /// AssumeRole calls so far.
@@ -54,6 +65,17 @@ impl FakeAssumeRole {
 impl AssumeRole for FakeAssumeRole {
     async fn assume(&self, _env: &EnvironmentAws, session: &str) -> Result<RoleCredentials> {
         let n = self.calls.fetch_add(1, Ordering::SeqCst);
+        match &self.meeting {
+            Some(barrier) => {
+                barrier.wait().await;
+            }
+            // Give other callers the chance to pile up behind this call, as STS's latency would.
+            None => {
+                for _ in 0..8 {
+                    tokio::task::yield_now().await;
+                }
+            }
+        }
         Ok(RoleCredentials {
             credentials: Credentials::new(format!("ASIAFAKE{n}"), "secret", Some(session.to_string()), None, "fake"),
             expires_at: Timestamp::now() + self.lifetime,
