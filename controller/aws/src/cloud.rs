@@ -19,7 +19,7 @@ use crate::ecs::blue_green::EcsBlueGreen;
 use crate::ecs::code_deploy::EcsCodeDeploy;
 use crate::ecs::rolling::EcsRolling;
 use crate::evidence::{EvidenceStore, S3Evidence};
-use crate::hooks::{AwsHooks, HookRunner};
+use crate::hooks::{AwsHooks, HookRunner, Invocations};
 use crate::lambda::alias::LambdaAlias;
 use crate::restore::RestoreOnly;
 use crate::signals::cloudwatch::CloudWatch;
@@ -87,6 +87,8 @@ pub struct AwsCloud {
     /// CloudWatch alarm history is read unless turned off (emulators without the API answer
     /// "unavailable", which fails closed anyway).
     alarm_history: bool,
+    /// Lambda hook invocations in flight, shared by every Promotion's hooks.
+    invocations: Invocations,
 }
 
 impl std::fmt::Debug for AwsCloud {
@@ -115,7 +117,12 @@ impl AwsCloud {
         }
         let base = sts_settings.load_default(region).await;
         let sessions = Sessions::new(settings, Arc::new(StsAssumeRole::new(&base)));
-        AwsCloud { sessions, caches: Arc::new(AlarmCaches::new(alarm_poll)), alarm_history }
+        AwsCloud {
+            sessions,
+            caches: Arc::new(AlarmCaches::new(alarm_poll)),
+            alarm_history,
+            invocations: Invocations::default(),
+        }
     }
 
     /// The same cloud, whose AWS writes each ask `fence` right before they are sent
@@ -169,7 +176,7 @@ impl Cloud for AwsCloud {
 
     async fn hooks(&self, env: &EnvironmentAws, promotion: &str, uid: &str) -> Result<Arc<dyn HookRunner>, AwsError> {
         let clients = self.sessions.clients(env, &session_name(promotion, uid)).await?;
-        Ok(Arc::new(AwsHooks::new(clients)))
+        Ok(Arc::new(AwsHooks::new(clients, self.invocations.clone())))
     }
 
     async fn evidence(

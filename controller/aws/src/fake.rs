@@ -17,7 +17,7 @@ use crate::codedeploy::{CodeDeploy, CodeDeployRequest, DeploymentState, StopOutc
 use crate::credentials::{AssumeRole, EnvironmentAws, RoleCredentials};
 use crate::error::{AwsError, Result, Scope};
 use crate::evidence::EvidenceStore;
-use crate::hooks::{HookRunner, HookState, HookTarget};
+use crate::hooks::{HookRun, HookRunner, HookState, HookTarget};
 use crate::signals::{AlarmSource, MAX_NAMES_PER_CALL, MetricRequest};
 use crate::traffic::{TrafficTarget, now_time};
 
@@ -689,13 +689,13 @@ impl FakeHooks {
 
 #[async_trait]
 impl HookRunner for FakeHooks {
-    async fn start(&self, uid: &str, point: &str, _hook: &HookTarget, _timeout: Duration) -> Result<HookState> {
-        lock(&self.started).push((uid.to_string(), point.to_string()));
+    async fn start(&self, run: &HookRun<'_>, _hook: &HookTarget) -> Result<HookState> {
+        lock(&self.started).push((run.uid.to_string(), run.point.as_str().to_string()));
         let mut s = lock(&self.script);
         Ok(if s.is_empty() { HookState::Succeeded } else { s.remove(0) })
     }
 
-    async fn poll(&self, _hook: &HookTarget, _handle: &str) -> Result<HookState> {
+    async fn poll(&self, _run: &HookRun<'_>, _hook: &HookTarget, _handle: &str) -> Result<HookState> {
         let mut s = lock(&self.script);
         Ok(if s.is_empty() { HookState::Succeeded } else { s.remove(0) })
     }

@@ -1,10 +1,19 @@
 //! Hooks: invoke a Lambda function or run an ECS task before or after traffic moves, and report
 //! success or failure with the reason.
+//!
+//! A hook never holds a reconcile: an ECS task is started and then looked at, and a Lambda
+//! function is invoked in a task of its own ([`Invocations`]) whose answer the next look picks
+//! up, so a 10-minute hook costs a worker a few milliseconds per look and never delays another
+//! Promotion's rollback. Each run is keyed by the Promotion's UID, the hook point and the attempt
+//! (`spec.retry`), so a retried Promotion runs its hooks again instead of finding the last
+//! attempt's result.
 
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use aws_sdk_ecs::types::{DesiredStatus, LaunchType, NetworkConfiguration};
+use aws_sdk_ecs::types::{CapacityProviderStrategyItem, DesiredStatus, LaunchType, NetworkConfiguration};
 use aws_sdk_lambda::types::InvocationType;
 use kiln_api::release::ReleaseSpec;
 use kiln_core::plan::HookPoint;
@@ -15,21 +24,21 @@ use crate::error::{AwsError, Result, sdk};
 /// What a hook runs.
 #[derive(Debug, Clone, PartialEq)]
 pub enum HookTarget {
-    /// Invoke this function synchronously; a function error fails the hook.
+    /// Invoke this function; a function error fails the hook.
     Lambda {
         /// Function name or ARN (optionally qualified).
         function: String,
     },
-    /// Run this task definition in `cluster`; a non-zero exit of an essential container fails it.
+    /// Run this task definition in `cluster` the way `service` runs its tasks (network
+    /// configuration, launch type or capacity providers, platform version, read from the service
+    /// when the hook starts); a non-zero exit of an essential container fails it.
     EcsTask {
         /// The cluster.
         cluster: String,
+        /// The service whose network and capacity settings the task uses.
+        service: String,
         /// Family or family:revision.
         task_definition: String,
-        /// The service's network configuration (required for awsvpc task definitions).
-        network: Option<NetworkConfiguration>,
-        /// FARGATE unless the service uses another launch type.
-        launch_type: LaunchType,
     },
 }
 
@@ -39,8 +48,7 @@ pub const DEFAULT_HOOK_TIMEOUT: Duration = Duration::from_secs(600);
 impl HookTarget {
     /// The hook `release` runs at `point` in environment `env`, with how long it may take;
     /// `Ok(None)` when the Release declares none there. ECS task hooks run in the service's
-    /// cluster after the environment's overrides, on Fargate (kiln's ECS targets are Fargate
-    /// services).
+    /// cluster after the environment's overrides, like the service's own tasks.
     pub fn for_release(
         release: &ReleaseSpec,
         env: &str,
@@ -58,14 +66,14 @@ impl HookTarget {
         let target = match (&hook.lambda_function, &hook.ecs_task_definition) {
             (Some(f), _) => HookTarget::Lambda { function: f.clone() },
             (None, Some(td)) => {
-                let cluster = ecs.map(|e| crate::targets::ecs_cluster(e, env)).ok_or_else(|| {
+                let ecs = ecs.ok_or_else(|| {
                     format!("the {} hook runs ECS task {td}, but the Release has no spec.target.ecs", point.as_str())
                 })?;
+                let service = ecs.environment_overrides.get(env).and_then(|o| o.service.clone());
                 HookTarget::EcsTask {
-                    cluster,
+                    cluster: crate::targets::ecs_cluster(ecs, env),
+                    service: service.unwrap_or_else(|| ecs.service.clone()),
                     task_definition: td.clone(),
-                    network: None,
-                    launch_type: LaunchType::Fargate,
                 }
             }
             (None, None) => return Err("the hook names neither lambdaFunction nor ecsTaskDefinition".into()),
@@ -81,10 +89,38 @@ impl HookTarget {
     }
 }
 
+/// One run of a hook: whose, where, which attempt, and how long it may take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HookRun<'a> {
+    /// The Promotion's UID.
+    pub uid: &'a str,
+    /// The hook point.
+    pub point: HookPoint,
+    /// The Promotion's attempt (`status.observedRetry`): a retry runs its hooks again.
+    pub attempt: i32,
+    /// How long the hook may run before it fails.
+    pub timeout: Duration,
+}
+
+impl HookRun<'_> {
+    /// The run's key, also the ECS task's `startedBy` (at most 36 characters, `[a-zA-Z0-9_-]`):
+    /// `kiln-<pre|post>-<attempt>-<uid>`, the UID's hex digits cut to fit.
+    pub fn key(&self) -> String {
+        let point = match self.point {
+            HookPoint::PreTraffic => "pre",
+            HookPoint::PostTraffic => "post",
+        };
+        let mut key = format!("kiln-{point}-{}-", self.attempt.max(0));
+        let room = 36usize.saturating_sub(key.len());
+        key.extend(self.uid.chars().filter(char::is_ascii_alphanumeric).take(room));
+        key
+    }
+}
+
 /// Where a hook stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HookState {
-    /// Still running (an ECS task); poll with this handle.
+    /// Still running; look again with this handle.
     Running(String),
     /// Succeeded.
     Succeeded,
@@ -95,89 +131,255 @@ pub enum HookState {
 /// Runs hooks.
 #[async_trait]
 pub trait HookRunner: Send + Sync {
-    /// Starts the hook for Promotion `uid` at `point` (e.g. "preTraffic"), or finds the run this
-    /// Promotion already started. A Lambda hook finishes within the call.
-    async fn start(&self, uid: &str, point: &str, hook: &HookTarget, timeout: Duration) -> Result<HookState>;
-    /// The state of a running hook (the handle from [`HookState::Running`]).
-    async fn poll(&self, hook: &HookTarget, handle: &str) -> Result<HookState>;
+    /// Starts `run` of `hook`, or finds it if it was started before (after a restart too, for
+    /// ECS tasks), and returns where it stands. Never waits for the hook to finish.
+    async fn start(&self, run: &HookRun<'_>, hook: &HookTarget) -> Result<HookState>;
+    /// Where the run behind `handle` (from [`HookState::Running`]) stands now.
+    async fn poll(&self, run: &HookRun<'_>, hook: &HookTarget, handle: &str) -> Result<HookState>;
+}
+
+/// Lambda hook invocations in flight or finished in this process, by run key; shared by every
+/// [`AwsHooks`] the controller makes. Lost on a restart: the next look invokes the function
+/// again (hooks are at-least-once; the payload names the run so a function can tell).
+#[derive(Debug, Clone, Default)]
+pub struct Invocations(Arc<std::sync::Mutex<HashMap<String, Invocation>>>);
+
+#[derive(Debug)]
+enum Invocation {
+    Running,
+    Finished(Result<HookState>, Instant),
+}
+
+/// Finished invocations are forgotten this long after they end (their Promotion has long since
+/// read the result: it looks again within seconds).
+const KEEP_FINISHED: Duration = Duration::from_secs(3600);
+
+impl Invocations {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Invocation>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// How many invocations are running now.
+    pub fn running(&self) -> usize {
+        self.lock().values().filter(|i| matches!(i, Invocation::Running)).count()
+    }
+
+    /// The state of run `key`: `None` if this process never started it (or forgot it). A failed
+    /// call (not a function error) is handed out once and forgotten, so the next look retries.
+    fn look(&self, key: &str) -> Option<Result<HookState>> {
+        let mut all = self.lock();
+        match all.get(key)? {
+            Invocation::Running => Some(Ok(HookState::Running(key.to_string()))),
+            Invocation::Finished(Ok(state), _) => Some(Ok(state.clone())),
+            Invocation::Finished(Err(_), _) => match all.remove(key) {
+                Some(Invocation::Finished(Err(e), _)) => Some(Err(e)),
+                _ => None,
+            },
+        }
+    }
+
+    /// Marks `key` running unless it already is; true when the caller should start it.
+    fn claim(&self, key: &str) -> bool {
+        let mut all = self.lock();
+        all.retain(|_, i| !matches!(i, Invocation::Finished(_, at) if at.elapsed() > KEEP_FINISHED));
+        if all.contains_key(key) {
+            return false;
+        }
+        all.insert(key.to_string(), Invocation::Running);
+        true
+    }
+
+    fn finish(&self, key: &str, result: Result<HookState>) {
+        self.lock().insert(key.to_string(), Invocation::Finished(result, Instant::now()));
+    }
+}
+
+/// Records an invocation's result when its task ends, however it ends (a task dropped or
+/// panicking still leaves an answer instead of a run that looks alive forever).
+struct Landing {
+    invocations: Invocations,
+    key: String,
+    result: Option<Result<HookState>>,
+}
+
+impl Drop for Landing {
+    fn drop(&mut self) {
+        let result = self
+            .result
+            .take()
+            .unwrap_or_else(|| Ok(HookState::Failed("the hook's invocation ended without an answer".into())));
+        self.invocations.finish(&self.key, result);
+    }
 }
 
 /// Hooks on the SDK.
 #[derive(Debug, Clone)]
 pub struct AwsHooks {
     clients: Clients,
+    invocations: Invocations,
 }
 
 impl AwsHooks {
-    /// Hooks in the account of `clients`.
-    pub fn new(clients: Clients) -> Self {
-        AwsHooks { clients }
+    /// Hooks in the account of `clients`; Lambda invocations are tracked in `invocations`.
+    pub fn new(clients: Clients, invocations: Invocations) -> Self {
+        AwsHooks { clients, invocations }
     }
 }
 
-/// ECS `startedBy` (at most 36 characters): identifies the Promotion and hook point.
-pub fn started_by(uid: &str, point: &str) -> String {
-    let mut s = format!("kiln-{point}-{uid}");
-    s.truncate(36);
-    s
+/// How an ECS service runs its tasks, for a hook task to run the same way.
+#[derive(Debug, Default)]
+struct TaskPlacement {
+    network: Option<NetworkConfiguration>,
+    launch_type: Option<LaunchType>,
+    capacity: Vec<CapacityProviderStrategyItem>,
+    platform_version: Option<String>,
+}
+
+impl AwsHooks {
+    /// Reads how `service` runs its tasks: from the service, or for a service whose tasks come
+    /// from task sets (deployment controller EXTERNAL or CODE_DEPLOY) from its primary task set.
+    async fn placement(&self, cluster: &str, service: &str) -> Result<TaskPlacement> {
+        let svc = crate::ecs::describe_service_named(&self.clients.ecs, &self.clients.scope, cluster, service).await?;
+        // An empty network configuration (no awsvpc) is no network configuration.
+        let awsvpc = |n: Option<&NetworkConfiguration>| n.filter(|n| n.awsvpc_configuration().is_some()).cloned();
+        let task_sets = svc
+            .deployment_controller()
+            .is_some_and(|d| *d.r#type() != aws_sdk_ecs::types::DeploymentControllerType::Ecs);
+        if !task_sets {
+            return Ok(TaskPlacement {
+                network: awsvpc(svc.network_configuration()),
+                launch_type: svc.launch_type().cloned(),
+                capacity: svc.capacity_provider_strategy().to_vec(),
+                platform_version: svc.platform_version().map(str::to_string),
+            });
+        }
+        let sets = if svc.task_sets().is_empty() {
+            self.clients
+                .ecs
+                .describe_task_sets()
+                .cluster(cluster)
+                .service(service)
+                .send()
+                .await
+                .map_err(sdk("ecs", "DescribeTaskSets"))?
+                .task_sets()
+                .to_vec()
+        } else {
+            svc.task_sets().to_vec()
+        };
+        let primary = sets.iter().find(|t| t.status() == Some("PRIMARY")).or(sets.first());
+        Ok(primary
+            .map(|t| TaskPlacement {
+                network: awsvpc(t.network_configuration()),
+                launch_type: t.launch_type().cloned(),
+                capacity: t.capacity_provider_strategy().to_vec(),
+                platform_version: t.platform_version().map(str::to_string),
+            })
+            .unwrap_or_default())
+    }
+
+    /// Invokes `function` for `run` and waits for its answer (in an [`Invocations`] task).
+    async fn invoke(
+        clients: Clients,
+        run_key: String,
+        uid: String,
+        point: HookPoint,
+        attempt: i32,
+        function: String,
+        timeout: Duration,
+    ) -> Result<HookState> {
+        let payload = serde_json::json!({
+            "kiln": { "promotionUid": uid, "hook": point.as_str(), "attempt": attempt, "run": run_key }
+        })
+        .to_string();
+        let sent = clients
+            .lambda
+            .invoke()
+            .function_name(&function)
+            .invocation_type(InvocationType::RequestResponse)
+            .payload(aws_sdk_lambda::primitives::Blob::new(payload))
+            // A synchronous invoke lasts as long as the function: the hook's timeout, not the
+            // default operation timeout (and no time left for a retry that would run it twice).
+            .customize()
+            .config_override(
+                aws_sdk_lambda::config::Builder::default().timeout_config(
+                    aws_config::timeout::TimeoutConfig::builder()
+                        .operation_timeout(timeout)
+                        .operation_attempt_timeout(timeout)
+                        .build(),
+                ),
+            )
+            .send()
+            .await;
+        let out = match sent {
+            Ok(out) => out,
+            Err(aws_sdk_lambda::error::SdkError::TimeoutError(_)) => {
+                return Ok(HookState::Failed(format!(
+                    "hook function {function} did not finish within {}",
+                    kiln_core::time::human_duration(jiff::SignedDuration::try_from(timeout).unwrap_or_default())
+                )));
+            }
+            Err(e) => {
+                let err = crate::error::from_sdk("lambda", "Invoke", e);
+                if err.code() == Some("ResourceNotFoundException") {
+                    return Err(AwsError::NotFound {
+                        kind: "hook Lambda function",
+                        name: function.clone(),
+                        scope: clients.scope.clone(),
+                    });
+                }
+                return Err(err);
+            }
+        };
+        Ok(match out.function_error() {
+            None => HookState::Succeeded,
+            Some(kind) => {
+                let body = out.payload().map(|b| String::from_utf8_lossy(b.as_ref()).to_string());
+                let message = body
+                    .as_deref()
+                    .and_then(|b| serde_json::from_str::<serde_json::Value>(b).ok())
+                    .and_then(|v| v.get("errorMessage").and_then(|m| m.as_str()).map(str::to_string))
+                    .or(body)
+                    .unwrap_or_default();
+                let mut reason = format!("hook function {function} failed ({kind}): {message}");
+                reason.truncate(512);
+                HookState::Failed(reason)
+            }
+        })
+    }
 }
 
 #[async_trait]
 impl HookRunner for AwsHooks {
-    async fn start(&self, uid: &str, point: &str, hook: &HookTarget, timeout: Duration) -> Result<HookState> {
+    async fn start(&self, run: &HookRun<'_>, hook: &HookTarget) -> Result<HookState> {
+        let key = run.key();
         match hook {
             HookTarget::Lambda { function } => {
-                let payload = serde_json::json!({ "kiln": { "promotionUid": uid, "hook": point } }).to_string();
-                let out = self
-                    .clients
-                    .lambda
-                    .invoke()
-                    .function_name(function)
-                    .invocation_type(InvocationType::RequestResponse)
-                    .payload(aws_sdk_lambda::primitives::Blob::new(payload))
-                    // A synchronous invoke lasts as long as the function: the hook's timeout, not
-                    // the default operation timeout.
-                    .customize()
-                    .config_override(
-                        aws_sdk_lambda::config::Builder::default().timeout_config(
-                            aws_config::timeout::TimeoutConfig::builder()
-                                .operation_timeout(timeout)
-                                .operation_attempt_timeout(timeout)
-                                .build(),
-                        ),
-                    )
-                    .send()
-                    .await
-                    .map_err(|e| {
-                        let err = crate::error::from_sdk("lambda", "Invoke", e);
-                        if err.code() == Some("ResourceNotFoundException") {
-                            AwsError::NotFound {
-                                kind: "hook Lambda function",
-                                name: function.clone(),
-                                scope: self.clients.scope.clone(),
-                            }
-                        } else {
-                            err
-                        }
-                    })?;
-                Ok(match out.function_error() {
-                    None => HookState::Succeeded,
-                    Some(kind) => {
-                        let body = out.payload().map(|b| String::from_utf8_lossy(b.as_ref()).to_string());
-                        let message = body
-                            .as_deref()
-                            .and_then(|b| serde_json::from_str::<serde_json::Value>(b).ok())
-                            .and_then(|v| v.get("errorMessage").and_then(|m| m.as_str()).map(str::to_string))
-                            .or(body)
-                            .unwrap_or_default();
-                        let mut reason = format!("hook function {function} failed ({kind}): {message}");
-                        reason.truncate(512);
-                        HookState::Failed(reason)
-                    }
-                })
+                if let Some(state) = self.invocations.look(&key) {
+                    return state;
+                }
+                if self.invocations.claim(&key) {
+                    let landing = Landing { invocations: self.invocations.clone(), key: key.clone(), result: None };
+                    let (clients, uid, point, attempt, function, timeout) = (
+                        self.clients.clone(),
+                        run.uid.to_string(),
+                        run.point,
+                        run.attempt,
+                        function.clone(),
+                        run.timeout,
+                    );
+                    let run_key = key.clone();
+                    tokio::spawn(async move {
+                        // The whole `Landing` moves in (not just its field), so it lands when
+                        // this task ends, not when `start` returns.
+                        let mut landing = landing;
+                        landing.result =
+                            Some(AwsHooks::invoke(clients, run_key, uid, point, attempt, function, timeout).await);
+                    });
+                }
+                Ok(HookState::Running(key))
             }
-            HookTarget::EcsTask { cluster, task_definition, network, launch_type } => {
-                let by = started_by(uid, point);
+            HookTarget::EcsTask { cluster, service, task_definition } => {
                 // A repeat (after a crash) finds the task whether it still runs or already
                 // stopped (ListTasks lists RUNNING by default; ECS keeps stopped tasks ~1 h).
                 for status in [DesiredStatus::Running, DesiredStatus::Stopped] {
@@ -186,24 +388,34 @@ impl HookRunner for AwsHooks {
                         .ecs
                         .list_tasks()
                         .cluster(cluster)
-                        .started_by(&by)
+                        .started_by(&key)
                         .desired_status(status)
                         .send()
                         .await
                         .map_err(sdk("ecs", "ListTasks"))?;
                     if let Some(arn) = existing.task_arns().first() {
-                        return self.poll(hook, arn).await;
+                        return self.poll(run, hook, arn).await;
                     }
                 }
+                let placement = self.placement(cluster, service).await?;
+                // Capacity providers and a launch type exclude each other; with neither known,
+                // Fargate (what kiln's ECS targets run on).
+                let launch_type = match (&placement.launch_type, placement.capacity.is_empty()) {
+                    (Some(l), _) => Some(l.clone()),
+                    (None, true) => Some(LaunchType::Fargate),
+                    (None, false) => None,
+                };
                 let out = self
                     .clients
                     .ecs
                     .run_task()
                     .cluster(cluster)
                     .task_definition(task_definition)
-                    .started_by(&by)
-                    .launch_type(launch_type.clone())
-                    .set_network_configuration(network.clone())
+                    .started_by(&key)
+                    .set_launch_type(launch_type)
+                    .set_capacity_provider_strategy((!placement.capacity.is_empty()).then_some(placement.capacity))
+                    .set_platform_version(placement.platform_version)
+                    .set_network_configuration(placement.network)
                     .count(1)
                     .send()
                     .await
@@ -224,10 +436,13 @@ impl HookRunner for AwsHooks {
         }
     }
 
-    async fn poll(&self, hook: &HookTarget, handle: &str) -> Result<HookState> {
+    async fn poll(&self, run: &HookRun<'_>, hook: &HookTarget, handle: &str) -> Result<HookState> {
         let HookTarget::EcsTask { cluster, task_definition, .. } = hook else {
-            // Lambda hooks finish within `start`.
-            return Ok(HookState::Succeeded);
+            return match self.invocations.look(handle) {
+                Some(state) => state,
+                // Forgotten (this process restarted): `start` invokes it again.
+                None => self.start(run, hook).await,
+            };
         };
         let out = self
             .clients
@@ -242,6 +457,25 @@ impl HookRunner for AwsHooks {
             return Ok(HookState::Failed(format!("hook task {handle} ({task_definition}) is gone")));
         };
         if task.last_status() != Some("STOPPED") {
+            // The timeout runs from when ECS created the task, so a restart does not reset it.
+            let created = task.created_at().and_then(|t| jiff::Timestamp::new(t.secs(), 0).ok());
+            let ran = created.map(|c| jiff::Timestamp::now().duration_since(c));
+            let limit = jiff::SignedDuration::try_from(run.timeout).unwrap_or(jiff::SignedDuration::MAX);
+            if ran.is_some_and(|ran| ran >= limit) {
+                let took = kiln_core::time::human_duration(limit);
+                self.clients
+                    .ecs
+                    .stop_task()
+                    .cluster(cluster)
+                    .task(handle)
+                    .reason(format!("kiln: the hook did not finish within {took}"))
+                    .send()
+                    .await
+                    .map_err(sdk("ecs", "StopTask"))?;
+                return Ok(HookState::Failed(format!(
+                    "hook task {task_definition} did not finish within {took}; kiln stopped it ({handle})"
+                )));
+            }
             return Ok(HookState::Running(handle.to_string()));
         }
         // Only essential containers decide (a sidecar may exit non-zero when the task stops).
@@ -333,9 +567,8 @@ mod tests {
             Some((
                 HookTarget::EcsTask {
                     cluster: "prod-cluster".into(),
+                    service: "web".into(),
                     task_definition: "migrate:3".into(),
-                    network: None,
-                    launch_type: LaunchType::Fargate,
                 },
                 Duration::from_secs(90)
             ))
@@ -401,7 +634,20 @@ mod tests {
     }
 
     #[test]
-    fn started_by_fits_ecs() {
-        assert_eq!(started_by("0b7c6a1e-1111-4222-8333-944445555666", "preTraffic").len(), 36);
+    fn run_keys_fit_ecs_started_by_and_differ_per_point_and_attempt() {
+        let uid = "0b7c6a1e-1111-4222-8333-944445555666";
+        let run = |point, attempt| HookRun { uid, point, attempt, timeout: DEFAULT_HOOK_TIMEOUT }.key();
+        let keys = [
+            run(HookPoint::PreTraffic, 0),
+            run(HookPoint::PostTraffic, 0),
+            run(HookPoint::PreTraffic, 1),
+            run(HookPoint::PostTraffic, 12345),
+        ];
+        assert_eq!(keys[0], "kiln-pre-0-0b7c6a1e11114222833394444");
+        for k in &keys {
+            assert!(k.len() <= 36 && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'), "{k}");
+        }
+        let distinct: std::collections::BTreeSet<&String> = keys.iter().collect();
+        assert_eq!(distinct.len(), keys.len(), "{keys:?}");
     }
 }

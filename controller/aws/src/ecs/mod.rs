@@ -28,16 +28,26 @@ pub(crate) async fn describe_service(
     scope: &Scope,
     target: &EcsService,
 ) -> Result<aws_sdk_ecs::types::Service> {
+    describe_service_named(ecs, scope, &target.cluster, &target.service).await
+}
+
+/// Service `service` of `cluster`, unless it is gone (INACTIVE).
+pub(crate) async fn describe_service_named(
+    ecs: &Client,
+    scope: &Scope,
+    cluster: &str,
+    service: &str,
+) -> Result<aws_sdk_ecs::types::Service> {
     let out = ecs
         .describe_services()
-        .cluster(&target.cluster)
-        .services(&target.service)
+        .cluster(cluster)
+        .services(service)
         .send()
         .await
-        .map_err(|e| not_found_or(e, "ECS cluster", &target.cluster, scope))?;
+        .map_err(|e| not_found_or(e, "ECS cluster", cluster, scope))?;
     out.services().iter().find(|s| s.status() != Some("INACTIVE")).cloned().ok_or_else(|| AwsError::NotFound {
         kind: "ECS service",
-        name: format!("{} in cluster {}", target.service, target.cluster),
+        name: format!("{service} in cluster {cluster}"),
         scope: scope.clone(),
     })
 }

@@ -9,7 +9,7 @@ use kiln_aws::AwsError;
 use kiln_aws::cloud::{TargetError, TargetOf};
 use kiln_aws::credentials::EnvironmentAws;
 use kiln_aws::execute::{outcome_of, traffic_action};
-use kiln_aws::hooks::{HookState, HookTarget};
+use kiln_aws::hooks::{HookRun, HookState, HookTarget};
 use kiln_core::machine::{Action, Observations, Outcome};
 use kiln_core::plan::HookPoint;
 use kube::ResourceExt;
@@ -51,7 +51,7 @@ pub(super) async fn act(
         return kiln_aws::evidence::archive(store.as_ref(), status).await.map_err(Error::from_aws);
     }
     if let Action::RunHook(point) = action {
-        return run_hook(ctx, p, observed, &env_aws, &uid, *point).await;
+        return run_hook(ctx, p, observed, status, &env_aws, &uid, *point).await;
     }
 
     let target = match (&observed.release, &status.previous) {
@@ -80,6 +80,7 @@ async fn run_hook(
     ctx: &Context,
     p: &Promotion,
     observed: &Observations,
+    status: &PromotionStatus,
     env_aws: &EnvironmentAws,
     uid: &str,
     point: HookPoint,
@@ -97,11 +98,12 @@ async fn run_hook(
         Err(e) => return classify(e),
     };
     // `start` finds the run this Promotion already started, so asking again after a restart
-    // follows the same run.
-    match runner.start(uid, point.as_str(), &target, timeout).await {
+    // follows the same run; a retry (a new attempt) runs the hook again.
+    let run = HookRun { uid, point, attempt: status.observed_retry, timeout };
+    match runner.start(&run, &target).await {
         Ok(HookState::Succeeded) => Ok(Outcome::Done),
         Ok(HookState::Failed(why)) => Ok(Outcome::Failed(why)),
-        Ok(HookState::Running(handle)) => match runner.poll(&target, &handle).await {
+        Ok(HookState::Running(handle)) => match runner.poll(&run, &target, &handle).await {
             Ok(HookState::Succeeded) => Ok(Outcome::Done),
             Ok(HookState::Failed(why)) => Ok(Outcome::Failed(why)),
             Ok(HookState::Running(_)) => Ok(Outcome::InProgress(format!("{} hook running ({handle})", point.as_str()))),
