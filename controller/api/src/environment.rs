@@ -69,6 +69,36 @@ pub struct EnvironmentSpec {
     /// status and Events only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub evidence: Option<EvidenceArchiveSettings>,
+    /// Which namespaces may release onto which AWS resources here. When set, a Promotion may act
+    /// only on resources that an entry covering its namespace lists; anything else is refused
+    /// before kiln's first AWS write (the `validation` gate names the resource, or, for what only
+    /// the snapshot resolves, the Promotion fails with nothing changed). An empty list lets no
+    /// namespace release here. Unset: every namespace may act on every resource the deploy role
+    /// reaches (a cluster with one team).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 256))]
+    pub tenants: Option<Vec<Tenant>>,
+}
+
+/// Namespaces and the AWS resources they may release onto.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Tenant {
+    /// Namespace names; `*` matches any run of characters and `?` one (e.g. `team-api-*`).
+    #[schemars(length(min = 1, max = 64), inner(length(min = 1, max = 63)))]
+    #[x_kube(validation = Rule::new("self.all(n, n.matches('^[a-z0-9*?]([-a-z0-9*?]*[a-z0-9*?])?$'))").message("namespaces must be namespace names, optionally with * and ? wildcards"))]
+    pub namespaces: Vec<String>,
+    /// ARN patterns of the resources these namespaces may act on, as in IAM policies: `*` matches
+    /// any run of characters (`/` and `:` included) and `?` one. kiln checks the ECS service
+    /// (`arn:aws:ecs:<region>:<account>:service/<cluster>/<service>`), the listener or listener
+    /// rule whose weights it changes and both target groups
+    /// (`arn:aws:elasticloadbalancing:<region>:<account>:listener/app/<lb>/…`, `…:listener-rule/app/<lb>/…`,
+    /// `…:targetgroup/<name>/…`), the Lambda function
+    /// (`arn:aws:lambda:<region>:<account>:function:<name>`) and the hooks' functions and task
+    /// definition families (`arn:aws:ecs:<region>:<account>:task-definition/<family>`).
+    #[schemars(length(min = 1, max = 256), inner(length(min = 1, max = 2048)))]
+    #[x_kube(validation = Rule::new("self.all(r, r.startsWith('arn:'))").message("resources must be ARN patterns (arn:aws:…), e.g. arn:aws:lambda:*:111111111111:function:api-*"))]
+    pub resources: Vec<String>,
 }
 
 /// An S3 bucket for evidence records. It must have S3 Object Lock enabled with a default

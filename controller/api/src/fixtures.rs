@@ -57,6 +57,7 @@ pub fn environment(account_id: &str, upstream: &[&str]) -> EnvironmentSpec {
         progress_deadline: "10m".into(),
         rollback_policy_ref: None,
         evidence: None,
+        tenants: None,
     }
 }
 

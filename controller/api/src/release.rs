@@ -387,6 +387,35 @@ fn default_alias() -> String {
     "live".to_string()
 }
 
+impl EcsTarget {
+    /// The cluster in environment `env`: its override, else `cluster`.
+    pub fn cluster_for(&self, env: &str) -> &str {
+        self.environment_overrides.get(env).and_then(|o| o.cluster.as_deref()).unwrap_or(&self.cluster)
+    }
+
+    /// The service in environment `env`: its override, else `service`.
+    pub fn service_for(&self, env: &str) -> &str {
+        self.environment_overrides.get(env).and_then(|o| o.service.as_deref()).unwrap_or(&self.service)
+    }
+
+    /// The traffic in environment `env`: its override, else `traffic`.
+    pub fn traffic_for(&self, env: &str) -> Option<&EcsTraffic> {
+        self.environment_overrides.get(env).and_then(|o| o.traffic.as_ref()).or(self.traffic.as_ref())
+    }
+}
+
+impl LambdaTarget {
+    /// The function in environment `env`: its override, else `functionName`.
+    pub fn function_for(&self, env: &str) -> &str {
+        self.environment_overrides.get(env).and_then(|o| o.function_name.as_deref()).unwrap_or(&self.function_name)
+    }
+
+    /// The alias in environment `env`: its override, else `alias`.
+    pub fn alias_for(&self, env: &str) -> &str {
+        self.environment_overrides.get(env).and_then(|o| o.alias.as_deref()).unwrap_or(&self.alias)
+    }
+}
+
 /// What differs for a Lambda target in one environment.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
 #[serde(rename_all = "camelCase")]

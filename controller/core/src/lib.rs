@@ -39,6 +39,7 @@ pub mod release;
 pub mod signals;
 #[cfg(feature = "sim")]
 pub mod sim;
+pub mod tenancy;
 pub mod time;
 pub mod validate;
 

@@ -67,6 +67,19 @@ pub enum Problem {
         /// AWS's refusal.
         message: String,
     },
+    /// The Environment's `spec.tenants` does not let the Promotion's namespace act on resources
+    /// the Release names.
+    #[error(
+        "Environment {environment} does not let namespace {namespace} release onto {resources}; target your own team's resources, or ask the platform team to list them for this namespace in the Environment's spec.tenants"
+    )]
+    Tenancy {
+        /// The Environment.
+        environment: String,
+        /// The Promotion's namespace.
+        namespace: String,
+        /// The resources refused, with their kind (`Lambda function arn:aws:lambda:…`).
+        resources: String,
+    },
     /// A rollback Promotion to a Release that never succeeded in the environment.
     #[error(
         "a rollback must return {environment} to a Release that succeeded there before, and {release} never did; promote it normally instead"

@@ -47,6 +47,8 @@ pub const RESTORE_FAILED: &str = "RestoreFailed";
 pub const RETRY: &str = "Retry";
 /// The previous state is restored.
 pub const ROLLED_BACK: &str = "RolledBack";
+/// The Environment's tenants do not let this namespace act on a resource the snapshot resolved.
+pub const TENANCY_REFUSED: &str = "TenancyRefused";
 /// The state a rollback returns to is recorded.
 pub const SNAPSHOT_CAPTURED: &str = "SnapshotCaptured";
 /// The new version serves all traffic and baked green.

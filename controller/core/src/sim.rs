@@ -122,6 +122,7 @@ pub fn environment(name: &str) -> EnvironmentSpec {
         progress_deadline: "10m".into(),
         rollback_policy_ref: Some("slo-default".into()),
         evidence: None,
+        tenants: None,
     }
 }
 

@@ -181,6 +181,7 @@ pub fn promotion(environment: &str, release: &ReleaseSpec, release_name: &str) -
 /// fits the Release, the target Environment's own spec and the RollbackPolicy it names (if
 /// found). What the controller cannot read is added by its observe step.
 pub fn promotion_problems(
+    namespace: &str,
     environment: &str,
     release: Option<(&str, &ReleaseSpec)>,
     envs: &BTreeMap<String, EnvironmentSpec>,
@@ -190,6 +191,14 @@ pub fn promotion_problems(
     if let Some((name, spec)) = release {
         out.extend(self::release(spec, envs).into_iter().map(Problem::Spec));
         out.extend(promotion(environment, spec, name).into_iter().map(Problem::Spec));
+        if let Some(env) = envs.get(environment) {
+            out.extend(crate::tenancy::problem(
+                namespace,
+                environment,
+                env,
+                &crate::tenancy::release_resources(spec, environment, env),
+            ));
+        }
     }
     if let Some(errs) = environments(envs).remove(environment) {
         out.extend(errs.into_iter().map(|error| Problem::Environment { environment: environment.to_string(), error }));

@@ -13,6 +13,7 @@ use crate::gates::{self};
 use crate::observe::PolicyState;
 use crate::plan::{self, HookPoint, Plan};
 use crate::reason;
+use crate::tenancy;
 use crate::time::{human_duration, to_time};
 
 /// Starts a rollback: RollingBack with the cause, or straight to a terminal phase if nothing
@@ -142,6 +143,20 @@ pub(super) fn in_flight(d: &mut Draft<'_, '_>) -> Option<Action> {
         return Some(Action::CaptureSnapshot);
     }
     if d.status.deployed.is_none() {
+        // The last look before the first AWS write: what the Release names, and what only the
+        // snapshot resolved (the listener or rule, the target groups), must be this namespace's.
+        let mut resources = tenancy::release_resources(release, &input.spec.environment, env);
+        resources.extend(d.status.previous.as_ref().map(tenancy::snapshot_resources).unwrap_or_default());
+        if let Some(problem) = tenancy::problem(input.context.namespace, &input.spec.environment, env, &resources) {
+            d.status.rollback = None;
+            d.terminate(
+                PromotionPhase::Failed,
+                reason::TENANCY_REFUSED,
+                format!("{problem}; nothing had changed in AWS"),
+                true,
+            );
+            return None;
+        }
         let what = format!("preparing {} {} without traffic", release.service, release.version);
         return forward(d, Action::Prepare, what);
     }
