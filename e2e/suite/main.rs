@@ -21,4 +21,5 @@ mod leader;
 mod objects;
 mod sandbox;
 mod takeover;
+mod tenancy;
 mod unreadable;

@@ -25,6 +25,22 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// The ARN of the fake target group `color` (blue, green) of `service` in `scope`.
+pub fn target_group_arn(scope: &Scope, service: &str, color: &str) -> String {
+    format!(
+        "arn:aws:elasticloadbalancing:{}:{}:targetgroup/{service}-{color}/0123456789abcdef",
+        scope.region, scope.account_id
+    )
+}
+
+/// The ARN of the fake listener of `service` in `scope` (load balancer `<service>-alb`, port 80).
+pub fn listener_arn(scope: &Scope, service: &str) -> String {
+    format!(
+        "arn:aws:elasticloadbalancing:{}:{}:listener/app/{service}-alb/0123456789abcdef/80",
+        scope.region, scope.account_id
+    )
+}
+
 /// A fake scope for errors.
 pub fn scope() -> Scope {
     Scope { account_id: "111111111111".into(), region: "us-east-1".into() }
@@ -325,15 +341,16 @@ pub struct FakeEcs {
 impl FakeEcs {
     /// `cluster`/`service` in `scope`, blue serving everything.
     pub fn new(scope: Scope, cluster: &str, service: &str) -> Self {
+        let weights = vec![
+            TargetGroupWeight { target_group_arn: target_group_arn(&scope, service, "blue"), weight: 100 },
+            TargetGroupWeight { target_group_arn: target_group_arn(&scope, service, "green"), weight: 0 },
+        ];
         FakeEcs {
             scope,
             cluster: cluster.to_string(),
             service: service.to_string(),
             state: Mutex::new(FakeTrafficState {
-                weights: vec![
-                    TargetGroupWeight { target_group_arn: "tg/blue".into(), weight: 100 },
-                    TargetGroupWeight { target_group_arn: "tg/green".into(), weight: 0 },
-                ],
+                weights,
                 primary: "ts/blue".into(),
                 task_sets: vec![("ts/blue".into(), "initial".into())],
                 task_definitions: vec![format!("td/{service}:1")],
@@ -504,7 +521,7 @@ impl TrafficTarget for FakeTraffic {
                     task_definition: st.task_definitions.first().cloned(),
                     primary_task_set: Some(st.primary.clone()),
                     listener_weights: st.weights.clone(),
-                    listener_or_rule_arn: Some(format!("listener/{}/80", self.ecs.service)),
+                    listener_or_rule_arn: Some(listener_arn(&self.ecs.scope, &self.ecs.service)),
                 }),
                 lambda: None,
             }
@@ -532,9 +549,10 @@ impl TrafficTarget for FakeTraffic {
 
     async fn shift(&self, _deployed: &DeployedResources, weight: i32) -> Result<()> {
         let n = self.ecs.enter("shift", format!("shift {weight}")).await?;
+        let (scope, service) = (&self.ecs.scope, &self.ecs.service);
         lock(&self.ecs.state).weights = vec![
-            TargetGroupWeight { target_group_arn: "tg/blue".into(), weight: 100 - weight },
-            TargetGroupWeight { target_group_arn: "tg/green".into(), weight },
+            TargetGroupWeight { target_group_arn: target_group_arn(scope, service, "blue"), weight: 100 - weight },
+            TargetGroupWeight { target_group_arn: target_group_arn(scope, service, "green"), weight },
         ];
         self.ecs.leave("shift", n).await;
         Ok(())

@@ -69,10 +69,9 @@ impl HookTarget {
                 let ecs = ecs.ok_or_else(|| {
                     format!("the {} hook runs ECS task {td}, but the Release has no spec.target.ecs", point.as_str())
                 })?;
-                let service = ecs.environment_overrides.get(env).and_then(|o| o.service.clone());
                 HookTarget::EcsTask {
-                    cluster: crate::targets::ecs_cluster(ecs, env),
-                    service: service.unwrap_or_else(|| ecs.service.clone()),
+                    cluster: ecs.cluster_for(env).to_string(),
+                    service: ecs.service_for(env).to_string(),
                     task_definition: td.clone(),
                 }
             }

@@ -19,7 +19,7 @@ fn artifact<'a>(release: &'a ReleaseSpec, named: Option<&str>, fallback: Option<
 
 /// The ECS cluster of `ecs` in `env` (after the environment's override).
 pub fn ecs_cluster(ecs: &EcsTarget, env: &str) -> String {
-    ecs.environment_overrides.get(env).and_then(|o| o.cluster.clone()).unwrap_or_else(|| ecs.cluster.clone())
+    ecs.cluster_for(env).to_string()
 }
 
 /// The ECS service, container image and traffic for `env`.
@@ -28,17 +28,16 @@ pub fn ecs_service(
     ecs: &EcsTarget,
     env: &str,
 ) -> Result<(EcsService, Option<EcsTraffic>), String> {
-    let o = ecs.environment_overrides.get(env);
     let a = artifact(release, ecs.artifact.as_deref(), Some(&ecs.container))?;
     let image =
         a.image.clone().ok_or_else(|| format!("artifact {} is not an image; an ECS container needs one", a.name))?;
     let service = EcsService {
         cluster: ecs_cluster(ecs, env),
-        service: o.and_then(|o| o.service.clone()).unwrap_or_else(|| ecs.service.clone()),
+        service: ecs.service_for(env).to_string(),
         container: ecs.container.clone(),
         image,
     };
-    let traffic = o.and_then(|o| o.traffic.clone()).or_else(|| ecs.traffic.clone());
+    let traffic = ecs.traffic_for(env).cloned();
     Ok((service, traffic))
 }
 
@@ -48,7 +47,6 @@ pub fn lambda_target(
     l: &LambdaTarget,
     env: &str,
 ) -> Result<(String, String, LambdaCode), String> {
-    let o = l.environment_overrides.get(env);
     let a = artifact(release, l.artifact.as_deref(), None)?;
     let code = match (&a.image, &a.zip) {
         (Some(uri), _) => LambdaCode::Image { uri: uri.clone() },
@@ -60,11 +58,7 @@ pub fn lambda_target(
         },
         (None, None) => return Err(format!("artifact {} has neither image nor zip", a.name)),
     };
-    Ok((
-        o.and_then(|o| o.function_name.clone()).unwrap_or_else(|| l.function_name.clone()),
-        o.and_then(|o| o.alias.clone()).unwrap_or_else(|| l.alias.clone()),
-        code,
-    ))
+    Ok((l.function_for(env).to_string(), l.alias_for(env).to_string(), code))
 }
 
 #[cfg(test)]

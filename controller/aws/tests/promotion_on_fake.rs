@@ -52,9 +52,10 @@ async fn drive(w: &mut World, target: &FakeTraffic) {
 }
 
 fn weights(blue: i32, green: i32) -> Vec<TargetGroupWeight> {
+    let tg = |color| kiln_aws::fake::target_group_arn(&kiln_aws::fake::scope(), "web", color);
     vec![
-        TargetGroupWeight { target_group_arn: "tg/blue".into(), weight: blue },
-        TargetGroupWeight { target_group_arn: "tg/green".into(), weight: green },
+        TargetGroupWeight { target_group_arn: tg("blue"), weight: blue },
+        TargetGroupWeight { target_group_arn: tg("green"), weight: green },
     ]
 }
 

@@ -35,6 +35,7 @@ pub(super) async fn observe(ctx: &Context, p: &Promotion, status: &PromotionStat
     let policy_name = environment.as_ref().and_then(|e| e.rollback_policy_ref.clone());
     let policy = policy_name.as_ref().and_then(|name| policy_in(ctx, &ns, name));
     let mut problems = validate::promotion_problems(
+        &ns,
         &p.spec.environment,
         release.as_ref().map(|r| (p.spec.release.as_str(), &r.spec)),
         &environments,

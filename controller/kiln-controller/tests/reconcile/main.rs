@@ -22,9 +22,10 @@ const MINUTE: SignedDuration = SignedDuration::from_mins(1);
 const FINALIZER: &str = "kiln.dev/restore";
 
 fn weights(blue: i32, green: i32) -> Vec<TargetGroupWeight> {
+    let tg = |color| kiln_aws::fake::target_group_arn(&kiln_aws::fake::scope(), support::SERVICE, color);
     vec![
-        TargetGroupWeight { target_group_arn: "tg/blue".into(), weight: blue },
-        TargetGroupWeight { target_group_arn: "tg/green".into(), weight: green },
+        TargetGroupWeight { target_group_arn: tg("blue"), weight: blue },
+        TargetGroupWeight { target_group_arn: tg("green"), weight: green },
     ]
 }
 
@@ -475,4 +476,80 @@ async fn a_promotion_deleted_mid_canary_restores_after_its_environment_is_gone()
     assert_eq!(bench.ecs(DEV_ACCOUNT).calls().last().map(String::as_str), Some("restore"));
     let roles: Vec<String> = bench.cloud.identities().into_iter().map(|(role, _)| role).collect();
     assert_eq!(roles.last().map(String::as_str), Some("arn:aws:iam::111111111111:role/kiln-deploy"), "{roles:?}");
+}
+
+/// Issue "Tenancy and release integrity" §1: what only the snapshot resolves (the listener,
+/// named by load balancer and port, and the target groups) is checked before the first write. A
+/// namespace given the ECS service but not the listener fails with nothing changed in AWS; once
+/// the platform team gives it the load balancer too, a retry deploys.
+#[tokio::test]
+async fn a_listener_the_namespace_is_not_given_fails_the_promotion_before_any_write() {
+    let bench = Bench::new("tenancy-snapshot").await;
+    let service = format!("arn:aws:ecs:*:{DEV_ACCOUNT}:service/{}/{}", support::CLUSTER, support::SERVICE);
+    bench
+        .tenants("dev", serde_json::json!([{"namespaces": [bench.ns.as_str()], "resources": [service.as_str()]}]))
+        .await;
+    bench.release("web-v1", 1, &[10, 100]).await;
+    bench.promotion("web-v1-dev", "web-v1", "dev").await;
+    let mut r = bench.replica("kiln-0");
+    let p = r.drive(&bench, "web-v1-dev", MINUTE, 20).await;
+    let status = p.status.unwrap_or_default();
+    assert_eq!(status.phase, PromotionPhase::Failed, "{:?}", status.message);
+    let message = status.message.unwrap_or_default();
+    for part in [
+        "namespace tenancy-snapshot",
+        "listener/app/web-alb/",
+        "targetgroup/web-blue/",
+        "targetgroup/web-green/",
+        "nothing had changed in AWS",
+    ] {
+        assert!(message.contains(part), "{part} in {message}");
+    }
+    assert_eq!(bench.ecs(DEV_ACCOUNT).calls(), vec!["snapshot".to_string()], "only the snapshot's reads");
+    let events = bench.events("web-v1-dev").await;
+    assert!(events.iter().any(|(reason, _)| reason == "TenancyRefused"), "{events:?}");
+
+    // The platform team adds the load balancer's listener and target groups; a retry deploys.
+    let elb = format!("arn:aws:elasticloadbalancing:*:{DEV_ACCOUNT}:*/web-*");
+    bench
+        .tenants(
+            "dev",
+            serde_json::json!([{"namespaces": [bench.ns.as_str()], "resources": [service.as_str(), elb.as_str()]}]),
+        )
+        .await;
+    let patch = serde_json::json!({"spec": {"retry": 1}});
+    bench
+        .api::<kiln_api::Promotion>()
+        .patch("web-v1-dev", &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&patch))
+        .await
+        .unwrap_or_else(|e| panic!("retry: {e}"));
+    let p = r.drive(&bench, "web-v1-dev", MINUTE, 60).await;
+    assert_eq!(p.status.map(|s| s.phase), Some(PromotionPhase::Succeeded));
+    assert_eq!(bench.ecs(DEV_ACCOUNT).state().weights, weights(0, 100));
+}
+
+/// The same check at the gates: a Release naming a service the namespace is not given waits on
+/// the validation gate naming it, and nothing is read or written in AWS.
+#[tokio::test]
+async fn a_service_the_namespace_is_not_given_blocks_at_the_gates() {
+    let bench = Bench::new("tenancy-gate").await;
+    bench
+        .tenants("dev", serde_json::json!([{"namespaces": ["team-web"], "resources": ["arn:aws:ecs:*:*:service/*/*"]}]))
+        .await;
+    bench.release("web-v1", 1, &[10, 100]).await;
+    bench.promotion("web-v1-dev", "web-v1", "dev").await;
+    let mut r = bench.replica("kiln-0");
+    for _ in 0..3 {
+        r.sync().await;
+        let _ = r.reconcile(r.cached(&bench.ns, "web-v1-dev")).await;
+    }
+    let status = bench.read("web-v1-dev").await.status.unwrap_or_default();
+    assert_eq!(status.phase, PromotionPhase::WaitingForGates);
+    let gate = status.gates.iter().find(|g| g.name == "validation").map(|g| (g.ok, g.message.clone()));
+    let (ok, message) = gate.unwrap_or_else(|| panic!("a validation gate: {:?}", status.gates));
+    assert!(!ok);
+    let arn =
+        format!("arn:aws:ecs:{}:{DEV_ACCOUNT}:service/{}/{}", support::REGION, support::CLUSTER, support::SERVICE);
+    assert!(message.contains(&arn) && message.contains("namespace tenancy-gate"), "{message}");
+    assert!(bench.ecs(DEV_ACCOUNT).calls().is_empty(), "nothing read or written in AWS");
 }

@@ -226,6 +226,15 @@ impl Bench {
             .unwrap_or_else(|e| panic!("set the evidence bucket of {env}: {e}"));
     }
 
+    /// Sets Environment `env`'s `spec.tenants` (which namespaces may act on which resources).
+    pub async fn tenants(&self, env: &str, tenants: Value) {
+        let patch = json!({"spec": {"tenants": tenants}});
+        Api::<Environment>::all(self.client.clone())
+            .patch(env, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .unwrap_or_else(|e| panic!("set the tenants of {env}: {e}"));
+    }
+
     /// Deletes Promotion `name` as `kubectl delete` does (it stays while a finalizer holds it).
     pub async fn delete_promotion(&self, name: &str) {
         self.api::<Promotion>()
