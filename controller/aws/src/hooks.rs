@@ -158,11 +158,6 @@ impl Invocations {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// How many invocations are running now.
-    pub fn running(&self) -> usize {
-        self.lock().values().filter(|i| matches!(i, Invocation::Running)).count()
-    }
-
     /// The state of run `key`: `None` if this process never started it (or forgot it). A failed
     /// call (not a function error) is handed out once and forgotten, so the next look retries.
     fn look(&self, key: &str) -> Option<Result<HookState>> {
@@ -253,16 +248,7 @@ impl AwsHooks {
             });
         }
         let sets = if svc.task_sets().is_empty() {
-            self.clients
-                .ecs
-                .describe_task_sets()
-                .cluster(cluster)
-                .service(service)
-                .send()
-                .await
-                .map_err(sdk("ecs", "DescribeTaskSets"))?
-                .task_sets()
-                .to_vec()
+            crate::ecs::blue_green::task_sets(&self.clients, cluster, service).await?
         } else {
             svc.task_sets().to_vec()
         };

@@ -309,7 +309,7 @@ impl TrafficTarget for EcsBlueGreen {
 }
 
 /// The live task sets of `service` (draining ones are on their way out).
-async fn task_sets(clients: &Clients, cluster: &str, service: &str) -> Result<Vec<TaskSet>> {
+pub(crate) async fn task_sets(clients: &Clients, cluster: &str, service: &str) -> Result<Vec<TaskSet>> {
     let out = clients
         .ecs
         .describe_task_sets()

@@ -8,7 +8,7 @@ use super::in_flight::{begin_rollback, past_progress_deadline};
 use super::{
     ARCHIVE_ATTEMPTS_ON_DELETE, ARCHIVE_RETRY, Action, Decision, EventNote, Outcome, PromotionInput, RETRY_SOON,
 };
-use crate::plan::{self};
+use crate::plan;
 use crate::reason;
 use crate::time::{human_duration, to_time};
 

@@ -6,7 +6,7 @@ use kiln_api::PromotionPhase;
 use kiln_api::common::condition;
 use kiln_api::promotion::PromotionStatus;
 
-use crate::gates::{self};
+use crate::gates;
 use crate::reason;
 use crate::time::to_time;
 

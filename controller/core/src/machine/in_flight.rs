@@ -9,7 +9,7 @@ use super::draft::Draft;
 use super::waiting::gate_input;
 use super::watch::watch_signals;
 use super::{Action, PREEMPTION_WAIT};
-use crate::gates::{self};
+use crate::gates;
 use crate::observe::PolicyState;
 use crate::plan::{self, HookPoint, Plan};
 use crate::reason;

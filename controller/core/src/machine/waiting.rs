@@ -11,7 +11,7 @@ use super::in_flight::in_flight;
 use super::{Action, EventNote, PromotionInput, RETRY_SOON, UPSTREAM_HEALTH_RECHECK};
 use crate::gates::{self, GateInput, TargetHealth};
 use crate::observe::PolicyState;
-use crate::plan::{self};
+use crate::plan;
 use crate::problem::Problem;
 use crate::reason;
 use crate::signals;

@@ -72,13 +72,7 @@ async fn a_stale_cache_is_read_again_before_anything_is_repeated() {
     r.sync().await;
     // The Promotion as first listed: no status yet.
     let stale = r.cached(&bench.ns, "web-v1-dev");
-    for _ in 0..5 {
-        r.sync().await;
-        r.reconcile(r.cached(&bench.ns, "web-v1-dev")).await.unwrap_or_else(|e| panic!("{e}"));
-        if bench.ecs(DEV_ACCOUNT).calls().iter().any(|c| c == "shift 10") {
-            break;
-        }
-    }
+    r.reconcile_until_call(&bench, "web-v1-dev", "shift 10", 5).await;
     assert_eq!(bench.ecs(DEV_ACCOUNT).state().weights, weights(90, 10));
     // A watch that lags hands the reconciler the old object: deciding on it would take a new
     // snapshot of the split traffic and overwrite the real one.
@@ -162,13 +156,7 @@ async fn a_status_decided_on_stale_state_never_overwrites_a_newer_one() {
     bench.release("web-v1", 1, &[10, 100]).await;
     bench.promotion("web-v1-dev", "web-v1", "dev").await;
     let mut old = bench.replica("kiln-0");
-    for _ in 0..5 {
-        old.sync().await;
-        old.reconcile(old.cached(&bench.ns, "web-v1-dev")).await.unwrap_or_else(|e| panic!("{e}"));
-        if bench.ecs(DEV_ACCOUNT).calls().iter().any(|c| c == "shift 10") {
-            break;
-        }
-    }
+    old.reconcile_until_call(&bench, "web-v1-dev", "shift 10", 5).await;
     bench.clock.advance(MINUTE);
     let held = bench.ecs(DEV_ACCOUNT).hold_next("shift", Hold::After);
     old.sync().await;
@@ -345,13 +333,7 @@ async fn alarm_reads_failing_mid_canary_stall_then_roll_back() {
     let mut r = bench.replica("kiln-0");
     let cw = bench.cloud.cloudwatch(DEV_ACCOUNT);
     // Until the first traffic step.
-    for _ in 0..10 {
-        r.sync().await;
-        let _ = r.reconcile(r.cached(&bench.ns, "web-v1-dev")).await;
-        if bench.ecs(DEV_ACCOUNT).calls().iter().any(|c| c == "shift 10") {
-            break;
-        }
-    }
+    r.reconcile_until_call(&bench, "web-v1-dev", "shift 10", 10).await;
     assert_eq!(bench.ecs(DEV_ACCOUNT).state().weights, weights(90, 10));
     cw.deny_reads(true);
     bench.clock.advance(SignedDuration::from_secs(5));
@@ -457,13 +439,7 @@ async fn a_promotion_deleted_mid_canary_restores_after_its_environment_is_gone()
     bench.release("web-v1", 1, &[10, 100]).await;
     bench.promotion("web-v1-dev", "web-v1", "dev").await;
     let mut r = bench.replica("kiln-0");
-    for _ in 0..10 {
-        r.sync().await;
-        let _ = r.reconcile(r.cached(&bench.ns, "web-v1-dev")).await;
-        if bench.ecs(DEV_ACCOUNT).calls().iter().any(|c| c == "shift 10") {
-            break;
-        }
-    }
+    r.reconcile_until_call(&bench, "web-v1-dev", "shift 10", 10).await;
     assert_eq!(bench.ecs(DEV_ACCOUNT).state().weights, weights(90, 10));
     kube::Api::<kiln_api::Environment>::all(bench.client.clone())
         .delete("dev", &Default::default())

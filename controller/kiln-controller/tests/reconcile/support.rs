@@ -381,6 +381,19 @@ impl Replica {
         None
     }
 
+    /// Syncs and reconciles Promotion `name` until the dev ECS service saw call `call` (e.g.
+    /// `"shift 10"`), at most `limit` times; what a reconcile returns is left to the assertions
+    /// on status and AWS that follow.
+    pub async fn reconcile_until_call(&mut self, bench: &Bench, name: &str, call: &str, limit: usize) {
+        for _ in 0..limit {
+            self.sync().await;
+            let _ = self.reconcile(self.cached(&bench.ns, name)).await;
+            if bench.ecs(DEV_ACCOUNT).calls().iter().any(|c| c == call) {
+                return;
+            }
+        }
+    }
+
     /// One reconcile of `obj`, as the controller runs it.
     pub async fn reconcile(&self, obj: Arc<Promotion>) -> Result<Requeue, kiln_controller::error::Error> {
         promotion::reconcile(obj, self.ctx.clone()).await
