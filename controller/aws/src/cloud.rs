@@ -37,6 +37,9 @@ pub enum TargetOf<'a> {
         release: &'a ReleaseSpec,
         /// The environment's name (per-environment overrides).
         environment: &'a str,
+        /// The Promotion's attempt (`status.observedRetry`): what kiln creates carries it in
+        /// idempotency tokens, so a retry after a restore creates afresh.
+        attempt: i32,
     },
     /// Only a restore of this snapshot (the Release is gone): it names everything the restore
     /// touches.
@@ -145,7 +148,7 @@ impl Cloud for AwsCloud {
         let clients = self.sessions.clients(env, &session_name(promotion, uid)).await?;
         let role = Some(env.role_arn.clone());
         match target {
-            TargetOf::Release { release, environment } => {
+            TargetOf::Release { release, environment, attempt } => {
                 if let Some(ecs) = &release.target.ecs {
                     let (service, traffic) =
                         targets::ecs_service(release, ecs, environment).map_err(TargetError::Spec)?;
@@ -157,7 +160,7 @@ impl Cloud for AwsCloud {
                                     ecs.strategy
                                 ))
                             })?;
-                            Box::new(EcsBlueGreen::new(clients, role, uid, service, traffic))
+                            Box::new(EcsBlueGreen::new(clients, role, uid, service, traffic).on_attempt(attempt))
                         }
                         EcsStrategy::Rolling => Box::new(EcsRolling::new(clients, role, uid, service)),
                         EcsStrategy::CodeDeploy => code_deploy(clients, role, uid, service, ecs)?,

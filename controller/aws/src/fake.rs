@@ -880,7 +880,7 @@ impl crate::cloud::Cloud for FakeCloud {
         use kiln_api::release::EcsStrategy;
         self.assume(env, crate::credentials::session_name(promotion, uid));
         let (cluster, service) = match target {
-            TargetOf::Release { release, environment } => {
+            TargetOf::Release { release, environment, .. } => {
                 let Some(ecs) = &release.target.ecs else {
                     return Err(TargetError::Spec("the fake cloud models ECS blue/green only".into()));
                 };

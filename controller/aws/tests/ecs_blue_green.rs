@@ -332,3 +332,40 @@ async fn restore_after_finalize_refuses_and_changes_nothing() {
     assert_eq!(task_set_rows(&clients, &f).await, sets);
     assert_eq!(sets.len(), 1);
 }
+
+/// Issue "Safety under partition" §2: each attempt sends its own CreateTaskSet clientToken (at
+/// most 36 characters). A repeat within an attempt sends the same one; a retry after a restore
+/// deleted the task set sends a new one, so ECS creates afresh rather than answering with the
+/// deleted set or IdempotentParameterMismatch (moto ignores the token: asserted from the proxy).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_attempt_creates_its_task_set_with_its_own_client_token() {
+    let moto = Moto::start();
+    let account = Account::moto_default(&moto).await;
+    let f = EcsFixture::create(&account, "bg9", "app").await.unwrap();
+    let proxy = FaultProxy::start(Upstream::Http(moto.url()), false).await.unwrap();
+    let via = static_clients(proxy.url()).await;
+    let uid = "0b7c6a1e-1111-4222-8333-944445555666";
+    let first = EcsBlueGreen::new(via.clone(), None, uid, service(&f), by_name("bg9"));
+    let snap = first.snapshot().await.unwrap();
+    let deployed = first.prepare().await.unwrap();
+    // A crash before the status write: the same attempt asks again.
+    assert_eq!(first.prepare().await.unwrap(), deployed);
+    first.restore(&snap).await.unwrap();
+    let retry = EcsBlueGreen::new(via, None, uid, service(&f), by_name("bg9")).on_attempt(1);
+    let again = retry.prepare().await.unwrap();
+    assert_ne!(again.task_set, deployed.task_set, "the retry has a task set of its own");
+
+    let tokens: Vec<String> = proxy
+        .log()
+        .into_iter()
+        .filter(|e| e.target.contains("CreateTaskSet"))
+        .map(|e| {
+            serde_json::from_str::<serde_json::Value>(&e.body).unwrap()["clientToken"].as_str().unwrap().to_string()
+        })
+        .collect();
+    assert_eq!(
+        tokens,
+        vec!["0b7c6a1e111142228333944445555666-0".to_string(), "0b7c6a1e111142228333944445555666-1".to_string()]
+    );
+    assert!(tokens.iter().all(|t| t.len() <= 36));
+}

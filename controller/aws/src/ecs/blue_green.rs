@@ -19,6 +19,8 @@ pub struct EcsBlueGreen {
     clients: Clients,
     role_arn: Option<String>,
     uid: String,
+    /// The Promotion's attempt, part of CreateTaskSet's idempotency token.
+    attempt: i32,
     target: EcsService,
     traffic: EcsTraffic,
 }
@@ -27,7 +29,25 @@ impl EcsBlueGreen {
     /// The service `target` in the account of `clients`, shifted on `traffic`, for the Promotion
     /// with UID `uid` (what kiln creates is tagged with it). `role_arn` is recorded in snapshots.
     pub fn new(clients: Clients, role_arn: Option<String>, uid: &str, target: EcsService, traffic: EcsTraffic) -> Self {
-        EcsBlueGreen { clients, role_arn, uid: uid.to_string(), target, traffic }
+        EcsBlueGreen { clients, role_arn, uid: uid.to_string(), attempt: 0, target, traffic }
+    }
+
+    /// The same target for the Promotion's attempt `attempt` (`status.observedRetry`; 0 unless
+    /// retried).
+    pub fn on_attempt(mut self, attempt: i32) -> Self {
+        self.attempt = attempt;
+        self
+    }
+
+    /// CreateTaskSet's idempotency token (at most 36 characters): the UID's hex digits and the
+    /// attempt. A repeat within an attempt (after a crash) gets the same task set back; a retry
+    /// after a restore deleted it creates a new one instead of being handed the deleted set or
+    /// refused with IdempotentParameterMismatch.
+    pub fn client_token(&self) -> String {
+        let suffix = format!("-{}", self.attempt.max(0));
+        let hex: String =
+            self.uid.chars().filter(char::is_ascii_alphanumeric).take(36usize.saturating_sub(suffix.len())).collect();
+        format!("{hex}{suffix}")
     }
 
     async fn task_sets(&self, cluster: &str, service: &str) -> Result<Vec<TaskSet>> {
@@ -232,7 +252,7 @@ impl TrafficTarget for EcsBlueGreen {
             .set_platform_version(blue.and_then(|b| b.platform_version().map(str::to_string)))
             .set_service_registries(blue.map(|b| b.service_registries().to_vec()).filter(|v| !v.is_empty()))
             .scale(Scale::builder().unit(ScaleUnit::Percent).value(100.0).build())
-            .client_token(&self.uid)
+            .client_token(self.client_token())
             .tags(Tag::builder().key(PROMOTION_UID_TAG).value(&self.uid).build())
             .send()
             .await

@@ -55,7 +55,9 @@ pub(super) async fn act(
     }
 
     let target = match (&observed.release, &status.previous) {
-        (Some(r), _) => TargetOf::Release { release: r, environment: &p.spec.environment },
+        (Some(r), _) => {
+            TargetOf::Release { release: r, environment: &p.spec.environment, attempt: status.observed_retry }
+        }
         (None, Some(s)) if *action == Action::Restore => TargetOf::RestoreOnly(s),
         (None, _) => return Ok(Outcome::Failed(format!("Release {} not found", p.spec.release))),
     };
