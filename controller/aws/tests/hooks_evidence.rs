@@ -31,6 +31,28 @@ async fn hook_task_definition(clients: &kiln_aws::credentials::Clients, family: 
         .unwrap();
 }
 
+/// Cluster `name` with a Fargate service `<name>-web` and the hook task definition
+/// `<name>-migrate`; the hook that runs it.
+async fn hook_service(clients: &kiln_aws::credentials::Clients, name: &str) -> HookTarget {
+    clients.ecs.create_cluster().cluster_name(name).send().await.unwrap();
+    clients
+        .ecs
+        .create_service()
+        .cluster(name)
+        .service_name(format!("{name}-web"))
+        .launch_type(ecs::LaunchType::Fargate)
+        .desired_count(0)
+        .send()
+        .await
+        .unwrap();
+    hook_task_definition(clients, &format!("{name}-migrate")).await;
+    HookTarget::EcsTask {
+        cluster: name.into(),
+        service: format!("{name}-web"),
+        task_definition: format!("{name}-migrate"),
+    }
+}
+
 fn run(uid: &str, attempt: i32, timeout: Duration) -> HookRun<'_> {
     HookRun { uid, point: HookPoint::PreTraffic, attempt, timeout }
 }
@@ -39,20 +61,7 @@ fn run(uid: &str, attempt: i32, timeout: Duration) -> HookRun<'_> {
 async fn ecs_task_hook_runs_once_per_attempt_and_reports_the_stop() {
     let moto = Moto::start();
     let clients = moto.clients().await;
-    clients.ecs.create_cluster().cluster_name("hk").send().await.unwrap();
-    clients
-        .ecs
-        .create_service()
-        .cluster("hk")
-        .service_name("hk-web")
-        .launch_type(ecs::LaunchType::Fargate)
-        .desired_count(0)
-        .send()
-        .await
-        .unwrap();
-    hook_task_definition(&clients, "hk-migrate").await;
-    let hook =
-        HookTarget::EcsTask { cluster: "hk".into(), service: "hk-web".into(), task_definition: "hk-migrate".into() };
+    let hook = hook_service(&clients, "hk").await;
     let hooks = AwsHooks::new(clients.clone(), Invocations::default());
     let first = run("uid-hk", 0, Duration::from_secs(600));
     let HookState::Running(task) = hooks.start(&first, &hook).await.unwrap() else {
@@ -95,21 +104,8 @@ async fn ecs_task_hook_runs_once_per_attempt_and_reports_the_stop() {
 async fn an_ecs_hook_task_past_its_timeout_is_stopped_and_fails() {
     let moto = Moto::start();
     let clients = moto.clients().await;
-    clients.ecs.create_cluster().cluster_name("hk2").send().await.unwrap();
-    clients
-        .ecs
-        .create_service()
-        .cluster("hk2")
-        .service_name("hk2-web")
-        .launch_type(ecs::LaunchType::Fargate)
-        .desired_count(0)
-        .send()
-        .await
-        .unwrap();
-    hook_task_definition(&clients, "hk2-migrate").await;
+    let hook = hook_service(&clients, "hk2").await;
     let proxy = FaultProxy::start(Upstream::Http(moto.url()), false).await.unwrap();
-    let hook =
-        HookTarget::EcsTask { cluster: "hk2".into(), service: "hk2-web".into(), task_definition: "hk2-migrate".into() };
     let hooks = AwsHooks::new(static_clients(proxy.url()).await, Invocations::default());
     let r = run("uid-hk2", 0, Duration::from_secs(600));
     let HookState::Running(task) = hooks.start(&r, &hook).await.unwrap() else { panic!("an ECS hook starts a task") };
