@@ -141,7 +141,14 @@ pub trait HookRunner: Send + Sync {
 /// [`AwsHooks`] the controller makes. Lost on a restart: the next look invokes the function
 /// again (hooks are at-least-once; the payload names the run so a function can tell).
 #[derive(Debug, Clone, Default)]
-pub struct Invocations(Arc<std::sync::Mutex<HashMap<String, Invocation>>>);
+pub struct Invocations(Arc<Shared>);
+
+#[derive(Debug, Default)]
+struct Shared {
+    runs: std::sync::Mutex<HashMap<String, Invocation>>,
+    /// Woken whenever an invocation gets its answer.
+    answered: tokio::sync::Notify,
+}
 
 #[derive(Debug)]
 enum Invocation {
@@ -155,7 +162,23 @@ const KEEP_FINISHED: Duration = Duration::from_secs(3600);
 
 impl Invocations {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Invocation>> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
+        self.0.runs.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Waits until run `key` has its answer (or is not known here), for callers that would
+    /// rather wait than look again later: tools and tests. The controller looks on its next
+    /// reconcile instead.
+    pub async fn answered(&self, key: &str) {
+        loop {
+            let woken = self.0.answered.notified();
+            tokio::pin!(woken);
+            // Registered before looking, so an answer landing in between still wakes us.
+            woken.as_mut().enable();
+            if !matches!(self.lock().get(key), Some(Invocation::Running)) {
+                return;
+            }
+            woken.await;
+        }
     }
 
     /// The state of run `key`: `None` if this process never started it (or forgot it). A failed
@@ -185,6 +208,7 @@ impl Invocations {
 
     fn finish(&self, key: &str, result: Result<HookState>) {
         self.lock().insert(key.to_string(), Invocation::Finished(result, Instant::now()));
+        self.0.answered.notify_waiters();
     }
 }
 

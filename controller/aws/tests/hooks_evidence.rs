@@ -53,6 +53,12 @@ async fn hook_service(clients: &kiln_aws::credentials::Clients, name: &str) -> H
     }
 }
 
+/// Waits for run `key`'s answer; a bound only so a broken build fails instead of hanging.
+async fn answered(invocations: &Invocations, key: &str) {
+    let waited = tokio::time::timeout(Duration::from_secs(60), invocations.answered(key)).await;
+    waited.unwrap_or_else(|_| panic!("hook run {key} got no answer within a minute"));
+}
+
 fn run(uid: &str, attempt: i32, timeout: Duration) -> HookRun<'_> {
     HookRun { uid, point: HookPoint::PreTraffic, attempt, timeout }
 }
@@ -179,7 +185,8 @@ async fn lambda_hooks_run_in_the_background_and_report_when_they_answer() {
     let stub = Stub::start(|_, _| (200, "application/json", r#"{"ok":true}"#.to_string()));
     let proxy = FaultProxy::start(Upstream::Http(stub.url()), false).await.unwrap();
     proxy.add(Rule::always(Match::path("/invocations"), Action::Hold(When::Before)));
-    let hooks = AwsHooks::new(static_clients(proxy.url()).await, Invocations::default());
+    let invocations = Invocations::default();
+    let hooks = AwsHooks::new(static_clients(proxy.url()).await, invocations.clone());
     let smoke = HookTarget::Lambda { function: "smoke".into() };
     let uids: Vec<String> = (0..16).map(|i| format!("uid-l{i:02}")).collect();
     for uid in &uids {
@@ -202,15 +209,8 @@ async fn lambda_hooks_run_in_the_background_and_report_when_they_answer() {
     proxy.release();
     for uid in &uids {
         let r = run(uid, 0, Duration::from_secs(600));
-        let mut state = hooks.start(&r, &smoke).await.unwrap();
-        for _ in 0..100 {
-            if state != HookState::Running(r.key()) {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            state = hooks.start(&r, &smoke).await.unwrap();
-        }
-        assert_eq!(state, HookState::Succeeded, "{uid}");
+        answered(&invocations, &r.key()).await;
+        assert_eq!(hooks.start(&r, &smoke).await.unwrap(), HookState::Succeeded, "{uid}");
     }
     assert_eq!(stub.requests().len(), 16, "each hook invoked once, repeats included");
 
@@ -218,14 +218,9 @@ async fn lambda_hooks_run_in_the_background_and_report_when_they_answer() {
     proxy.add(Rule::always(Match::path("/functions/slow/"), Action::BlackHole));
     let slow = HookTarget::Lambda { function: "slow".into() };
     let r = run("uid-slow", 0, Duration::from_secs(1));
-    let mut state = hooks.start(&r, &slow).await.unwrap();
-    for _ in 0..200 {
-        if state != HookState::Running(r.key()) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        state = hooks.start(&r, &slow).await.unwrap();
-    }
+    assert_eq!(hooks.start(&r, &slow).await.unwrap(), HookState::Running(r.key()));
+    answered(&invocations, &r.key()).await;
+    let state = hooks.start(&r, &slow).await.unwrap();
     assert_eq!(state, HookState::Failed("hook function slow did not finish within 1s".into()));
 }
 

@@ -86,22 +86,20 @@ pub fn release_resources(release: &ReleaseSpec, env_name: &str, env: &Environmen
             HookPoint::PostTraffic => h.post_traffic.as_ref(),
         });
         let Some(hook) = hook else { continue };
-        if let Some(f) = &hook.lambda_function {
-            // A qualified name (function:alias) is checked as the function.
-            let bare = if f.starts_with("arn:") {
-                f.clone()
+        // A name given as an ARN is taken as it is; a qualified one (function:alias,
+        // family:revision) is checked as the function or family.
+        let named = |service: &str, resource: &str, name: &str| {
+            if name.starts_with("arn:") {
+                name.to_string()
             } else {
-                arn("lambda", format!("function:{}", f.split(':').next().unwrap_or(f)))
-            };
-            out.push(Resource { kind: "hook Lambda function", arn: bare });
+                arn(service, format!("{resource}{}", name.split(':').next().unwrap_or(name)))
+            }
+        };
+        if let Some(f) = &hook.lambda_function {
+            out.push(Resource { kind: "hook Lambda function", arn: named("lambda", "function:", f) });
         }
         if let Some(td) = &hook.ecs_task_definition {
-            let family = if td.starts_with("arn:") {
-                td.clone()
-            } else {
-                arn("ecs", format!("task-definition/{}", td.split(':').next().unwrap_or(td)))
-            };
-            out.push(Resource { kind: "hook task definition", arn: family });
+            out.push(Resource { kind: "hook task definition", arn: named("ecs", "task-definition/", td) });
         }
     }
     out.sort();
