@@ -209,6 +209,12 @@ pub struct PromotionStatus {
     /// The value of spec.retry this status has acted on.
     #[serde(default)]
     pub observed_retry: i32,
+    /// The AWS resource this Promotion drives: its ECS service's or Lambda function's ARN
+    /// (account, region, cluster and name, after the Release's overrides). Promotions that drive
+    /// one resource run one at a time, whatever their namespace, Release or Environment; the
+    /// queue gate names the one ahead. Fixed once the snapshot is taken.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
     /// When the deployment started (gates passed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_at: Option<Time>,

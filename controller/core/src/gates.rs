@@ -66,7 +66,7 @@ pub enum TargetHealth {
     Red(String),
 }
 
-/// Another Promotion of the same service and environment that is ahead in the queue.
+/// Another Promotion driving the same AWS resource that is ahead in the queue.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueuedAhead {
     /// Its name.
@@ -92,7 +92,7 @@ pub struct GateInput<'a> {
     pub problems: &'a [Problem],
     /// This Release's Promotions in the environment's upstreams.
     pub upstream: &'a [UpstreamObservation],
-    /// Non-terminal Promotions of the same service and environment ahead of this one.
+    /// Unfinished Promotions driving the same AWS resource ahead of this one.
     pub ahead: &'a [QueuedAhead],
     /// Freeze windows in scope for this Promotion's namespace.
     pub freezes: &'a [CompiledWindow],
@@ -178,12 +178,16 @@ pub fn evaluate(input: &GateInput<'_>) -> GateReport {
     });
 
     if input.promotion.rollback.is_some() {
-        // Rollbacks skip every other gate, by policy.
-        results.push(gate(name::QUEUE, true, "rollback: not queued"));
+        // Rollbacks skip every other gate, by policy, and take over from forward Promotions
+        // (they are preempted); but one rollback at a time drives a resource.
+        results.push(match input.ahead.iter().find(|a| a.rollback) {
+            None => gate(name::QUEUE, true, "rollback: no other rollback holds the target"),
+            Some(a) => gate(name::QUEUE, false, format!("queued behind rollback {} ({})", a.name, a.phase)),
+        });
         return GateReport { results, freeze_exception, recheck_at };
     }
 
-    // Queue: earlier non-terminal Promotions of the same service hold the environment.
+    // Queue: earlier unfinished Promotions of the same AWS resource (any namespace) hold it.
     results.push(match input.ahead.first() {
         None => {
             gate(name::QUEUE, true, format!("{} is free for {}", input.promotion.environment, input.release.service))

@@ -18,6 +18,7 @@
 //! - [`reason`]: the timeline, condition and Event reasons kiln writes, listed once.
 //! - [`release`]: a Release's aggregate status and the Promotions kiln should create.
 //! - [`validate`]: what the schema cannot check (unknown environments, cycles, time zones).
+//! - [`target`]: the AWS resource a Promotion drives, as the canonical ARN queues are keyed by.
 //! - [`evidence`]: the evidence record and its digest.
 //! - `sim` (feature `sim`, for tests and benchmarks): a simulated world around one Promotion and
 //!   the decide → act → complete driver they share.
@@ -39,6 +40,7 @@ pub mod release;
 pub mod signals;
 #[cfg(feature = "sim")]
 pub mod sim;
+pub mod target;
 pub mod tenancy;
 pub mod time;
 pub mod validate;

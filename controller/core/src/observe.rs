@@ -4,10 +4,11 @@
 //! [`Observations`] the controller's observe step fills and the decision core reads. Pure: the
 //! controller passes in its caches.
 //!
-//! Keys: a queue is one (namespace, service, environment). Service names are a team's own, so
-//! the same name in two namespaces is two services.
+//! Keys: a queue is one AWS resource (an ECS service or a Lambda function, in its account and
+//! region: [`crate::target`]), whatever the namespace, Release or Environment that names it.
+//! Releases, upstream Promotions and rollback eligibility are a namespace's own.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 
 use jiff::Timestamp;
 use kiln_api::PromotionPhase;
@@ -51,7 +52,10 @@ pub struct Observations {
     pub problems: Vec<Problem>,
     /// This Release's Promotions in the upstream environments.
     pub upstream: Vec<UpstreamObservation>,
-    /// Non-terminal Promotions of the same service and environment ahead of this one.
+    /// The AWS resource the Promotion drives, as the queue keys it ([`crate::target`]).
+    pub target: Option<String>,
+    /// Non-terminal Promotions driving the same AWS resource ahead of this one (and any in
+    /// flight on it).
     pub ahead: Vec<QueuedAhead>,
     /// A rollback Promotion that takes this environment over, if any.
     pub preempted_by: Option<String>,
@@ -90,9 +94,18 @@ pub struct PromotionView<'a> {
     pub spec: &'a PromotionSpec,
     /// Status, if written yet.
     pub status: Option<&'a PromotionStatus>,
+    /// The AWS resource it drives ([`crate::target::of_promotion`]); None when unknown (it
+    /// then queues with nothing).
+    pub target: Option<&'a str>,
 }
 
 impl PromotionView<'_> {
+    /// How it is named to a Promotion in `to`'s namespace: by name there, `namespace/name` from
+    /// another.
+    fn label_for(&self, to: &PromotionView<'_>) -> String {
+        if self.namespace == to.namespace { self.name.to_string() } else { format!("{}/{}", self.namespace, self.name) }
+    }
+
     fn phase(&self) -> PromotionPhase {
         self.status.map(|s| s.phase).unwrap_or_default()
     }
@@ -120,7 +133,8 @@ pub struct ClusterView<'a> {
     pub environments: BTreeMap<String, &'a EnvironmentSpec>,
     /// Every Release.
     pub releases: Vec<ReleaseView<'a>>,
-    /// Every Promotion.
+    /// The Promotions of the namespace being decided, and the unfinished ones of every other
+    /// namespace (they share AWS resources: the queue is per resource).
     pub promotions: Vec<PromotionView<'a>>,
     /// Every valid FreezeWindow.
     pub freezes: Vec<ScopedWindow>,
@@ -132,49 +146,41 @@ impl<'a> ClusterView<'a> {
         self.releases.iter().copied().find(|r| r.namespace == p.namespace && r.name == p.spec.release)
     }
 
-    /// Promotions in the same queue (namespace, service, environment) as `p`, other than `p`.
-    fn same_queue<'s>(&'s self, p: &'s PromotionView<'_>) -> impl Iterator<Item = &'s PromotionView<'a>> + 's {
-        // The names of the service's Releases first, so the cost is one pass over each list
-        // (not a Release lookup per Promotion: namespaces hold thousands of both).
-        let service = self.release_of(p).map(|r| r.spec.service.as_str());
-        let releases: HashSet<&str> = match service {
-            Some(service) => self
-                .releases
-                .iter()
-                .filter(|r| r.namespace == p.namespace && r.spec.service == service)
-                .map(|r| r.name)
-                .collect(),
-            None => HashSet::new(),
-        };
+    /// Unfinished Promotions other than `p` that drive `p`'s AWS resource (any namespace).
+    fn on_same_target<'s>(&'s self, p: &'s PromotionView<'_>) -> impl Iterator<Item = &'s PromotionView<'a>> + 's {
         self.promotions.iter().filter(move |o| {
-            o.namespace == p.namespace
-                && o.spec.environment == p.spec.environment
-                && o.name != p.name
-                && releases.contains(o.spec.release.as_str())
+            p.target.is_some()
+                && o.target == p.target
+                && !o.is_terminal()
+                && (o.namespace, o.name) != (p.namespace, p.name)
         })
     }
 
-    /// Non-terminal Promotions of the same queue created before `p` (ties broken by name).
+    /// What `p` waits for on its AWS resource: unfinished Promotions created before it (ties
+    /// broken by namespace and name), and any in flight whatever its age, oldest first. One in
+    /// another namespace is named `namespace/name`.
     pub fn ahead_of(&self, p: &PromotionView<'_>) -> Vec<QueuedAhead> {
+        let order = |o: &PromotionView<'_>| (o.created, o.namespace.to_string(), o.name.to_string());
+        let mine = order(p);
         let mut ahead: Vec<&PromotionView<'_>> =
-            self.same_queue(p).filter(|o| !o.is_terminal() && (o.created, o.name) < (p.created, p.name)).collect();
-        ahead.sort_by_key(|o| (o.created, o.name));
+            self.on_same_target(p).filter(|o| o.phase().is_in_flight() || order(o) < mine).collect();
+        ahead.sort_by_key(|o| order(o));
         ahead
             .into_iter()
-            .map(|o| QueuedAhead { name: o.name.to_string(), phase: o.phase(), rollback: o.spec.rollback.is_some() })
+            .map(|o| QueuedAhead { name: o.label_for(p), phase: o.phase(), rollback: o.spec.rollback.is_some() })
             .collect()
     }
 
-    /// The rollback Promotion that takes `p`'s environment over, if `p` is a forward Promotion
+    /// The rollback Promotion that takes `p`'s AWS resource over, if `p` is a forward Promotion
     /// and one exists that has not finished.
     pub fn preempted_by(&self, p: &PromotionView<'_>) -> Option<String> {
         if p.spec.rollback.is_some() {
             return None;
         }
-        let mut rollbacks: Vec<&PromotionView<'_>> =
-            self.same_queue(p).filter(|o| o.spec.rollback.is_some() && !o.is_terminal()).collect();
-        rollbacks.sort_by_key(|o| (o.created, o.name));
-        rollbacks.first().map(|o| o.name.to_string())
+        self.on_same_target(p)
+            .filter(|o| o.spec.rollback.is_some())
+            .min_by_key(|o| (o.created, o.namespace, o.name))
+            .map(|o| o.label_for(p))
     }
 
     /// Whether `release`'s forward Promotion into `environment` (in `namespace`) succeeded.
@@ -303,9 +309,23 @@ mod tests {
         Timestamp::from_second(1_800_000_000 + m * 60).unwrap()
     }
 
+    const WEB: Option<&str> = Some("arn:aws:ecs:us-east-1:111111111111:service/apps/web");
+    const BILLING: Option<&str> = Some("arn:aws:ecs:us-east-1:111111111111:service/apps/billing");
+
+    fn view<'a>(
+        ns: &'a str,
+        name: &'a str,
+        created: i64,
+        spec: &'a PromotionSpec,
+        status: Option<&'a PromotionStatus>,
+        target: Option<&'a str>,
+    ) -> PromotionView<'a> {
+        PromotionView { namespace: ns, name, created: at(created), spec, status, target }
+    }
+
     #[test]
     fn queue_ahead_preemption_and_rollback_targets() {
-        let (r1, r2, other) = (release("ingest"), release("ingest"), release("billing"));
+        let r1 = release("ingest");
         let (p1, p2, p3, rb) = (
             promo("ingest-v1", "prod", None),
             promo("ingest-v2", "prod", None),
@@ -319,31 +339,77 @@ mod tests {
         );
         let snap = ClusterView {
             controller_namespace: "kiln-system",
-            releases: vec![
-                ReleaseView { namespace: "ingest", name: "ingest-v1", spec: &r1 },
-                ReleaseView { namespace: "ingest", name: "ingest-v2", spec: &r2 },
-                ReleaseView { namespace: "ingest", name: "ingest-v0", spec: &r1 },
-                ReleaseView { namespace: "ingest", name: "billing-v1", spec: &other },
-            ],
+            releases: vec![ReleaseView { namespace: "ingest", name: "ingest-v1", spec: &r1 }],
             promotions: vec![
-                PromotionView { namespace: "ingest", name: "a", created: at(1), spec: &p1, status: Some(&baking) },
-                PromotionView { namespace: "ingest", name: "b", created: at(2), spec: &p2, status: Some(&waiting) },
-                PromotionView { namespace: "ingest", name: "c", created: at(0), spec: &p3, status: None },
-                PromotionView { namespace: "ingest", name: "rb", created: at(3), spec: &rb, status: None },
-                PromotionView { namespace: "ingest", name: "old", created: at(-10), spec: &p1, status: Some(&done) },
+                view("ingest", "a", 1, &p1, Some(&baking), WEB),
+                view("ingest", "b", 2, &p2, Some(&waiting), WEB),
+                view("ingest", "c", 0, &p3, None, BILLING),
+                view("ingest", "rb", 3, &rb, None, WEB),
+                view("ingest", "old", -10, &p1, Some(&done), WEB),
             ],
             ..Default::default()
         };
         let b = snap.promotions[1];
         let ahead = snap.ahead_of(&b);
         assert_eq!(ahead, vec![QueuedAhead { name: "a".into(), phase: PromotionPhase::Baking, rollback: false }]);
-        assert!(snap.ahead_of(&snap.promotions[2]).is_empty(), "another service is another queue");
+        assert!(snap.ahead_of(&snap.promotions[2]).is_empty(), "another resource is another queue");
         assert_eq!(snap.preempted_by(&snap.promotions[0]).as_deref(), Some("rb"));
         assert_eq!(snap.preempted_by(&snap.promotions[3]), None);
         assert!(snap.release_was_good_here("ingest", "ingest-v1", "prod"));
         assert!(!snap.release_was_good_here("ingest", "ingest-v2", "prod"));
         let rb_ahead = snap.ahead_of(&snap.promotions[3]);
         assert_eq!(rb_ahead.len(), 2, "a rollback sees the in-flight promotion it preempts: {rb_ahead:?}");
+        // A Promotion whose resource is unknown (its Release is missing) queues with nothing.
+        let unknown = view("ingest", "u", 9, &p1, None, None);
+        assert!(snap.ahead_of(&unknown).is_empty() && snap.preempted_by(&unknown).is_none());
+    }
+
+    /// Issue "Tenancy and release integrity" §1: the queue is the AWS resource, not (namespace,
+    /// service, environment). Two namespaces, two service names and two Environments that
+    /// resolve to one ECS service are one queue; a deployment in flight holds it whatever its
+    /// age; two rollback Promotions see each other.
+    #[test]
+    fn one_aws_resource_is_one_queue_across_namespaces_and_environments() {
+        let (fwd, rb) = (promo("web-v1", "dev", None), promo("web-v0", "dev-2", Some("web-v1")));
+        let (baking, queued, rolling) =
+            (status(PromotionPhase::Baking), status(PromotionPhase::Queued), status(PromotionPhase::RollingBack));
+        let snap = ClusterView {
+            controller_namespace: "kiln-system",
+            promotions: vec![
+                view("team-a", "web-v1-dev", 1, &fwd, Some(&baking), WEB),
+                view("team-b", "shop-v7-dev", 0, &fwd, Some(&queued), WEB),
+                view("team-b", "billing-v1-dev", 0, &fwd, Some(&queued), BILLING),
+            ],
+            ..Default::default()
+        };
+        // Created earlier, but the one in flight holds the resource: named with its namespace.
+        let ahead = snap.ahead_of(&snap.promotions[1]);
+        assert_eq!(
+            ahead,
+            vec![QueuedAhead { name: "team-a/web-v1-dev".into(), phase: PromotionPhase::Baking, rollback: false }]
+        );
+        assert!(snap.ahead_of(&snap.promotions[2]).is_empty());
+        // Same creation instant: the namespace and name break the tie, the same from both sides.
+        let (x, y) = (view("team-a", "x", 5, &fwd, None, WEB), view("team-b", "x", 5, &fwd, None, WEB));
+        let two = ClusterView { promotions: vec![x, y], ..Default::default() };
+        assert!(two.ahead_of(&x).is_empty());
+        assert_eq!(two.ahead_of(&y).len(), 1);
+
+        // Two rollbacks of one resource from two namespaces: the later one waits for the earlier,
+        // and a forward Promotion anywhere is preempted by the earliest.
+        let rbs = ClusterView {
+            promotions: vec![
+                view("team-a", "rb-1", 1, &rb, Some(&rolling), WEB),
+                view("team-b", "rb-2", 2, &rb, None, WEB),
+                view("team-b", "fwd", 0, &fwd, Some(&baking), WEB),
+            ],
+            ..Default::default()
+        };
+        let ahead = rbs.ahead_of(&rbs.promotions[1]);
+        assert!(ahead.iter().any(|a| a.rollback && a.name == "team-a/rb-1"), "{ahead:?}");
+        assert_eq!(rbs.preempted_by(&rbs.promotions[2]).as_deref(), Some("team-a/rb-1"));
+        // The earlier rollback does not wait for the later, which has not started.
+        assert!(!rbs.ahead_of(&rbs.promotions[0]).iter().any(|a| a.rollback), "{:?}", rbs.ahead_of(&rbs.promotions[0]));
     }
 
     #[test]
@@ -368,8 +434,8 @@ mod tests {
             environments: [("prod".to_string(), &prod_env)].into_iter().collect(),
             releases: vec![ReleaseView { namespace: "ingest", name: "ingest-v1", spec: &r }],
             promotions: vec![
-                PromotionView { namespace: "ingest", name: "s", created: at(1), spec: &stg, status: Some(&done) },
-                PromotionView { namespace: "ingest", name: "p", created: at(2), spec: &prod, status: None },
+                view("ingest", "s", 1, &stg, Some(&done), None),
+                view("ingest", "p", 2, &prod, None, None),
             ],
             ..Default::default()
         };
@@ -379,13 +445,7 @@ mod tests {
         assert_eq!(up[0].phase, Some(PromotionPhase::Succeeded));
         assert_eq!(up[0].full_traffic_at, Some(at(5)));
         assert_eq!(up[0].superseded_by, None);
-        snap.promotions.push(PromotionView {
-            namespace: "ingest",
-            name: "rb",
-            created: at(3),
-            spec: &rb,
-            status: Some(&rolled),
-        });
+        snap.promotions.push(view("ingest", "rb", 3, &rb, Some(&rolled), None));
         let up = snap.upstream_of(&p, |_| None);
         assert_eq!(up[0].superseded_by.as_deref(), Some("rb"));
         assert_eq!(snap.affected_by_environment("stg"), vec![("ingest".to_string(), "p".to_string())]);

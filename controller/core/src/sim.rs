@@ -384,6 +384,7 @@ impl World {
             policy,
             problems: self.problems.clone(),
             upstream: self.upstream.clone(),
+            target: None,
             ahead: self.ahead.clone(),
             preempted_by: self.preempted_by.clone(),
             release_was_good_here: self.release_was_good_here,

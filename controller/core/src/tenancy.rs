@@ -13,6 +13,7 @@ use kiln_api::release::ReleaseSpec;
 
 use crate::plan::HookPoint;
 use crate::problem::Problem;
+use crate::target;
 
 /// One AWS resource a Promotion would act on, as an ARN.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -29,50 +30,25 @@ impl std::fmt::Display for Resource {
     }
 }
 
-/// The partition of `region` (`aws`, `aws-cn`, `aws-us-gov`).
-fn partition(region: &str) -> &'static str {
-    if region.starts_with("cn-") {
-        "aws-cn"
-    } else if region.starts_with("us-gov-") {
-        "aws-us-gov"
-    } else {
-        "aws"
-    }
-}
-
 /// What the Release names in environment `env` (after its overrides), as ARNs in the
 /// Environment's account and region: the ECS service and its listener when named by ARN, or
 /// the Lambda function; and each hook's function or task definition family (a name given as an
 /// ARN is taken as it is).
 pub fn release_resources(release: &ReleaseSpec, env_name: &str, env: &EnvironmentSpec) -> Vec<Resource> {
     let (region, account) = (env.aws.region.as_str(), env.aws.account_id.as_str());
-    let p = partition(region);
+    let p = target::partition(region);
     let arn = |service: &str, resource: String| format!("arn:{p}:{service}:{region}:{account}:{resource}");
     let mut out = Vec::new();
-    if let Some(ecs) = &release.target.ecs {
-        let cluster = ecs.cluster_for(env_name);
-        let service = ecs.service_for(env_name);
-        let service_arn = if service.starts_with("arn:") {
-            service.to_string()
-        } else {
-            // A cluster given by ARN contributes its name.
-            let cluster = cluster.rsplit('/').next().unwrap_or(cluster);
-            arn("ecs", format!("service/{cluster}/{service}"))
-        };
-        out.push(Resource { kind: "ECS service", arn: service_arn });
-        // A listener named by load balancer and port is checked once resolved (the snapshot).
-        if let Some(a) = ecs.traffic_for(env_name).and_then(|t| t.listener.arn.as_ref()) {
-            out.push(Resource { kind: "load balancer listener", arn: a.clone() });
-        }
+    // The service or function as the queue keys it (by name or ARN alike, overrides applied).
+    if let Some(arn) = target::of_release(release, env_name, env) {
+        let kind = if release.target.ecs.is_some() { "ECS service" } else { "Lambda function" };
+        out.push(Resource { kind, arn });
     }
-    if let Some(l) = &release.target.lambda {
-        let function = l.function_for(env_name);
-        let function_arn = if function.starts_with("arn:") {
-            function.to_string()
-        } else {
-            arn("lambda", format!("function:{function}"))
-        };
-        out.push(Resource { kind: "Lambda function", arn: function_arn });
+    // A listener named by load balancer and port is checked once resolved (the snapshot).
+    if let Some(a) =
+        release.target.ecs.as_ref().and_then(|e| e.traffic_for(env_name)).and_then(|t| t.listener.arn.as_ref())
+    {
+        out.push(Resource { kind: "load balancer listener", arn: a.clone() });
     }
     let hooks = release
         .target

@@ -32,8 +32,9 @@ pub fn slim<K: Resource>(obj: &mut K) {
 
 /// Slims a Promotion and, if it is finished and not being deleted, keeps of its status only
 /// what other objects' decisions read: the phase, generations, times and message (the Release
-/// aggregate, queues, upstream gates and the phase gauges), and whether its evidence still has
-/// to be archived (the at-rest check). Marks it with [`SUMMARY_MARKER`].
+/// aggregate, queues, upstream gates and the phase gauges), the AWS resource it drove (who to
+/// wake when it finishes), and whether its evidence still has to be archived (the at-rest
+/// check). Marks it with [`SUMMARY_MARKER`].
 pub fn slim_promotion(p: &mut Promotion) {
     slim(p);
     let Some(status) = p.status.as_mut() else { return };
@@ -45,6 +46,8 @@ pub fn slim_promotion(p: &mut Promotion) {
         observed_generation: full.observed_generation,
         phase: full.phase,
         observed_retry: full.observed_retry,
+        // What wakes the Promotions queued behind it when it finishes (`promotion::related`).
+        target: full.target,
         started_at: full.started_at,
         completed_at: full.completed_at,
         full_traffic_at: full.full_traffic_at,

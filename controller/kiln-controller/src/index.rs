@@ -1,7 +1,8 @@
 //! Secondary indexes over the Promotion cache, kept in step with its watch stream.
 //!
 //! kube's reflector store is keyed by (namespace, name) only. Every Promotion or Release event
-//! has to find "this Release's Promotions" and "the unfinished Promotions of this environment";
+//! has to find "this Release's Promotions", "the unfinished Promotions of this environment" and
+//! "the unfinished Promotions driving this AWS resource" (any namespace: the queue's key);
 //! scanning the whole cache for that made a cold start O(N²) (at 10,000 Releases over 90 % of
 //! the controller's CPU went to those scans; docs/benchmarks.md). The index answers both by
 //! name; objects are still read from the store, so an entry the store no longer has is skipped.
@@ -27,6 +28,8 @@ struct Entry {
     environment: String,
     /// Not finished, or being deleted: reconciles that other objects' changes may unblock.
     live: bool,
+    /// The AWS resource it drives, as its status records it.
+    target: Option<String>,
 }
 
 #[derive(Debug, Default)]
@@ -37,17 +40,27 @@ struct Maps {
     by_release: HashMap<Key, BTreeSet<String>>,
     /// (namespace, environment) → names of live Promotions.
     live_by_environment: HashMap<Key, BTreeSet<String>>,
+    /// AWS resource (`status.target`) → (namespace, name) of live Promotions driving it, in
+    /// every namespace: a queue is per resource.
+    live_by_target: HashMap<String, BTreeSet<Key>>,
 }
 
 impl Maps {
     fn insert(&mut self, p: &Promotion) {
         let Some((ns, name)) = identity(p) else { return };
         self.remove(&ns, &name);
-        let entry =
-            Entry { release: p.spec.release.clone(), environment: p.spec.environment.clone(), live: is_live(p) };
+        let entry = Entry {
+            release: p.spec.release.clone(),
+            environment: p.spec.environment.clone(),
+            live: is_live(p),
+            target: p.status.as_ref().and_then(|s| s.target.clone()),
+        };
         self.by_release.entry((ns.clone(), entry.release.clone())).or_default().insert(name.clone());
         if entry.live {
             self.live_by_environment.entry((ns.clone(), entry.environment.clone())).or_default().insert(name.clone());
+            if let Some(t) = &entry.target {
+                self.live_by_target.entry(t.clone()).or_default().insert((ns.clone(), name.clone()));
+            }
         }
         self.entries.insert((ns, name), entry);
     }
@@ -57,6 +70,14 @@ impl Maps {
         unlink(&mut self.by_release, (ns.to_string(), old.release), name);
         if old.live {
             unlink(&mut self.live_by_environment, (ns.to_string(), old.environment), name);
+            if let Some(t) = old.target
+                && let Some(set) = self.live_by_target.get_mut(&t)
+            {
+                set.remove(&(ns.to_string(), name.to_string()));
+                if set.is_empty() {
+                    self.live_by_target.remove(&t);
+                }
+            }
         }
     }
 }
@@ -132,6 +153,19 @@ impl PromotionIndex {
         refs(namespace, state.current.live_by_environment.get(&(namespace.to_string(), environment.to_string())))
     }
 
+    /// References to the live Promotions of every namespace that drive AWS resource `target`.
+    pub fn live_on(&self, target: &str) -> Vec<ObjectRef<Promotion>> {
+        let state = self.read();
+        state
+            .current
+            .live_by_target
+            .get(target)
+            .into_iter()
+            .flatten()
+            .map(|(ns, name)| ObjectRef::new(name).within(ns))
+            .collect()
+    }
+
     /// References to every live Promotion in `namespace` (every namespace for `None`).
     pub fn live(&self, namespace: Option<&str>) -> Vec<ObjectRef<Promotion>> {
         let state = self.read();
@@ -200,6 +234,29 @@ mod tests {
         all.sort();
         assert_eq!(all, ["a/gitops-name", "a/web-v1-stg", "b/web-v1-dev"]);
         assert_eq!(names(ix.live(Some("b"))), ["b/web-v1-dev"]);
+    }
+
+    #[test]
+    fn finds_the_live_promotions_driving_an_aws_resource_in_every_namespace() {
+        const WEB: &str = "arn:aws:ecs:us-east-1:111111111111:service/apps/web";
+        let on = |ns: &str, name: &str, phase: PromotionPhase, target: &str| {
+            let mut p = promo(ns, name, "web-v1", "dev", Some(phase));
+            if let Some(s) = p.status.as_mut() {
+                s.target = Some(target.into());
+            }
+            p
+        };
+        let ix = PromotionIndex::default();
+        ix.apply(&watcher::Event::Apply(on("a", "p", PromotionPhase::Baking, WEB)));
+        ix.apply(&watcher::Event::Apply(on("b", "q", PromotionPhase::Queued, WEB)));
+        ix.apply(&watcher::Event::Apply(on("b", "r", PromotionPhase::Queued, "arn:aws:lambda:x")));
+        assert_eq!(names(ix.live_on(WEB)), ["a/p", "b/q"]);
+        // Finishing or going away takes it out of its resource's queue.
+        ix.apply(&watcher::Event::Apply(on("a", "p", PromotionPhase::Succeeded, WEB)));
+        assert_eq!(names(ix.live_on(WEB)), ["b/q"]);
+        ix.apply(&watcher::Event::Delete(on("b", "q", PromotionPhase::Queued, WEB)));
+        assert!(ix.live_on(WEB).is_empty());
+        assert_eq!(names(ix.live_on("arn:aws:lambda:x")), ["b/r"]);
     }
 
     #[test]

@@ -234,6 +234,14 @@ pub fn decide(input: &PromotionInput<'_>) -> Decision {
         }
     }
 
+    // What the queue keys this Promotion by (fixed once the snapshot is taken: the observe step
+    // keeps the recorded value from then on).
+    if !d.status.phase.is_terminal()
+        && let Some(target) = &input.observed.target
+    {
+        d.status.target = Some(target.clone());
+    }
+
     match d.status.phase {
         PromotionPhase::Succeeded | PromotionPhase::RolledBack | PromotionPhase::Failed | PromotionPhase::Aborted => {
             if input.spec.abort && d.status.phase == PromotionPhase::Succeeded {

@@ -304,8 +304,9 @@ fn transition_metrics(ctx: &Context, p: &Promotion, before: &PromotionStatus, af
     }
 }
 
-/// The Promotions whose decisions may change when `changed` changes: the others in its queue
-/// and this Release's Promotions downstream of it.
+/// The Promotions whose decisions may change when `changed` changes: the unfinished ones driving
+/// its AWS resource (its queue, in any namespace), those of its namespace and environment, and
+/// this Release's Promotions downstream of it.
 pub fn related(ctx: &Context, changed: &Promotion) -> Vec<kube::runtime::reflector::ObjectRef<Promotion>> {
     let Some(ns) = changed.metadata.namespace.as_deref() else { return Vec::new() };
     let envs = ctx.stores.environments.state();
@@ -316,13 +317,22 @@ pub fn related(ctx: &Context, changed: &Promotion) -> Vec<kube::runtime::reflect
     for env in &downstream {
         refs.extend(index.live_in(ns, env));
     }
+    // Those queued on the same AWS resource, in any namespace or Environment.
+    let target = changed.status.as_ref().and_then(|s| s.target.as_deref());
+    let on_target = target.map(|t| index.live_on(t)).unwrap_or_default();
+    refs.extend(on_target.iter().cloned());
+    refs.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+    refs.dedup();
     crate::index::resolve(&ctx.stores.promotions, &refs)
         .iter()
         .filter(|o| o.metadata.uid != changed.metadata.uid)
         .filter(|o| !o.status.as_ref().map(|s| s.phase.is_terminal()).unwrap_or(false))
         .filter(|o| {
-            o.spec.environment == changed.spec.environment
-                || (o.spec.release == changed.spec.release && downstream.contains(&o.spec.environment))
+            (o.metadata.namespace.as_deref() == Some(ns) && o.spec.environment == changed.spec.environment)
+                || (o.metadata.namespace.as_deref() == Some(ns)
+                    && o.spec.release == changed.spec.release
+                    && downstream.contains(&o.spec.environment))
+                || o.status.as_ref().and_then(|s| s.target.as_deref()).is_some_and(|t| Some(t) == target)
         })
         .map(|o| kube::runtime::reflector::ObjectRef::from_obj(o.as_ref()))
         .collect()

@@ -4,6 +4,7 @@
 //! (`validate::promotion_problems`); what cannot be read becomes a typed [`Problem`] too.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use jiff::Timestamp;
 use kiln_api::Promotion;
@@ -16,7 +17,7 @@ use kiln_core::Problem;
 use kiln_core::machine::{Observations, PolicyState};
 use kiln_core::observe::{ClusterView, PromotionView, ReleaseView, ScopedWindow};
 use kiln_core::signals::{self, SignalObservations};
-use kiln_core::validate;
+use kiln_core::{target, validate};
 use kube::ResourceExt;
 use kube::runtime::reflector::ObjectRef;
 
@@ -62,6 +63,33 @@ pub(super) async fn observe(ctx: &Context, p: &Promotion, status: &PromotionStat
             Err(_) => {}
         }
     }
+    // The AWS resource each Promotion drives (the queue's key): for the unfinished ones of every
+    // namespace, since namespaces share resources; a finished one holds nothing.
+    let unwritten = PromotionStatus::default();
+    let target_of = |o: &Promotion| {
+        let status = o.status.as_ref().unwrap_or(&unwritten);
+        if status.previous.is_some() || status.target.is_some() {
+            // Recorded by its own reconciles (re-derived there when an input changes).
+            return target::of_promotion(status, None, &o.spec.environment, None);
+        }
+        // Not reconciled yet: what its Release resolves to now, so two created at once see
+        // each other.
+        let ons = o.metadata.namespace.as_deref().unwrap_or_default();
+        let rel = stores.releases.get(&ObjectRef::new(&o.spec.release).within(ons));
+        target::of_promotion(
+            status,
+            rel.as_ref().map(|r| &r.spec),
+            &o.spec.environment,
+            environments.get(&o.spec.environment),
+        )
+    };
+    let in_view: Vec<(&Arc<Promotion>, Option<String>)> = promotions
+        .iter()
+        .filter(|o| o.metadata.namespace.as_deref() == Some(ns.as_str()) || crate::index::is_live(o))
+        .map(|o| (o, if crate::index::is_live(o) { target_of(o) } else { None }))
+        .collect();
+    let target =
+        target::of_promotion(status, release.as_ref().map(|r| &r.spec), &p.spec.environment, environment.as_ref());
     let env_refs: BTreeMap<String, &EnvironmentSpec> = environments.iter().map(|(k, v)| (k.clone(), v)).collect();
     let view = ClusterView {
         controller_namespace: &ctx.controller_namespace,
@@ -75,15 +103,15 @@ pub(super) async fn observe(ctx: &Context, p: &Promotion, status: &PromotionStat
                 spec: &r.spec,
             })
             .collect(),
-        promotions: promotions
+        promotions: in_view
             .iter()
-            .filter(|o| o.metadata.namespace.as_deref() == Some(ns.as_str()))
-            .map(|o| PromotionView {
+            .map(|(o, key)| PromotionView {
                 namespace: o.metadata.namespace.as_deref().unwrap_or_default(),
                 name: o.metadata.name.as_deref().unwrap_or_default(),
                 created: o.metadata.creation_timestamp.as_ref().map(|t| t.0).unwrap_or(Timestamp::UNIX_EPOCH),
                 spec: &o.spec,
                 status: o.status.as_ref(),
+                target: key.as_deref(),
             })
             .collect(),
         freezes,
@@ -94,6 +122,7 @@ pub(super) async fn observe(ctx: &Context, p: &Promotion, status: &PromotionStat
         created: p.metadata.creation_timestamp.as_ref().map(|t| t.0).unwrap_or(Timestamp::UNIX_EPOCH),
         spec: &p.spec,
         status: Some(status),
+        target: target.as_deref(),
     };
     let ahead = view.ahead_of(&me);
     let preempted_by = view.preempted_by(&me);
@@ -175,6 +204,7 @@ pub(super) async fn observe(ctx: &Context, p: &Promotion, status: &PromotionStat
         },
         problems,
         upstream,
+        target,
         ahead,
         preempted_by,
         release_was_good_here,

@@ -529,3 +529,81 @@ async fn a_service_the_namespace_is_not_given_blocks_at_the_gates() {
     assert!(message.contains(&arn) && message.contains("namespace tenancy-gate"), "{message}");
     assert!(bench.ecs(DEV_ACCOUNT).calls().is_empty(), "nothing read or written in AWS");
 }
+
+/// Issue "Tenancy and release integrity" §1: Promotions queue by the AWS resource they drive, not
+/// by (namespace, service, environment). Team b's Release, under another service name, deploys
+/// the ECS service team a is rolling out: it waits, naming the one ahead, and changes nothing in
+/// AWS until team a's has finished; then it goes.
+#[tokio::test]
+async fn two_namespaces_driving_one_ecs_service_take_turns() {
+    let bench = Bench::new("queue-a").await;
+    bench.namespace("queue-b").await;
+    bench.release("web-v1", 1, &[10, 100]).await;
+    bench.release_in("queue-b", "shop", "shop-v1", 2, &[10, 100]).await;
+    bench.promotion("web-v1-dev", "web-v1", "dev").await;
+    let mut r = bench.replica("kiln-0");
+    r.reconcile_until_call(&bench, "web-v1-dev", "shift 10", 10).await;
+    bench.promotion_in("queue-b", "shop-v1-dev", serde_json::json!({"release": "shop-v1", "environment": "dev"})).await;
+    for _ in 0..3 {
+        r.sync().await;
+        let _ = r.reconcile(r.cached("queue-b", "shop-v1-dev")).await;
+    }
+    let status = bench.read_in("queue-b", "shop-v1-dev").await.status.unwrap_or_default();
+    assert_eq!(status.phase, PromotionPhase::Queued, "{:?}", status.message);
+    let queue = status.gates.iter().find(|g| g.name == "queue").map(|g| (g.ok, g.message.clone()));
+    let (ok, message) = queue.unwrap_or_else(|| panic!("a queue gate: {:?}", status.gates));
+    assert!(!ok && message.contains("queued behind queue-a/web-v1-dev"), "{message}");
+    let arn =
+        format!("arn:aws:ecs:{}:{DEV_ACCOUNT}:service/{}/{}", support::REGION, support::CLUSTER, support::SERVICE);
+    assert_eq!(status.target.as_deref(), Some(arn.as_str()), "the resource it queues for");
+    assert_eq!(bench.ecs(DEV_ACCOUNT).calls(), ["snapshot", "prepare", "shift 10"], "team b changed nothing");
+
+    // Team a's finishes; team b's goes next, from the state team a left.
+    r.drive(&bench, "web-v1-dev", MINUTE, 40).await;
+    let p = r.drive_in(&bench, "queue-b", "shop-v1-dev", MINUTE, 40).await;
+    let status = p.status.unwrap_or_default();
+    assert_eq!(status.phase, PromotionPhase::Succeeded, "{:?}", status.message);
+    let calls = bench.ecs(DEV_ACCOUNT).calls();
+    let one = ["snapshot", "prepare", "shift 10", "shift 100", "finalize"];
+    assert_eq!(calls, [one, one].concat(), "one rollout after the other");
+}
+
+/// Issue "Tenancy and release integrity" §1 and §3: two rollback Promotions of one service (two
+/// people ran `kubectl kiln rollback`) never drive it at once: the later one waits for the
+/// earlier, then runs.
+#[tokio::test]
+async fn two_rollback_promotions_of_one_service_take_turns() {
+    let bench = Bench::new("two-rollbacks").await;
+    bench.release("web-v1", 1, &[10, 100]).await;
+    bench.release("web-v2", 2, &[10, 100]).await;
+    let mut r = bench.replica("kiln-0");
+    for (promotion, release) in [("web-v1-dev", "web-v1"), ("web-v2-dev", "web-v2")] {
+        bench.promotion(promotion, release, "dev").await;
+        r.drive(&bench, promotion, MINUTE, 40).await;
+    }
+    let rollback = serde_json::json!({
+        "release": "web-v1", "environment": "dev", "rollback": {"reason": "5xx after web-v2", "fromRelease": "web-v2"}
+    });
+    bench.promotion_in(&bench.ns, "rollback-1", rollback.clone()).await;
+    bench.promotion_in(&bench.ns, "rollback-2", rollback).await;
+    // One round: the first rollback is caught in flight (a rollback runs at once, unbaked).
+    let mut one_round = bench.replica_with_rounds("kiln-0", 1);
+    one_round.sync().await;
+    let _ = one_round.reconcile(one_round.cached(&bench.ns, "rollback-1")).await;
+    assert!(bench.phase("rollback-1").await.is_in_flight(), "{:?}", bench.read("rollback-1").await.status);
+    let before = bench.ecs(DEV_ACCOUNT).calls().len();
+    for _ in 0..3 {
+        r.sync().await;
+        let _ = r.reconcile(r.cached(&bench.ns, "rollback-2")).await;
+    }
+    let status = bench.read("rollback-2").await.status.unwrap_or_default();
+    assert_eq!(status.phase, PromotionPhase::Queued, "{:?}", status.message);
+    let queue = status.gates.iter().find(|g| g.name == "queue").map(|g| g.message.clone()).unwrap_or_default();
+    assert!(queue.starts_with("queued behind rollback rollback-1"), "{queue}");
+    assert_eq!(bench.ecs(DEV_ACCOUNT).calls().len(), before, "the second rollback changed nothing");
+
+    r.drive(&bench, "rollback-1", MINUTE, 40).await;
+    let p = r.drive(&bench, "rollback-2", MINUTE, 40).await;
+    assert_eq!(p.status.map(|s| s.phase), Some(PromotionPhase::Succeeded));
+    assert_eq!(bench.ecs(DEV_ACCOUNT).state().task_sets.len(), 1, "one task set serves");
+}

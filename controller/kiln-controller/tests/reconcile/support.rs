@@ -136,14 +136,31 @@ impl Bench {
                 .await;
             bench.cloud.cloudwatch(account).set_state(ALARM, AlarmState::Ok, start - SignedDuration::from_hours(1));
         }
+        bench.policy_in(ns).await;
         bench
-            .create::<RollbackPolicy>(json!({
-                "apiVersion": "kiln.dev/v1alpha1", "kind": "RollbackPolicy",
-                "metadata": {"name": "slo"},
-                "spec": {"alarms": [{"name": ALARM}], "interval": "1s"}
-            }))
-            .await;
-        bench
+    }
+
+    /// RollbackPolicy `slo` (watching [`ALARM`]) in namespace `ns`.
+    async fn policy_in(&self, ns: &str) {
+        let policy: RollbackPolicy = from_json(json!({
+            "apiVersion": "kiln.dev/v1alpha1", "kind": "RollbackPolicy",
+            "metadata": {"name": "slo"},
+            "spec": {"alarms": [{"name": ALARM}], "interval": "1s"}
+        }));
+        Api::<RollbackPolicy>::namespaced(self.client.clone(), ns)
+            .create(&PostParams::default(), &policy)
+            .await
+            .unwrap_or_else(|e| panic!("create the policy in {ns}: {e}"));
+    }
+
+    /// Another team's namespace `ns`, with its own RollbackPolicy `slo`.
+    pub async fn namespace(&self, ns: &str) {
+        let obj: Namespace = from_json(json!({"metadata": {"name": ns}}));
+        Api::<Namespace>::all(self.client.clone())
+            .create(&PostParams::default(), &obj)
+            .await
+            .unwrap_or_else(|e| panic!("namespace {ns}: {e}"));
+        self.policy_in(ns).await;
     }
 
     /// A namespaced API in the test's namespace.
@@ -186,7 +203,14 @@ impl Bench {
     /// Release `name` of service [`SERVICE`] with image `n`: ECS canary on [`CLUSTER`], the
     /// given steps, a 1m step bake, into dev and prod.
     pub async fn release(&self, name: &str, n: u32, steps: &[i32]) -> Release {
+        self.release_in(&self.ns, SERVICE, name, n, steps).await
+    }
+
+    /// [`Bench::release`] in namespace `ns`, calling the service `service` (the ECS service it
+    /// deploys is [`SERVICE`] whatever the team calls it).
+    pub async fn release_in(&self, ns: &str, service: &str, name: &str, n: u32, steps: &[i32]) -> Release {
         let mut spec = fixtures::ecs_release(CLUSTER, SERVICE, EcsStrategy::Canary, &["dev", "prod"]);
+        spec.service = service.into();
         spec.version = format!("v1.0.{n}");
         spec.change_ref = Some("CHG-1".into());
         spec.artifacts[0].image = Some(image(n));
@@ -194,22 +218,41 @@ impl Bench {
             ecs.steps = Some(steps.to_vec());
             ecs.step_bake = Some("1m".into());
         }
-        self.create::<Release>(to_json(&Release::new(name, spec))).await
+        Api::<Release>::namespaced(self.client.clone(), ns)
+            .create(&PostParams::default(), &Release::new(name, spec))
+            .await
+            .unwrap_or_else(|e| panic!("create release {ns}/{name}: {e}"))
     }
 
     /// Promotion `name` of Release `release` into `env`.
     pub async fn promotion(&self, name: &str, release: &str, env: &str) -> Promotion {
-        self.create::<Promotion>(json!({
+        self.promotion_in(&self.ns, name, json!({"release": release, "environment": env})).await
+    }
+
+    /// Promotion `name` in namespace `ns` with `spec`.
+    pub async fn promotion_in(&self, ns: &str, name: &str, spec: Value) -> Promotion {
+        let obj: Promotion = from_json(json!({
             "apiVersion": "kiln.dev/v1alpha1", "kind": "Promotion",
             "metadata": {"name": name},
-            "spec": {"release": release, "environment": env}
-        }))
-        .await
+            "spec": spec
+        }));
+        Api::<Promotion>::namespaced(self.client.clone(), ns)
+            .create(&PostParams::default(), &obj)
+            .await
+            .unwrap_or_else(|e| panic!("create promotion {ns}/{name}: {e}"))
     }
 
     /// Promotion `name` as the API server holds it now.
     pub async fn read(&self, name: &str) -> Promotion {
-        self.api::<Promotion>().get(name).await.unwrap_or_else(|e| panic!("get promotion {name}: {e}"))
+        self.read_in(&self.ns, name).await
+    }
+
+    /// Promotion `name` of namespace `ns` as the API server holds it now.
+    pub async fn read_in(&self, ns: &str, name: &str) -> Promotion {
+        Api::<Promotion>::namespaced(self.client.clone(), ns)
+            .get(name)
+            .await
+            .unwrap_or_else(|e| panic!("get promotion {ns}/{name}: {e}"))
     }
 
     /// The phase the API server holds.
@@ -403,11 +446,24 @@ impl Replica {
     /// clock by `step` whenever a reconcile asks to be woken later. Panics after `limit`
     /// reconciles with the phase it saw.
     pub async fn drive(&mut self, bench: &Bench, name: &str, step: SignedDuration, limit: usize) -> Promotion {
+        let ns = bench.ns.clone();
+        self.drive_in(bench, &ns, name, step, limit).await
+    }
+
+    /// [`Replica::drive`] for Promotion `name` of namespace `ns`.
+    pub async fn drive_in(
+        &mut self,
+        bench: &Bench,
+        ns: &str,
+        name: &str,
+        step: SignedDuration,
+        limit: usize,
+    ) -> Promotion {
         for _ in 0..limit {
             self.sync().await;
-            let obj = self.cached(&bench.ns, name);
+            let obj = self.cached(ns, name);
             let requeue = self.reconcile(obj).await.unwrap_or_else(|e| panic!("reconcile {name}: {e}"));
-            let p = bench.read(name).await;
+            let p = bench.read_in(ns, name).await;
             let phase = p.status.as_ref().map(|s| s.phase).unwrap_or_default();
             if phase.is_terminal() && requeue == Requeue::await_change() {
                 return p;
@@ -416,7 +472,7 @@ impl Replica {
                 bench.clock.advance(step);
             }
         }
-        let p = bench.read(name).await;
+        let p = bench.read_in(ns, name).await;
         panic!("Promotion {name} did not finish in {limit} reconciles: {:?}", p.status.map(|s| (s.phase, s.message)));
     }
 }
