@@ -218,6 +218,12 @@ pub struct PromotionStatus {
     /// When the deployment started (gates passed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_at: Option<Time>,
+    /// The Release this Promotion deploys, pinned when its gates passed: Promotions name their
+    /// Release, and a deleted Release's name can be reused by another with other artifacts. The
+    /// upstream gate, rollback eligibility and the Release's own status compare these (UID and
+    /// digests), never the name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release: Option<ReleaseIdentity>,
     /// When the Promotion reached a terminal phase.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completed_at: Option<Time>,
@@ -276,6 +282,31 @@ pub struct PromotionStatus {
     /// Ready, Reconciling and Stalled (kstatus).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+}
+
+/// Which Release, exactly: its UID and the digest of every artifact.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ReleaseIdentity {
+    /// `metadata.uid` of the Release.
+    pub uid: String,
+    /// Its `spec.version`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub version: String,
+    /// Each artifact and its digest, in the Release's order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    pub artifacts: Vec<ArtifactDigest>,
+}
+
+/// An artifact by name and content.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ArtifactDigest {
+    /// The artifact's name in the Release.
+    pub name: String,
+    /// `sha256:<hex>` of an image, or the base64 SHA-256 (Lambda's CodeSha256) of a zip.
+    pub digest: String,
 }
 
 /// An evidence record's place in S3.

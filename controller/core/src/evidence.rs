@@ -27,18 +27,14 @@ pub fn build(
         .map(|r| r.artifacts.as_slice())
         .unwrap_or_default()
         .iter()
-        .map(|a| match (&a.image, &a.zip) {
-            (Some(image), _) => EvidenceArtifact {
-                name: a.name.clone(),
-                reference: image.clone(),
-                digest: image.rsplit_once('@').map(|(_, d)| d.to_string()).unwrap_or_default(),
+        .map(|a| EvidenceArtifact {
+            name: a.name.clone(),
+            reference: match (&a.image, &a.zip) {
+                (Some(image), _) => image.clone(),
+                (None, Some(zip)) => format!("s3://{}/{}", zip.s3_bucket, zip.s3_key),
+                (None, None) => String::new(),
             },
-            (None, Some(zip)) => EvidenceArtifact {
-                name: a.name.clone(),
-                reference: format!("s3://{}/{}", zip.s3_bucket, zip.s3_key),
-                digest: zip.code_sha256.clone(),
-            },
-            (None, None) => EvidenceArtifact { name: a.name.clone(), reference: String::new(), digest: String::new() },
+            digest: crate::integrity::digest(a),
         })
         .collect();
     let snapshot = status.previous.as_ref();

@@ -8,12 +8,13 @@
 use jiff::{SignedDuration, Timestamp};
 use kiln_api::PromotionPhase;
 use kiln_api::environment::EnvironmentSpec;
-use kiln_api::promotion::{GateResult, PromotionSpec};
+use kiln_api::promotion::{GateResult, PromotionSpec, ReleaseIdentity};
 use kiln_api::release::ReleaseSpec;
 
 use crate::approvals::{self, SelfApprovalRule};
 use crate::duration;
 use crate::freeze::{self, CompiledWindow};
+use crate::integrity;
 use crate::problem::Problem;
 
 /// Gate names as they appear in status.
@@ -45,6 +46,8 @@ pub struct UpstreamObservation {
     pub phase: Option<PromotionPhase>,
     /// When it reached full traffic there.
     pub full_traffic_at: Option<Timestamp>,
+    /// Which Release it deployed there (UID and digests), once it started.
+    pub deployed: Option<ReleaseIdentity>,
     /// Whether the upstream's rollback signals are green now: `None` if not read,
     /// `Some(Err(why))` if something is firing.
     pub health: Option<Result<(), String>>,
@@ -86,6 +89,8 @@ pub struct GateInput<'a> {
     pub promotion: &'a PromotionSpec,
     /// The Release it promotes (change ref, type, author, service).
     pub release: &'a ReleaseSpec,
+    /// Which Release exactly (UID and digests), if known.
+    pub release_identity: Option<&'a ReleaseIdentity>,
     /// The target Environment.
     pub environment: &'a EnvironmentSpec,
     /// Problems found validating references (unknown environment, missing policy, ...).
@@ -213,6 +218,21 @@ pub fn evaluate(input: &GateInput<'_>) -> GateReport {
         if let Some(by) = obs.and_then(|o| o.superseded_by.as_ref()) {
             upstream_ok = false;
             upstream_msgs.push(format!("{up} was rolled back by {by} after this release succeeded there"));
+            continue;
+        }
+        // What succeeded there must be this Release, byte for byte: not another one that had
+        // its name (deleted and created again with other artifacts).
+        if let Some(there) = obs.and_then(|o| o.deployed.as_ref())
+            && let Some(here) = input.release_identity
+            && !integrity::same(there, here)
+        {
+            upstream_ok = false;
+            upstream_msgs.push(format!(
+                "{up} ran another Release named {}: {} there, this one is {}; promote this Release through {up} first",
+                input.promotion.release,
+                integrity::describe(there),
+                integrity::describe(here)
+            ));
             continue;
         }
         match obs.and_then(|o| o.phase.map(|p| (p, o.full_traffic_at))) {

@@ -19,6 +19,7 @@
 //! - [`release`]: a Release's aggregate status and the Promotions kiln should create.
 //! - [`validate`]: what the schema cannot check (unknown environments, cycles, time zones).
 //! - [`target`]: the AWS resource a Promotion drives, as the canonical ARN queues are keyed by.
+//! - [`integrity`]: which Release a Promotion deployed, by UID and digests, never by name.
 //! - [`evidence`]: the evidence record and its digest.
 //! - `sim` (feature `sim`, for tests and benchmarks): a simulated world around one Promotion and
 //!   the decide → act → complete driver they share.
@@ -30,6 +31,7 @@ pub mod error;
 pub mod evidence;
 pub mod freeze;
 pub mod gates;
+pub mod integrity;
 pub mod machine;
 pub mod objects;
 pub mod observe;

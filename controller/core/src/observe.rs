@@ -13,13 +13,14 @@ use std::collections::BTreeMap;
 use jiff::Timestamp;
 use kiln_api::PromotionPhase;
 use kiln_api::environment::EnvironmentSpec;
-use kiln_api::promotion::{PromotionSpec, PromotionStatus};
+use kiln_api::promotion::{PromotionSpec, PromotionStatus, ReleaseIdentity};
 use kiln_api::release::ReleaseSpec;
 
 use kiln_api::rollback_policy::RollbackPolicySpec;
 
 use crate::freeze::CompiledWindow;
 use crate::gates::{QueuedAhead, UpstreamObservation};
+use crate::integrity;
 use crate::problem::Problem;
 use crate::signals::SignalObservations;
 
@@ -44,6 +45,8 @@ pub enum PolicyState {
 pub struct Observations {
     /// The Release (None if it does not exist).
     pub release: Option<ReleaseSpec>,
+    /// Which Release exactly (UID and digests; None if it does not exist).
+    pub release_identity: Option<ReleaseIdentity>,
     /// The target Environment (None if it does not exist).
     pub environment: Option<EnvironmentSpec>,
     /// The RollbackPolicy the Environment names.
@@ -60,7 +63,8 @@ pub struct Observations {
     /// A rollback Promotion that takes this environment over, if any.
     pub preempted_by: Option<String>,
     /// For a rollback Promotion: whether this Release's forward Promotion into this environment
-    /// succeeded before (only a known-good Release may take the rollback fast path).
+    /// succeeded before, with the same UID and digests (only a known-good Release may take the
+    /// rollback fast path).
     pub release_was_good_here: bool,
     /// Freeze windows in scope.
     pub freezes: Vec<CompiledWindow>,
@@ -183,14 +187,22 @@ impl<'a> ClusterView<'a> {
             .map(|o| o.label_for(p))
     }
 
-    /// Whether `release`'s forward Promotion into `environment` (in `namespace`) succeeded.
-    pub fn release_was_good_here(&self, namespace: &str, release: &str, environment: &str) -> bool {
+    /// Whether `release`'s forward Promotion into `environment` (in `namespace`) succeeded, with
+    /// the Release that is `identity` (not another Release of that name).
+    pub fn release_was_good_here(
+        &self,
+        namespace: &str,
+        release: &str,
+        environment: &str,
+        identity: Option<&ReleaseIdentity>,
+    ) -> bool {
         self.promotions.iter().any(|o| {
             o.namespace == namespace
                 && o.spec.release == release
                 && o.spec.environment == environment
                 && o.spec.rollback.is_none()
                 && o.phase() == PromotionPhase::Succeeded
+                && integrity::deployed(o.status.and_then(|s| s.release.as_ref()), identity)
         })
     }
 
@@ -232,6 +244,7 @@ impl<'a> ClusterView<'a> {
                 UpstreamObservation {
                     environment: up.clone(),
                     phase: forward.map(|o| o.phase()),
+                    deployed: forward.and_then(|o| o.status).and_then(|s| s.release.clone()),
                     full_traffic_at: forward
                         .and_then(|o| o.status)
                         .and_then(|s| s.full_traffic_at.as_ref())
@@ -355,8 +368,8 @@ mod tests {
         assert!(snap.ahead_of(&snap.promotions[2]).is_empty(), "another resource is another queue");
         assert_eq!(snap.preempted_by(&snap.promotions[0]).as_deref(), Some("rb"));
         assert_eq!(snap.preempted_by(&snap.promotions[3]), None);
-        assert!(snap.release_was_good_here("ingest", "ingest-v1", "prod"));
-        assert!(!snap.release_was_good_here("ingest", "ingest-v2", "prod"));
+        assert!(snap.release_was_good_here("ingest", "ingest-v1", "prod", None));
+        assert!(!snap.release_was_good_here("ingest", "ingest-v2", "prod", None));
         let rb_ahead = snap.ahead_of(&snap.promotions[3]);
         assert_eq!(rb_ahead.len(), 2, "a rollback sees the in-flight promotion it preempts: {rb_ahead:?}");
         // A Promotion whose resource is unknown (its Release is missing) queues with nothing.

@@ -90,6 +90,20 @@ pub enum Problem {
         /// The Release.
         release: String,
     },
+    /// kiln created this Promotion for a Release that has since been deleted; the Release of
+    /// that name now is another one (other UID, possibly other artifacts), which nobody asked to
+    /// promote with this Promotion's approvals.
+    #[error(
+        "this Promotion was created for Release {release} with UID {was}, which was deleted; the Release of that name now has UID {now}. Delete this Promotion; the new Release gets its own"
+    )]
+    ReleaseReplaced {
+        /// The Release name.
+        release: String,
+        /// The UID the Promotion was created for.
+        was: String,
+        /// The UID of the Release of that name now.
+        now: String,
+    },
 }
 
 /// The problems as one message (`; ` between them), as the gate and conditions show them.

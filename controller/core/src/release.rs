@@ -24,6 +24,9 @@ pub struct PromotionView<'a> {
     pub spec: &'a PromotionSpec,
     /// Its status, if any yet.
     pub status: Option<&'a PromotionStatus>,
+    /// The UID of the Release it belongs to, if known: the Release it deployed
+    /// (`status.release`), else the one kiln created it for (its ownerReference).
+    pub release_uid: Option<&'a str>,
 }
 
 /// What [`decide`] needs.
@@ -33,6 +36,8 @@ pub struct ReleaseInput<'a> {
     pub now: Timestamp,
     /// The Release's name.
     pub name: &'a str,
+    /// The Release's UID: Promotions of another Release that had this name are not its own.
+    pub uid: Option<&'a str>,
     /// `metadata.generation`.
     pub generation: Option<i64>,
     /// What the Release deploys and where.
@@ -41,7 +46,8 @@ pub struct ReleaseInput<'a> {
     pub status: &'a ReleaseStatus,
     /// Known Environments by name.
     pub environments: &'a BTreeMap<String, EnvironmentSpec>,
-    /// This Release's Promotions (forward and rollback), oldest first.
+    /// The Promotions naming this Release (forward and rollback), oldest first; those of
+    /// another Release that had its name are told apart by [`PromotionView::release_uid`].
     pub promotions: &'a [PromotionView<'a>],
     /// Validation problems (from [`crate::validate::release`]).
     pub problems: &'a [crate::problem::Problem],
@@ -89,16 +95,41 @@ fn env_phase(p: PromotionPhase) -> ReleaseEnvironmentPhase {
     }
 }
 
+/// The name kiln gives the Promotion of `release` into `environment` when
+/// [`promotion_name`] is taken by a Promotion of an earlier Release of that name: the first
+/// eight characters of the Release's UID appended.
+pub fn fresh_promotion_name(release: &str, environment: &str, uid: &str) -> String {
+    let short: String = uid.chars().filter(char::is_ascii_alphanumeric).take(8).collect();
+    promotion_name(release, &format!("{environment}-{short}"))
+}
+
 /// Decides the Release's status and which Promotions to create.
 pub fn decide(input: &ReleaseInput<'_>) -> ReleaseDecision {
     let spec = input.spec;
     let mut create = Vec::new();
     let mut envs = Vec::new();
     let invalid = !input.problems.is_empty();
+    // Only this Release's Promotions: one that deployed, or was created for, an earlier Release
+    // of this name says nothing about this one.
+    let own: Vec<&PromotionView<'_>> = input
+        .promotions
+        .iter()
+        .filter(|p| match (p.release_uid, input.uid) {
+            (Some(theirs), Some(mine)) => theirs == mine,
+            _ => true,
+        })
+        .collect();
+    let name_for = |env: &str| {
+        let name = promotion_name(input.name, env);
+        match input.uid {
+            Some(uid) if input.promotions.iter().any(|p| p.name == name) => fresh_promotion_name(input.name, env, uid),
+            _ => name,
+        }
+    };
 
     for name in &spec.environments {
         // The forward Promotion of this release into this environment (the newest, if several).
-        let promo = input.promotions.iter().rev().find(|p| &p.spec.environment == name && p.spec.rollback.is_none());
+        let promo = own.iter().rev().find(|p| &p.spec.environment == name && p.spec.rollback.is_none());
         let mut st = ReleaseEnvironmentStatus { name: name.clone(), ..Default::default() };
         if let Some(p) = promo {
             let status = p.status.cloned().unwrap_or_default();
@@ -116,9 +147,7 @@ pub fn decide(input: &ReleaseInput<'_>) -> ReleaseDecision {
             let env = input.environments.get(name);
             let upstream_done = env.is_some_and(|e| {
                 e.upstream.iter().all(|up| {
-                    input
-                        .promotions
-                        .iter()
+                    own.iter()
                         .rev()
                         .find(|p| &p.spec.environment == up && p.spec.rollback.is_none())
                         .is_some_and(|p| p.status.is_some_and(|s| s.phase == PromotionPhase::Succeeded))
@@ -126,8 +155,9 @@ pub fn decide(input: &ReleaseInput<'_>) -> ReleaseDecision {
             });
             if upstream_done {
                 if env.is_some_and(|e| e.promotion.auto) {
-                    create.push(NewPromotion { name: promotion_name(input.name, name), environment: name.clone() });
-                    st.promotion = Some(promotion_name(input.name, name));
+                    let promotion = name_for(name);
+                    create.push(NewPromotion { name: promotion.clone(), environment: name.clone() });
+                    st.promotion = Some(promotion);
                     st.message = Some("creating the Promotion".into());
                 } else {
                     st.phase = ReleaseEnvironmentPhase::AwaitingPromotion;

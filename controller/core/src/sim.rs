@@ -26,6 +26,8 @@ use kiln_api::release::{
 use kiln_api::rollback_policy::{AlarmSelector, MissingData, RollbackPolicySpec};
 
 pub const DIGEST: &str = "111111111111.dkr.ecr.ca-central-1.amazonaws.com/ingest-worker@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+/// The UID of the simulated Release.
+pub const RELEASE_UID: &str = "6f1c2a9e-0000-4000-8000-000000000001";
 
 pub fn ts(s: &str) -> Timestamp {
     s.parse().expect("test timestamp")
@@ -205,6 +207,7 @@ impl World {
                 environment: u.clone(),
                 phase: Some(PromotionPhase::Succeeded),
                 full_traffic_at: Some(ts("2026-11-18T10:00:00Z")),
+                deployed: None,
                 health: Some(Ok(())),
                 superseded_by: None,
             })
@@ -380,6 +383,7 @@ impl World {
         };
         Observations {
             release: self.release.clone(),
+            release_identity: self.release.as_ref().map(|r| crate::integrity::identity(RELEASE_UID, r)),
             environment: self.env.clone(),
             policy,
             problems: self.problems.clone(),

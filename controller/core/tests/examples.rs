@@ -116,6 +116,7 @@ fn decide_prod_at(ex: &Examples, now: &str) -> machine::Decision {
         environment: "stg".into(),
         phase: Some(PromotionPhase::Succeeded),
         full_traffic_at: Some(now.checked_sub(jiff::SignedDuration::from_hours(2)).expect("time")),
+        deployed: None,
         health: Some(Ok(())),
         superseded_by: None,
     }];

@@ -157,6 +157,7 @@ fn upstream_not_promoted_yet() {
         environment: "stg".into(),
         phase: Some(PromotionPhase::Baking),
         full_traffic_at: None,
+        deployed: None,
         health: Some(Ok(())),
         superseded_by: None,
     });

@@ -33,7 +33,7 @@ pub fn slim<K: Resource>(obj: &mut K) {
 /// Slims a Promotion and, if it is finished and not being deleted, keeps of its status only
 /// what other objects' decisions read: the phase, generations, times and message (the Release
 /// aggregate, queues, upstream gates and the phase gauges), the AWS resource it drove (who to
-/// wake when it finishes), and whether its evidence still has to be archived (the at-rest
+/// wake when it finishes), which Release it deployed (UID and digests), and whether its evidence still has to be archived (the at-rest
 /// check). Marks it with [`SUMMARY_MARKER`].
 pub fn slim_promotion(p: &mut Promotion) {
     slim(p);
@@ -48,6 +48,8 @@ pub fn slim_promotion(p: &mut Promotion) {
         observed_retry: full.observed_retry,
         // What wakes the Promotions queued behind it when it finishes (`promotion::related`).
         target: full.target,
+        // Which Release succeeded (the upstream gate, rollback eligibility, the Release status).
+        release: full.release,
         started_at: full.started_at,
         completed_at: full.completed_at,
         full_traffic_at: full.full_traffic_at,

@@ -10,6 +10,7 @@ use super::waiting::gate_input;
 use super::watch::watch_signals;
 use super::{Action, PREEMPTION_WAIT};
 use crate::gates;
+use crate::integrity;
 use crate::observe::PolicyState;
 use crate::plan::{self, HookPoint, Plan};
 use crate::reason;
@@ -94,6 +95,19 @@ pub(super) fn in_flight(d: &mut Draft<'_, '_>) -> Option<Action> {
         return None;
     }
 
+    // A Release deleted and created again under the same name mid-deployment is another
+    // Release: its artifacts are not the ones this deployment started with.
+    if let (Some(was), Some(now)) = (d.status.release.as_ref(), input.observed.release_identity.as_ref())
+        && !integrity::same(was, now)
+    {
+        let why = format!(
+            "Release {} was replaced during the deployment: it started with {}, the Release of that name is now {}; it cannot be driven forward",
+            input.spec.release,
+            integrity::describe(was),
+            integrity::describe(now)
+        );
+        return begin_rollback(d, RollbackCause::DeploymentFailed, None, why, None);
+    }
     let (Some(release), Some(env)) = (input.observed.release.as_ref(), input.observed.environment.as_ref()) else {
         let missing = if input.observed.release.is_none() {
             format!("Release {}", input.spec.release)

@@ -41,6 +41,7 @@ pub(super) fn gate_input<'x>(
         now: input.now,
         promotion: input.spec,
         release,
+        release_identity: input.observed.release_identity.as_ref(),
         environment: env,
         problems: &input.observed.problems,
         upstream: &input.observed.upstream,
@@ -123,6 +124,9 @@ pub(super) fn waiting(d: &mut Draft<'_, '_>) -> Option<Action> {
         (true, Some(plan)) => {
             d.status.freeze_exception = report.freeze_exception.clone();
             d.status.started_at = Some(to_time(d.now()));
+            // Which Release this deploys, exactly: from here on it is compared by UID and
+            // digests, never by name.
+            d.status.release = input.observed.release_identity.clone();
             // The signals as the deployment starts: a later read compares against them, so a
             // state change that settled before the start is not mistaken for a flap.
             if let (PolicyState::Found(policy), Some(obs)) = (&input.observed.policy, input.observed.signals.as_ref()) {

@@ -17,7 +17,7 @@ use kiln_core::Problem;
 use kiln_core::machine::{Observations, PolicyState};
 use kiln_core::observe::{ClusterView, PromotionView, ReleaseView, ScopedWindow};
 use kiln_core::signals::{self, SignalObservations};
-use kiln_core::{target, validate};
+use kiln_core::{integrity, target, validate};
 use kube::ResourceExt;
 use kube::runtime::reflector::ObjectRef;
 
@@ -126,7 +126,21 @@ pub(super) async fn observe(ctx: &Context, p: &Promotion, status: &PromotionStat
     };
     let ahead = view.ahead_of(&me);
     let preempted_by = view.preempted_by(&me);
-    let release_was_good_here = view.release_was_good_here(&ns, &p.spec.release, &p.spec.environment);
+    let release_identity =
+        release.as_ref().and_then(|r| r.metadata.uid.as_deref().map(|uid| integrity::identity(uid, &r.spec)));
+    let release_was_good_here =
+        view.release_was_good_here(&ns, &p.spec.release, &p.spec.environment, release_identity.as_ref());
+    // Created by kiln for a Release of this name that has been deleted since: not this one's.
+    if status.release.is_none()
+        && let Some(now) = release_identity.as_ref()
+        && let Some(was) = super::created_for(p).filter(|was| *was != now.uid)
+    {
+        problems.push(Problem::ReleaseReplaced {
+            release: p.spec.release.clone(),
+            was: was.to_string(),
+            now: now.uid.clone(),
+        });
+    }
     let freezes = view.freezes_for(&ns);
 
     let terminal = status.phase.is_terminal();
@@ -196,6 +210,7 @@ pub(super) async fn observe(ctx: &Context, p: &Promotion, status: &PromotionStat
 
     Observations {
         release: release.map(|r| r.spec.clone()),
+        release_identity,
         environment,
         policy: match (policy, policy_name) {
             (Some(p), _) => PolicyState::Found(Box::new(p)),

@@ -607,3 +607,131 @@ async fn two_rollback_promotions_of_one_service_take_turns() {
     assert_eq!(p.status.map(|s| s.phase), Some(PromotionPhase::Succeeded));
     assert_eq!(bench.ecs(DEV_ACCOUNT).state().task_sets.len(), 1, "one task set serves");
 }
+
+/// Deletes Release `name` and creates it again with image `n`: another Release under the name.
+async fn recreate_release(bench: &Bench, name: &str, n: u32) {
+    let api = bench.api::<kiln_api::Release>();
+    api.delete(name, &kube::api::DeleteParams::default()).await.unwrap_or_else(|e| panic!("delete {name}: {e}"));
+    bench.release(name, n, &[10, 100]).await;
+}
+
+/// Issue "Tenancy and release integrity" §2, the reproduction: web-v1 succeeded in dev, then the
+/// Release was deleted and created again under its name with another digest. A prod Promotion
+/// with its approval must not take dev's success for this Release: the upstream gate names both
+/// digests and nothing happens in prod. Once this Release passes dev itself, prod may go.
+#[tokio::test]
+async fn a_release_created_again_under_its_name_must_pass_upstream_again() {
+    let bench = Bench::new("same-digest").await;
+    bench.release("web-v1", 1, &[10, 100]).await;
+    bench.promotion("web-v1-dev", "web-v1", "dev").await;
+    let mut r = bench.replica("kiln-0");
+    r.drive(&bench, "web-v1-dev", MINUTE, 40).await;
+    recreate_release(&bench, "web-v1", 2).await;
+    let approved = serde_json::json!({
+        "release": "web-v1", "environment": "prod",
+        "approvals": [{"user": "sec@example.com", "role": "security", "at": "2026-12-07T10:00:00Z"}]
+    });
+    bench.promotion_in(&bench.ns, "web-v1-prod", approved).await;
+    for _ in 0..3 {
+        r.sync().await;
+        let _ = r.reconcile(r.cached(&bench.ns, "web-v1-prod")).await;
+    }
+    let status = bench.read("web-v1-prod").await.status.unwrap_or_default();
+    assert_eq!(status.phase, PromotionPhase::WaitingForGates, "{:?}", status.message);
+    let gate = status.gates.iter().find(|g| g.name == "upstream").map(|g| (g.ok, g.message.clone()));
+    let (ok, message) = gate.unwrap_or_else(|| panic!("an upstream gate: {:?}", status.gates));
+    let (was, now) = (support::image(1), support::image(2));
+    let digest = |image: &str| image.rsplit_once('@').map(|(_, d)| d.to_string()).unwrap_or_default();
+    assert!(!ok, "{message}");
+    for part in
+        ["dev ran another Release named web-v1", &digest(&was), &digest(&now), "promote this Release through dev"]
+    {
+        assert!(message.contains(part), "{part} in {message}");
+    }
+    assert!(bench.ecs(PROD_ACCOUNT).calls().is_empty(), "nothing read or written in prod");
+
+    // This Release goes through dev itself; then prod's upstream gate passes.
+    bench.promotion("web-v1-dev-again", "web-v1", "dev").await;
+    let dev = r.drive(&bench, "web-v1-dev-again", MINUTE, 40).await;
+    let deployed = dev.status.and_then(|s| s.release).unwrap_or_default();
+    assert_eq!(deployed.artifacts.first().map(|a| a.digest.clone()), Some(digest(&now)), "status.release pins it");
+    r.sync().await;
+    let _ = r.reconcile(r.cached(&bench.ns, "web-v1-prod")).await;
+    let status = bench.read("web-v1-prod").await.status.unwrap_or_default();
+    let upstream = status.gates.iter().find(|g| g.name == "upstream").map(|g| (g.ok, g.message.clone()));
+    assert_eq!(upstream, Some((true, "dev succeeded".to_string())), "{:?}", status.message);
+}
+
+/// §2: a rollback may only return to a Release that succeeded here, by UID and digests: a
+/// Release created again under a good Release's name is not known-good.
+#[tokio::test]
+async fn a_rollback_to_a_release_created_again_under_a_good_name_is_refused() {
+    let bench = Bench::new("rollback-namesake").await;
+    bench.release("web-v1", 1, &[10, 100]).await;
+    bench.release("web-v2", 2, &[10, 100]).await;
+    let mut r = bench.replica("kiln-0");
+    for (promotion, release) in [("web-v1-dev", "web-v1"), ("web-v2-dev", "web-v2")] {
+        bench.promotion(promotion, release, "dev").await;
+        r.drive(&bench, promotion, MINUTE, 40).await;
+    }
+    recreate_release(&bench, "web-v1", 3).await;
+    let rollback = serde_json::json!({
+        "release": "web-v1", "environment": "dev", "rollback": {"reason": "5xx", "fromRelease": "web-v2"}
+    });
+    bench.promotion_in(&bench.ns, "rollback", rollback).await;
+    let calls = bench.ecs(DEV_ACCOUNT).calls().len();
+    r.sync().await;
+    let _ = r.reconcile(r.cached(&bench.ns, "rollback")).await;
+    let status = bench.read("rollback").await.status.unwrap_or_default();
+    assert!(!status.phase.is_in_flight() && status.phase != PromotionPhase::Succeeded, "{:?}", status.phase);
+    let message = status.message.unwrap_or_default();
+    assert!(message.contains("web-v1 never did"), "{message}");
+    assert_eq!(bench.ecs(DEV_ACCOUNT).calls().len(), calls, "nothing changed in AWS");
+}
+
+/// §2: a Release deleted and created again with another digest while its Promotion is in flight
+/// is not driven forward with the new artifacts: the Promotion rolls back.
+#[tokio::test]
+async fn a_release_replaced_mid_deployment_rolls_back() {
+    let bench = Bench::new("replaced-mid-flight").await;
+    bench.release("web-v1", 1, &[10, 100]).await;
+    bench.promotion("web-v1-dev", "web-v1", "dev").await;
+    let mut r = bench.replica("kiln-0");
+    r.reconcile_until_call(&bench, "web-v1-dev", "shift 10", 10).await;
+    recreate_release(&bench, "web-v1", 2).await;
+    let p = r.drive(&bench, "web-v1-dev", MINUTE, 40).await;
+    let status = p.status.unwrap_or_default();
+    assert_eq!(status.phase, PromotionPhase::RolledBack, "{:?}", status.message);
+    let why = status.rollback.map(|r| r.message).unwrap_or_default();
+    assert!(why.contains("was replaced during the deployment"), "{why}");
+    assert_eq!(bench.ecs(DEV_ACCOUNT).state().weights, weights(100, 0), "traffic back on blue");
+    assert!(!bench.ecs(DEV_ACCOUNT).calls().iter().any(|c| c == "shift 100"), "never went further");
+}
+
+/// §2: a Promotion kiln created for a Release that was deleted since (its ownerReference names
+/// the old UID) does not go on with the new Release of that name: its approvals were for the
+/// other one. It waits at validation saying so.
+#[tokio::test]
+async fn a_promotion_created_for_a_deleted_release_does_not_deploy_its_namesake() {
+    let bench = Bench::new("owner-replaced").await;
+    let old = bench.release("web-v1", 1, &[10, 100]).await;
+    let uid = old.metadata.uid.clone().unwrap_or_default();
+    let p: kiln_api::Promotion = serde_json::from_value(serde_json::json!({
+        "apiVersion": "kiln.dev/v1alpha1", "kind": "Promotion",
+        "metadata": {"name": "web-v1-dev", "ownerReferences": [
+            {"apiVersion": "kiln.dev/v1alpha1", "kind": "Release", "name": "web-v1", "uid": uid, "controller": false}
+        ]},
+        "spec": {"release": "web-v1", "environment": "dev"}
+    }))
+    .unwrap_or_else(|e| panic!("{e}"));
+    bench.api::<kiln_api::Promotion>().create(&Default::default(), &p).await.unwrap_or_else(|e| panic!("{e}"));
+    recreate_release(&bench, "web-v1", 2).await;
+    let mut r = bench.replica("kiln-0");
+    r.sync().await;
+    let _ = r.reconcile(r.cached(&bench.ns, "web-v1-dev")).await;
+    let status = bench.read("web-v1-dev").await.status.unwrap_or_default();
+    assert_eq!(status.phase, PromotionPhase::WaitingForGates, "{:?}", status.message);
+    let message = status.message.unwrap_or_default();
+    assert!(message.contains(&format!("created for Release web-v1 with UID {uid}, which was deleted")), "{message}");
+    assert!(bench.ecs(DEV_ACCOUNT).calls().is_empty(), "nothing read or written in AWS");
+}
