@@ -15,6 +15,7 @@ mod evidence;
 mod flap;
 mod freeze;
 mod human;
+mod integrity;
 mod invalid;
 mod lambda_breach;
 mod leader;

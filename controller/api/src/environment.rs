@@ -78,6 +78,25 @@ pub struct EnvironmentSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 256))]
     pub tenants: Option<Vec<Tenant>>,
+    /// Which images the ECS task definitions kiln registers here may run besides the Release's
+    /// own: `pinnedByDigest` (default) lets a container the Release does not list keep its image
+    /// only if that is pinned by digest (`repo@sha256:…`); `fromRelease` requires every container
+    /// to be the Release's (`target.ecs.container` and `sidecars`). A container that breaks the
+    /// rule fails the Promotion before its first write, naming the container and its image.
+    #[serde(default)]
+    pub container_images: ContainerImages,
+}
+
+/// Which images a task definition kiln registers may run (Environment `containerImages`).
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub enum ContainerImages {
+    /// Every container runs an image pinned by digest; those the Release does not list keep
+    /// theirs only if it is.
+    #[default]
+    PinnedByDigest,
+    /// Every container's image comes from the Release.
+    FromRelease,
 }
 
 /// Namespaces and the AWS resources they may release onto.

@@ -58,6 +58,7 @@ pub fn environment(account_id: &str, upstream: &[&str]) -> EnvironmentSpec {
         rollback_policy_ref: None,
         evidence: None,
         tenants: None,
+        container_images: Default::default(),
     }
 }
 
@@ -122,6 +123,7 @@ pub fn ecs_target(cluster: &str, service: &str, strategy: EcsStrategy) -> EcsTar
         traffic: (!matches!(strategy, EcsStrategy::Rolling | EcsStrategy::CodeDeploy)).then(|| ecs_traffic(service)),
         code_deploy: None,
         hooks: None,
+        sidecars: Vec::new(),
         environment_overrides: Default::default(),
     }
 }

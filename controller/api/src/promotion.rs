@@ -137,6 +137,34 @@ pub enum PromotionPhase {
     Aborted,
 }
 
+impl Promotion {
+    /// The UID of the Release kiln created this Promotion for: its ownerReference to the
+    /// Release it names (kiln's own Promotions carry one; a person's or GitOps' do not).
+    pub fn created_for(&self) -> Option<&str> {
+        self.metadata
+            .owner_references
+            .iter()
+            .flatten()
+            .find(|o| o.kind == "Release" && o.name == self.spec.release)
+            .map(|o| o.uid.as_str())
+    }
+
+    /// The UID of the Release this Promotion belongs to, if known: the one it deployed
+    /// (`status.release`), else the one kiln created it for.
+    pub fn release_uid(&self) -> Option<&str> {
+        self.status.as_ref().and_then(|s| s.release.as_ref()).map(|r| r.uid.as_str()).or_else(|| self.created_for())
+    }
+
+    /// Whether it belongs to the Release with UID `uid` rather than to another Release that had
+    /// its name (unknown on either side: yes).
+    pub fn belongs_to(&self, uid: Option<&str>) -> bool {
+        match (self.release_uid(), uid) {
+            (Some(theirs), Some(mine)) => theirs == mine,
+            _ => true,
+        }
+    }
+}
+
 impl PromotionPhase {
     /// Every phase, in lifecycle order (the one list: metrics, dashboards and tests use it).
     pub const ALL: [PromotionPhase; 11] = [
@@ -407,6 +435,11 @@ pub struct EcsSnapshot {
     /// The service's task definition ARN.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub task_definition: Option<String>,
+    /// That task definition's containers and the image each ran: what a rollback returns to,
+    /// and what kiln checks against the Environment's `containerImages` before its first write.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    pub containers: Vec<ContainerImage>,
     /// The primary task set's ARN (EXTERNAL deployment controller).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub primary_task_set: Option<String>,
@@ -416,6 +449,16 @@ pub struct EcsSnapshot {
     /// The listener or rule ARN the weights belong to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub listener_or_rule_arn: Option<String>,
+}
+
+/// A container and its image.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerImage {
+    /// The container's name.
+    pub name: String,
+    /// Its image reference.
+    pub image: String,
 }
 
 /// A target group and its weight in a forward action.

@@ -204,6 +204,14 @@ pub struct EcsTarget {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 63))]
     pub artifact: Option<String>,
+    /// Other containers of the task definition whose image this Release sets, each from one of
+    /// its artifacts (an image pinned by digest): sidecars ship with the release like the main
+    /// container. A container not listed keeps the image it has, which the Environment's
+    /// `containerImages` policy may refuse.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["container"]))]
+    pub sidecars: Vec<Sidecar>,
     /// blueGreen | canary | linear | rolling | codeDeploy.
     pub strategy: EcsStrategy,
     /// Traffic percentages for the green target group, strictly increasing, ending at 100.
@@ -232,6 +240,18 @@ pub struct EcsTarget {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     #[schemars(extend("maxProperties" = 8))]
     pub environment_overrides: BTreeMap<String, EcsOverride>,
+}
+
+/// A sidecar container and the artifact it runs.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Sidecar {
+    /// The container's name in the task definition.
+    #[schemars(length(min = 1, max = 255))]
+    pub container: String,
+    /// The Release artifact (an image) it runs.
+    #[schemars(length(min = 1, max = 63))]
+    pub artifact: String,
 }
 
 /// What differs for an ECS target in one environment.

@@ -10,7 +10,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use aws_credential_types::Credentials;
 use jiff::{SignedDuration, Timestamp};
-use kiln_api::promotion::{DeployedResources, EcsSnapshot, Snapshot, TargetGroupWeight};
+use kiln_api::promotion::{ContainerImage, DeployedResources, EcsSnapshot, Snapshot, TargetGroupWeight};
 use kiln_core::signals::{AlarmObservation, AlarmState};
 
 use crate::codedeploy::{CodeDeploy, CodeDeployRequest, DeploymentState, StopOutcome};
@@ -288,6 +288,9 @@ pub struct FakeTrafficState {
     pub task_sets: Vec<(String, String)>,
     /// Registered task definitions.
     pub task_definitions: Vec<String>,
+    /// The serving task definition's containers and images, as a snapshot reads them (none by
+    /// default: nothing for the `containerImages` policy to check).
+    pub containers: Vec<ContainerImage>,
 }
 
 /// Where a held call stops ([`FakeEcs::hold_next`]).
@@ -354,6 +357,7 @@ impl FakeEcs {
                 primary: "ts/blue".into(),
                 task_sets: vec![("ts/blue".into(), "initial".into())],
                 task_definitions: vec![format!("td/{service}:1")],
+                containers: Vec::new(),
             }),
             fail: Mutex::new(HashMap::new()),
             stuck: Mutex::new(Vec::new()),
@@ -392,6 +396,12 @@ impl FakeEcs {
     /// The current state.
     pub fn state(&self) -> FakeTrafficState {
         lock(&self.state).clone()
+    }
+
+    /// Sets the serving task definition's containers: (name, image).
+    pub fn set_containers(&self, containers: &[(&str, &str)]) {
+        lock(&self.state).containers =
+            containers.iter().map(|(n, i)| ContainerImage { name: (*n).into(), image: (*i).into() }).collect();
     }
 
     /// Operations called so far, in order (`shift 10`, `prepare`, …).
@@ -519,6 +529,7 @@ impl TrafficTarget for FakeTraffic {
                     cluster: Some(self.ecs.cluster.clone()),
                     service: Some(self.ecs.service.clone()),
                     task_definition: st.task_definitions.first().cloned(),
+                    containers: st.containers.clone(),
                     primary_task_set: Some(st.primary.clone()),
                     listener_weights: st.weights.clone(),
                     listener_or_rule_arn: Some(listener_arn(&self.ecs.scope, &self.ecs.service)),

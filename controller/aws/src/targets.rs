@@ -31,11 +31,20 @@ pub fn ecs_service(
     let a = artifact(release, ecs.artifact.as_deref(), Some(&ecs.container))?;
     let image =
         a.image.clone().ok_or_else(|| format!("artifact {} is not an image; an ECS container needs one", a.name))?;
+    let mut sidecars = Vec::new();
+    for s in &ecs.sidecars {
+        let a = artifact(release, Some(&s.artifact), None)?;
+        let image = a.image.clone().ok_or_else(|| {
+            format!("artifact {} of sidecar {} is not an image; a container needs one", a.name, s.container)
+        })?;
+        sidecars.push((s.container.clone(), image));
+    }
     let service = EcsService {
         cluster: ecs_cluster(ecs, env),
         service: ecs.service_for(env).to_string(),
         container: ecs.container.clone(),
         image,
+        sidecars,
     };
     let traffic = ecs.traffic_for(env).cloned();
     Ok((service, traffic))

@@ -19,7 +19,7 @@ use kiln_aws::fake::FakeCodeDeploy;
 use kiln_aws::traffic::TrafficTarget;
 use kiln_aws::{AwsError, ErrorClass};
 use kiln_core::machine::{Action, Outcome};
-use kiln_testkit::{DIGEST, Moto};
+use kiln_testkit::{DIGEST, EcsFixture, Moto};
 
 const CLUSTER: &str = "cd";
 const SERVICE: &str = "web";
@@ -45,7 +45,7 @@ async fn service(clients: &Clients, controller: ecs::DeploymentControllerType) -
                 .build(),
         )
         .container_definitions(
-            ecs::ContainerDefinition::builder().name("sidecar").image("registry.example/proxy:v7").memory(128).build(),
+            ecs::ContainerDefinition::builder().name("sidecar").image(EcsFixture::SIDECAR_IMAGE).memory(128).build(),
         )
         .send()
         .await
@@ -181,6 +181,7 @@ fn target(clients: &Clients, deployer: Arc<dyn CodeDeploy>, app: &str) -> EcsCod
             service: SERVICE.into(),
             container: "app".into(),
             image: format!("registry.example/app@{DIGEST}"),
+            sidecars: Vec::new(),
         },
         settings(app),
         deployer,
@@ -505,7 +506,7 @@ async fn on_moto_prepare_pins_the_digest_and_shift_creates_one_deployment() {
     );
     assert_eq!(
         kiln_aws::ecs::container_image(&clients.ecs, &v2, "sidecar").await.unwrap().as_deref(),
-        Some("registry.example/proxy:v7")
+        Some(EcsFixture::SIDECAR_IMAGE)
     );
     assert_eq!(t.prepare().await.unwrap(), deployed);
 

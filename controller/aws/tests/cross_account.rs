@@ -64,6 +64,7 @@ async fn three_environments_three_accounts_isolated() {
             service: dev_f.service.clone(),
             container: "app".into(),
             image: format!("registry.example/app@{DIGEST}"),
+            sidecars: Vec::new(),
         },
         traffic(),
     );

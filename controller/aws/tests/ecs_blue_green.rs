@@ -26,7 +26,13 @@ fn image() -> String {
 }
 
 fn service(f: &EcsFixture) -> EcsService {
-    EcsService { cluster: f.cluster.clone(), service: f.service.clone(), container: "app".into(), image: image() }
+    EcsService {
+        cluster: f.cluster.clone(),
+        service: f.service.clone(),
+        container: "app".into(),
+        image: image(),
+        sidecars: Vec::new(),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -42,6 +48,15 @@ async fn weights_shift_and_restore_exactly() {
     let ecs = snap.ecs.clone().unwrap();
     assert_eq!(ecs.primary_task_set.as_deref(), Some(f.blue_task_set.as_str()));
     assert_eq!(ecs.task_definition.as_deref(), Some(f.task_definition.as_str()));
+    let containers: Vec<(String, String)> = ecs.containers.iter().map(|c| (c.name.clone(), c.image.clone())).collect();
+    assert_eq!(
+        containers,
+        [
+            ("app".to_string(), EcsFixture::BASELINE_IMAGE.to_string()),
+            ("sidecar".to_string(), EcsFixture::SIDECAR_IMAGE.to_string())
+        ],
+        "the snapshot records what ran"
+    );
     assert_eq!(ecs.listener_or_rule_arn.as_deref(), Some(f.listener_arn.as_str()));
     let start = vec![(f.blue_tg.clone(), 100), (f.green_tg.clone(), 0)];
     assert_eq!(listener_weights(&clients, &f.listener_arn).await.unwrap(), start);
@@ -53,7 +68,11 @@ async fn weights_shift_and_restore_exactly() {
     let app = kiln_aws::ecs::container_image(&clients.ecs, &td, "app").await.unwrap();
     assert_eq!(app.as_deref(), Some(image().as_str()));
     let sidecar = kiln_aws::ecs::container_image(&clients.ecs, &td, "sidecar").await.unwrap();
-    assert_eq!(sidecar.as_deref(), Some("registry.example/proxy:v7"));
+    assert_eq!(
+        sidecar.as_deref(),
+        Some(EcsFixture::SIDECAR_IMAGE),
+        "a container the Release does not list is unchanged"
+    );
     let green = deployed.task_set.clone().unwrap();
 
     // A repeat (crash between the call and the status write) finds what exists.
@@ -368,4 +387,33 @@ async fn each_attempt_creates_its_task_set_with_its_own_client_token() {
         vec!["0b7c6a1e111142228333944445555666-0".to_string(), "0b7c6a1e111142228333944445555666-1".to_string()]
     );
     assert!(tokens.iter().all(|t| t.len() <= 36));
+}
+
+/// Issue "Tenancy and release integrity" §2: a sidecar the Release lists runs the Release's
+/// image (pinned by digest) in the task definition kiln registers, beside the main container's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sidecar_the_release_lists_runs_its_digest() {
+    let moto = Moto::start();
+    let account = Account::moto_default(&moto).await;
+    let clients = account.clients.clone();
+    let f = EcsFixture::create(&account, "bgsc", "app").await.unwrap();
+    let proxy = format!("registry.example/proxy@sha256:{}", "8".repeat(64));
+    let target = EcsService { sidecars: vec![("sidecar".into(), proxy.clone())], ..service(&f) };
+    let bg = EcsBlueGreen::new(clients.clone(), None, "5d1c0f3a-2222-4333-8444-955556666777", target, by_name("bgsc"));
+    bg.snapshot().await.unwrap();
+    let td = bg.prepare().await.unwrap().task_definition.unwrap();
+    let image_of = |c: &'static str| {
+        let (clients, td) = (clients.clone(), td.clone());
+        async move { kiln_aws::ecs::container_image(&clients.ecs, &td, c).await.unwrap() }
+    };
+    assert_eq!(image_of("app").await.as_deref(), Some(image().as_str()));
+    assert_eq!(image_of("sidecar").await.as_deref(), Some(proxy.as_str()));
+
+    // A sidecar the task definition does not have is refused before anything is registered.
+    let missing = EcsService { sidecars: vec![("envoy".into(), proxy.clone())], ..service(&f) };
+    let other =
+        EcsBlueGreen::new(clients.clone(), None, "6e2d1a4b-3333-4444-8555-a66667777888", missing, by_name("bgsc"));
+    let err = other.prepare().await.unwrap_err();
+    assert_eq!(err.class(), ErrorClass::SpecWrong, "{err}");
+    assert!(err.to_string().contains("no container named envoy"), "{err}");
 }

@@ -24,7 +24,13 @@ async fn update_service_and_restore_previous_task_definition() {
         clients.clone(),
         None,
         "uid-roll",
-        EcsService { cluster: "roll".into(), service: "web".into(), container: "app".into(), image: image.clone() },
+        EcsService {
+            cluster: "roll".into(),
+            service: "web".into(),
+            container: "app".into(),
+            image: image.clone(),
+            sidecars: Vec::new(),
+        },
     );
     let snap = r.snapshot().await.unwrap();
     let deployed = r.prepare().await.unwrap();
@@ -55,6 +61,7 @@ async fn missing_cluster_or_service_is_named_with_account_and_region() {
                 service: service.into(),
                 container: "app".into(),
                 image: format!("registry.example/app@{DIGEST}"),
+                sidecars: Vec::new(),
             },
         )
     };

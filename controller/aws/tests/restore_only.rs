@@ -30,6 +30,7 @@ async fn ecs_weights_come_back_and_the_new_task_set_goes() {
         service: f.service.clone(),
         container: "app".into(),
         image: format!("registry.example/app@{DIGEST}"),
+        sidecars: Vec::new(),
     };
     let bg = EcsBlueGreen::new(clients.clone(), None, uid, service, traffic);
     let snap = bg.snapshot().await.unwrap();
@@ -71,6 +72,7 @@ async fn a_rolling_service_gets_its_task_definition_back() {
             service: "web".into(),
             container: "app".into(),
             image: format!("registry.example/app@{DIGEST}"),
+            sidecars: Vec::new(),
         },
     );
     let snap = rolling.snapshot().await.unwrap();

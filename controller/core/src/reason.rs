@@ -49,6 +49,9 @@ pub const RETRY: &str = "Retry";
 pub const ROLLED_BACK: &str = "RolledBack";
 /// The Environment's tenants do not let this namespace act on a resource the snapshot resolved.
 pub const TENANCY_REFUSED: &str = "TenancyRefused";
+/// A container of the task definition breaks the Environment's `containerImages` policy (a
+/// mutable tag, or an image that is not the Release's); nothing was changed.
+pub const CONTAINER_IMAGE_REFUSED: &str = "ContainerImageRefused";
 /// The state a rollback returns to is recorded.
 pub const SNAPSHOT_CAPTURED: &str = "SnapshotCaptured";
 /// The new version serves all traffic and baked green.

@@ -60,6 +60,7 @@ pub fn ecs_release() -> ReleaseSpec {
                 }),
                 code_deploy: None,
                 hooks: None,
+                sidecars: Vec::new(),
                 environment_overrides: Default::default(),
             }),
             lambda: None,
@@ -125,6 +126,7 @@ pub fn environment(name: &str) -> EnvironmentSpec {
         rollback_policy_ref: Some("slo-default".into()),
         evidence: None,
         tenants: None,
+        container_images: Default::default(),
     }
 }
 
@@ -488,6 +490,7 @@ pub fn success(action: &Action) -> Outcome {
                 cluster: Some("nc-core".into()),
                 service: Some("ingest-worker".into()),
                 task_definition: Some("arn:aws:ecs:ca-central-1:333333333333:task-definition/ingest-worker:41".into()),
+                containers: Vec::new(),
                 primary_task_set: Some("ecs-svc/blue".into()),
                 listener_weights: vec![
                     TargetGroupWeight { target_group_arn: "tg/ingest-blue".into(), weight: 100 },

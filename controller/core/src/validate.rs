@@ -119,6 +119,30 @@ pub fn release(spec: &ReleaseSpec, envs: &BTreeMap<String, EnvironmentSpec>) -> 
             Ok(_) => {}
             Err(message) => errs.push(SpecError::Artifact { field: "spec.target.ecs.artifact".into(), message }),
         }
+        for (i, s) in ecs.sidecars.iter().enumerate() {
+            let field = format!("spec.target.ecs.sidecars[{i}]");
+            if s.container == ecs.container {
+                errs.push(SpecError::Artifact {
+                    field,
+                    message: format!(
+                        "{} is the main container (target.ecs.container); list only other containers",
+                        s.container
+                    ),
+                });
+                continue;
+            }
+            match spec.artifacts.iter().find(|a| a.name == s.artifact) {
+                None => errs.push(SpecError::Artifact {
+                    field,
+                    message: format!("no artifact named {:?} in spec.artifacts", s.artifact),
+                }),
+                Some(a) if a.image.is_none() => errs.push(SpecError::Artifact {
+                    field,
+                    message: format!("artifact {} is a zip; a container needs an image pinned by digest", a.name),
+                }),
+                Some(_) => {}
+            }
+        }
     }
     if let Some(l) = &spec.target.lambda {
         for env in l.environment_overrides.keys().filter(|e| !in_release(e)) {
@@ -270,6 +294,27 @@ mod tests {
         let msgs: Vec<String> = release(&r, &e).iter().map(|e| e.to_string()).collect();
         assert!(msgs.iter().any(|m| m.contains("several artifacts")), "{msgs:?}");
         assert!(msgs.iter().any(|m| m.contains("\"prod\" is not in spec.environments")), "{msgs:?}");
+    }
+
+    #[test]
+    fn sidecars_name_image_artifacts_and_other_containers() {
+        use kiln_api::release::{EcsStrategy, Sidecar};
+        let e = envs(&[("dev", &[])]);
+        let mut r = kiln_api::fixtures::ecs_release("apps", "web", EcsStrategy::Canary, &["dev"]);
+        if let Some(ecs) = r.target.ecs.as_mut() {
+            ecs.sidecars = vec![
+                Sidecar { container: "app".into(), artifact: "app".into() },
+                Sidecar { container: "proxy".into(), artifact: "proxy".into() },
+            ];
+        }
+        let msgs: Vec<String> = release(&r, &e).iter().map(|e| e.to_string()).collect();
+        assert!(msgs.iter().any(|m| m.contains("sidecars[0]: app is the main container")), "{msgs:?}");
+        assert!(msgs.iter().any(|m| m.contains("sidecars[1]: no artifact named \"proxy\"")), "{msgs:?}");
+        r.artifacts.push(kiln_api::fixtures::artifact("proxy", 2));
+        if let Some(ecs) = r.target.ecs.as_mut() {
+            ecs.sidecars.remove(0);
+        }
+        assert!(release(&r, &e).is_empty(), "{:?}", release(&r, &e));
     }
 
     #[test]

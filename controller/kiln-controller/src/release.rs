@@ -59,12 +59,7 @@ async fn reconcile_inner(obj: &Release, ctx: &Context) -> Result<Requeue, Error>
             name: p.metadata.name.as_deref().unwrap_or_default(),
             spec: &p.spec,
             status: p.status.as_ref(),
-            release_uid: p
-                .status
-                .as_ref()
-                .and_then(|s| s.release.as_ref())
-                .map(|r| r.uid.as_str())
-                .or_else(|| crate::promotion::created_for(p)),
+            release_uid: p.release_uid(),
         })
         .collect();
     let problems: Vec<Problem> = validate::release(&obj.spec, &environments).into_iter().map(Problem::Spec).collect();

@@ -44,7 +44,7 @@ pub async fn promote(cluster: &Cluster, args: &PromoteArgs) -> Result<(), CliErr
     let env = cluster.environment(&args.env).await?;
     let promotions = cluster.list_promotions().await?;
     if args.name.is_none()
-        && let Some(existing) = forward_promotion(&promotions, &args.release, &args.env)
+        && let Some(existing) = forward_promotion(&promotions, &release, &args.env)
     {
         let name = existing.metadata.name.clone().unwrap_or_default();
         let hint = match phase_of(existing) {
@@ -63,7 +63,16 @@ pub async fn promote(cluster: &Cluster, args: &PromoteArgs) -> Result<(), CliErr
             phase_text(existing)
         )));
     }
-    let name = args.name.clone().unwrap_or_else(|| kiln_core::release::promotion_name(&args.release, &args.env));
+    let name = args.name.clone().unwrap_or_else(|| {
+        // The usual name may still be held by a Promotion of an earlier Release of this name.
+        let name = kiln_core::release::promotion_name(&args.release, &args.env);
+        match release.metadata.uid.as_deref() {
+            Some(uid) if promotions.iter().any(|p| p.metadata.name.as_deref() == Some(name.as_str())) => {
+                kiln_core::release::fresh_promotion_name(&args.release, &args.env, uid)
+            }
+            _ => name,
+        }
+    });
     let spec = PromotionSpec {
         release: args.release.clone(),
         environment: args.env.clone(),

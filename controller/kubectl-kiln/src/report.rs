@@ -265,10 +265,14 @@ pub fn created(p: &Promotion) -> (Option<Timestamp>, String) {
 }
 
 /// The newest forward Promotion of `release` into `env` (the one kiln's Release status follows).
-pub fn forward_promotion<'a>(promotions: &'a [Promotion], release: &str, env: &str) -> Option<&'a Promotion> {
+pub fn forward_promotion<'a>(promotions: &'a [Promotion], release: &Release, env: &str) -> Option<&'a Promotion> {
+    let name = release.metadata.name.as_deref().unwrap_or_default();
+    let uid = release.metadata.uid.as_deref();
     promotions
         .iter()
-        .filter(|p| p.spec.release == release && p.spec.environment == env && p.spec.rollback.is_none())
+        .filter(|p| p.spec.release == name && p.spec.environment == env && p.spec.rollback.is_none())
+        // Not those of an earlier Release that had this name.
+        .filter(|p| p.belongs_to(uid))
         .max_by_key(|p| created(p))
 }
 
@@ -308,7 +312,7 @@ pub fn build(
                     .filter(|p| p.spec.release == name && &p.spec.environment == env && p.spec.rollback.is_some())
                     .max_by_key(|p| created(p))
             };
-            let promotion = named.or_else(|| forward_promotion(promotions, &name, env)).or_else(rollback_into);
+            let promotion = named.or_else(|| forward_promotion(promotions, release, env)).or_else(rollback_into);
             let rolled_back_by = promotions
                 .iter()
                 .filter(|p| {

@@ -41,7 +41,7 @@ pub async fn promotion_name(cluster: &Cluster, release: &Release, target: &Targe
     if let Some(n) = named {
         return Ok(n);
     }
-    match report::forward_promotion(&promotions, release_name, &target.env) {
+    match report::forward_promotion(&promotions, release, &target.env) {
         Some(p) => Ok(p.metadata.name.clone().unwrap_or_default()),
         None => Err(CliError::NotFound(format!(
             "release {release_name} has no Promotion into {env} yet; create it with: kubectl kiln promote {release_name} --env {env}",

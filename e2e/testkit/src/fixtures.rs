@@ -130,8 +130,11 @@ impl EcsNames {
 impl EcsFixture {
     /// The baseline image of the caller's container.
     pub const BASELINE_IMAGE: &'static str = "registry.example/app:v1";
-    /// The sidecar container's image (kiln must leave it alone).
-    pub const SIDECAR_IMAGE: &'static str = "registry.example/proxy:v7";
+    /// The sidecar container's image, pinned by digest as an Environment's default
+    /// `containerImages` policy requires (kiln leaves a container the Release does not list
+    /// alone).
+    pub const SIDECAR_IMAGE: &'static str =
+        "registry.example/proxy@sha256:7777777777777777777777777777777777777777777777777777777777777777";
     /// The tag key on both target groups (value `<prefix>-blue` / `<prefix>-green`).
     pub const COLOR_TAG: &'static str = "kiln.test/color";
 

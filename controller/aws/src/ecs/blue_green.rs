@@ -171,6 +171,10 @@ impl TrafficTarget for EcsBlueGreen {
         let task_definition =
             primary.and_then(|t| t.task_definition()).or(service.task_definition()).map(str::to_string);
         let listener_weights = elb::weights(&self.clients.elb, &resolved.listener_or_rule_arn).await?;
+        let containers = match &task_definition {
+            Some(td) => super::containers(&self.clients.ecs, td).await?,
+            None => Vec::new(),
+        };
         Ok(Snapshot {
             captured_at: Some(now_time()),
             account_id: Some(scope.account_id.clone()),
@@ -180,6 +184,7 @@ impl TrafficTarget for EcsBlueGreen {
                 cluster: Some(self.target.cluster.clone()),
                 service: Some(self.target.service.clone()),
                 task_definition,
+                containers,
                 primary_task_set: primary.and_then(|t| t.task_set_arn()).map(str::to_string),
                 listener_weights,
                 listener_or_rule_arn: Some(resolved.listener_or_rule_arn),

@@ -355,6 +355,10 @@ impl TrafficTarget for EcsCodeDeploy {
         let service = describe_service(&self.clients.ecs, &self.clients.scope, &self.target).await?;
         self.require_code_deploy(&service)?;
         let primary = service.task_sets().iter().find(|t| t.status() == Some("PRIMARY"));
+        let containers = match serving(&service) {
+            Some(td) => super::containers(&self.clients.ecs, td).await?,
+            None => Vec::new(),
+        };
         Ok(Snapshot {
             captured_at: Some(now_time()),
             account_id: Some(self.clients.scope.account_id.clone()),
@@ -364,6 +368,7 @@ impl TrafficTarget for EcsCodeDeploy {
                 cluster: Some(self.target.cluster.clone()),
                 service: Some(self.target.service.clone()),
                 task_definition: serving(&service).map(str::to_string),
+                containers,
                 primary_task_set: primary.and_then(|t| t.task_set_arn()).map(str::to_string),
                 ..EcsSnapshot::default()
             }),

@@ -6,6 +6,7 @@ pub mod rolling;
 
 use aws_sdk_ecs::Client;
 use aws_sdk_ecs::types::{Tag, TaskDefinition, TaskDefinitionField};
+use kiln_api::promotion::ContainerImage;
 
 use crate::error::{AwsError, Result, Scope, sdk};
 use crate::traffic::PROMOTION_UID_TAG;
@@ -21,6 +22,8 @@ pub struct EcsService {
     pub container: String,
     /// The image pinned by digest (`repo@sha256:…`).
     pub image: String,
+    /// Other containers whose image the Release sets: (container, image pinned by digest).
+    pub sidecars: Vec<(String, String)>,
 }
 
 pub(crate) async fn describe_service(
@@ -102,6 +105,9 @@ pub(crate) async fn register_with_image(
     uid: &str,
 ) -> Result<String> {
     crate::traffic::require_digest(&target.image, scope)?;
+    for (_, image) in &target.sidecars {
+        crate::traffic::require_digest(image, scope)?;
+    }
     let (def, tags) = describe_task_definition(ecs, current).await?;
     let family = def.family().unwrap_or_default().to_string();
     if !has_uid(&tags, uid) {
@@ -119,28 +125,31 @@ pub(crate) async fn register_with_image(
         // `current` is already this Promotion's revision.
         return Ok(arn.to_string());
     }
-    if !def.container_definitions().iter().any(|c| c.name() == Some(target.container.as_str())) {
-        let names: Vec<&str> = def.container_definitions().iter().filter_map(|c| c.name()).collect();
-        return Err(AwsError::Invalid {
-            message: format!(
-                "task definition {current} has no container named {}; its containers are: {}",
-                target.container,
-                names.join(", ")
-            ),
-            scope: scope.clone(),
-        });
+    // The Release's images by container: the main one and its sidecars.
+    let mut images: Vec<(&str, &str)> = vec![(target.container.as_str(), target.image.as_str())];
+    images.extend(target.sidecars.iter().map(|(c, i)| (c.as_str(), i.as_str())));
+    for (name, _) in &images {
+        if !def.container_definitions().iter().any(|c| c.name() == Some(*name)) {
+            let names: Vec<&str> = def.container_definitions().iter().filter_map(|c| c.name()).collect();
+            return Err(AwsError::Invalid {
+                message: format!(
+                    "task definition {current} has no container named {name}; its containers are: {}",
+                    names.join(", ")
+                ),
+                scope: scope.clone(),
+            });
+        }
     }
     let containers = def
         .container_definitions()
         .iter()
-        .map(|c| {
-            if c.name() == Some(target.container.as_str()) {
+        .map(|c| match images.iter().find(|(name, _)| c.name() == Some(*name)) {
+            Some((_, image)) => {
                 let mut c = c.clone();
-                c.image = Some(target.image.clone());
+                c.image = Some((*image).to_string());
                 c
-            } else {
-                c.clone()
             }
+            None => c.clone(),
         })
         .collect::<Vec<_>>();
     let mut new_tags: Vec<Tag> = tags.into_iter().filter(|t| t.key() != Some(PROMOTION_UID_TAG)).collect();
@@ -172,6 +181,19 @@ pub(crate) async fn register_with_image(
         operation: "RegisterTaskDefinition",
         field: "taskDefinitionArn",
     })
+}
+
+/// The containers of task definition `td` and their images (what a snapshot records).
+pub(crate) async fn containers(ecs: &Client, td: &str) -> Result<Vec<ContainerImage>> {
+    let (def, _) = describe_task_definition(ecs, td).await?;
+    Ok(def
+        .container_definitions()
+        .iter()
+        .map(|c| ContainerImage {
+            name: c.name().unwrap_or_default().to_string(),
+            image: c.image().unwrap_or_default().to_string(),
+        })
+        .collect())
 }
 
 /// The image of `container` in task definition `td`.

@@ -40,6 +40,7 @@ pub(crate) async fn update_service(clients: &Clients, cluster: &str, service: &s
             service: service.into(),
             container: String::new(),
             image: String::new(),
+            sidecars: Vec::new(),
         },
     )
     .await?;
@@ -62,6 +63,10 @@ pub(crate) async fn update_service(clients: &Clients, cluster: &str, service: &s
 impl TrafficTarget for EcsRolling {
     async fn snapshot(&self) -> Result<Snapshot> {
         let service = describe_service(&self.clients.ecs, &self.clients.scope, &self.target).await?;
+        let containers = match service.task_definition() {
+            Some(td) => super::containers(&self.clients.ecs, td).await?,
+            None => Vec::new(),
+        };
         Ok(Snapshot {
             captured_at: Some(now_time()),
             account_id: Some(self.clients.scope.account_id.clone()),
@@ -71,6 +76,7 @@ impl TrafficTarget for EcsRolling {
                 cluster: Some(self.target.cluster.clone()),
                 service: Some(self.target.service.clone()),
                 task_definition: service.task_definition().map(str::to_string),
+                containers,
                 ..EcsSnapshot::default()
             }),
             lambda: None,

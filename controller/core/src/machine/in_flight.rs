@@ -171,6 +171,22 @@ pub(super) fn in_flight(d: &mut Draft<'_, '_>) -> Option<Action> {
             );
             return None;
         }
+        // Nothing ships unpinned beside the Release (the snapshot read the task definition).
+        if let Some(problem) = integrity::container_problem(
+            &input.spec.environment,
+            env.container_images,
+            release,
+            d.status.previous.as_ref(),
+        ) {
+            d.status.rollback = None;
+            d.terminate(
+                PromotionPhase::Failed,
+                reason::CONTAINER_IMAGE_REFUSED,
+                format!("{problem}; nothing had changed in AWS"),
+                true,
+            );
+            return None;
+        }
         let what = format!("preparing {} {} without traffic", release.service, release.version);
         return forward(d, Action::Prepare, what);
     }

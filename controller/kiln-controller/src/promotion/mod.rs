@@ -344,16 +344,6 @@ pub fn unfinished(ctx: &Context, namespace: Option<&str>) -> Vec<kube::runtime::
     ctx.stores.promotion_index.live(namespace)
 }
 
-/// The UID of the Release kiln created `p` for (its ownerReference to the Release it names).
-pub fn created_for(p: &Promotion) -> Option<&str> {
-    p.metadata
-        .owner_references
-        .iter()
-        .flatten()
-        .find(|o| o.kind == "Release" && o.name == p.spec.release)
-        .map(|o| o.uid.as_str())
-}
-
 /// Whether `p` is one of `r`'s Promotions.
 pub fn of_release(p: &Promotion, r: &Release) -> bool {
     p.metadata.namespace == r.metadata.namespace && Some(p.spec.release.as_str()) == r.metadata.name.as_deref()

@@ -83,10 +83,25 @@ pub(super) async fn observe(ctx: &Context, p: &Promotion, status: &PromotionStat
             environments.get(&o.spec.environment),
         )
     };
+    // Another namespace's Promotion that has not started holds a resource only if its namespace
+    // is given that resource (the Environment's spec.tenants): otherwise anyone could block
+    // another team's service by naming it. One in flight always holds it.
+    let may_hold = |o: &Promotion, target: &str| {
+        let ons = o.metadata.namespace.as_deref().unwrap_or_default();
+        ons == ns
+            || o.status.as_ref().is_some_and(|s| s.phase.is_in_flight() || s.previous.is_some())
+            || environments.get(&o.spec.environment).is_some_and(|e| {
+                let resource = kiln_core::tenancy::Resource { kind: "AWS resource", arn: target.to_string() };
+                kiln_core::tenancy::refused(ons, e.tenants.as_deref(), &[resource]).is_empty()
+            })
+    };
     let in_view: Vec<(&Arc<Promotion>, Option<String>)> = promotions
         .iter()
         .filter(|o| o.metadata.namespace.as_deref() == Some(ns.as_str()) || crate::index::is_live(o))
-        .map(|o| (o, if crate::index::is_live(o) { target_of(o) } else { None }))
+        .map(|o| {
+            let key = if crate::index::is_live(o) { target_of(o).filter(|t| may_hold(o, t)) } else { None };
+            (o, key)
+        })
         .collect();
     let target =
         target::of_promotion(status, release.as_ref().map(|r| &r.spec), &p.spec.environment, environment.as_ref());
@@ -133,7 +148,7 @@ pub(super) async fn observe(ctx: &Context, p: &Promotion, status: &PromotionStat
     // Created by kiln for a Release of this name that has been deleted since: not this one's.
     if status.release.is_none()
         && let Some(now) = release_identity.as_ref()
-        && let Some(was) = super::created_for(p).filter(|was| *was != now.uid)
+        && let Some(was) = p.created_for().filter(|was| *was != now.uid)
     {
         problems.push(Problem::ReleaseReplaced {
             release: p.spec.release.clone(),

@@ -735,3 +735,83 @@ async fn a_promotion_created_for_a_deleted_release_does_not_deploy_its_namesake(
     assert!(message.contains(&format!("created for Release web-v1 with UID {uid}, which was deleted")), "{message}");
     assert!(bench.ecs(DEV_ACCOUNT).calls().is_empty(), "nothing read or written in AWS");
 }
+
+/// §1: the queue is per resource across namespaces, but a Promotion of a namespace the
+/// Environment does not give the resource (refused at validation) never holds it: otherwise any
+/// team could block another team's service by naming it.
+#[tokio::test]
+async fn a_promotion_refused_by_tenancy_does_not_hold_the_queue() {
+    let bench = Bench::new("queue-owner").await;
+    bench.namespace("queue-intruder").await;
+    let service = format!("arn:aws:ecs:*:{DEV_ACCOUNT}:service/{}/{}", support::CLUSTER, support::SERVICE);
+    let elb = format!("arn:aws:elasticloadbalancing:*:{DEV_ACCOUNT}:*/web-*");
+    bench.tenants("dev", serde_json::json!([{"namespaces": [bench.ns.as_str()], "resources": [service, elb]}])).await;
+    bench.release_in("queue-intruder", "web", "hijack", 9, &[10, 100]).await;
+    bench
+        .promotion_in("queue-intruder", "hijack-dev", serde_json::json!({"release": "hijack", "environment": "dev"}))
+        .await;
+    let mut r = bench.replica("kiln-0");
+    r.sync().await;
+    let _ = r.reconcile(r.cached("queue-intruder", "hijack-dev")).await;
+    let intruder = bench.read_in("queue-intruder", "hijack-dev").await.status.unwrap_or_default();
+    assert_eq!(intruder.phase, PromotionPhase::WaitingForGates, "{:?}", intruder.message);
+
+    bench.release("web-v1", 1, &[10, 100]).await;
+    bench.promotion("web-v1-dev", "web-v1", "dev").await;
+    let p = r.drive(&bench, "web-v1-dev", MINUTE, 40).await;
+    let status = p.status.unwrap_or_default();
+    assert_eq!(status.phase, PromotionPhase::Succeeded, "{:?}", status.gates);
+}
+
+/// §2: every image kiln ships is pinned by digest, not only the Release's. A sidecar on a
+/// mutable tag in the service's task definition fails the Promotion before the first write,
+/// naming the container; a Release that lists the sidecar with an artifact pinned by digest
+/// deploys it. An Environment with `containerImages: fromRelease` refuses even a pinned sidecar
+/// the Release does not list.
+#[tokio::test]
+async fn a_sidecar_on_a_mutable_tag_fails_the_promotion_before_any_write() {
+    let bench = Bench::new("sidecar-tag").await;
+    let ecs = bench.ecs(DEV_ACCOUNT);
+    ecs.set_containers(&[("app", "registry.example/web:v1"), ("proxy", "registry.example/proxy:v7")]);
+    bench.release("web-v1", 1, &[10, 100]).await;
+    bench.promotion("web-v1-dev", "web-v1", "dev").await;
+    let mut r = bench.replica("kiln-0");
+    let p = r.drive(&bench, "web-v1-dev", MINUTE, 20).await;
+    let status = p.status.unwrap_or_default();
+    assert_eq!(status.phase, PromotionPhase::Failed, "{:?}", status.message);
+    let message = status.message.unwrap_or_default();
+    for part in ["container proxy runs registry.example/proxy:v7, not pinned by digest", "nothing had changed in AWS"] {
+        assert!(message.contains(part), "{part} in {message}");
+    }
+    assert_eq!(ecs.calls(), ["snapshot"], "only the snapshot's reads");
+    let events = bench.events("web-v1-dev").await;
+    assert!(events.iter().any(|(reason, _)| reason == "ContainerImageRefused"), "{events:?}");
+
+    // The Release lists the sidecar with an artifact pinned by digest: it deploys.
+    let proxy = kiln_api::fixtures::artifact("proxy", 7);
+    let listed = |spec: &mut kiln_api::release::ReleaseSpec| {
+        spec.artifacts.push(proxy.clone());
+        if let Some(e) = spec.target.ecs.as_mut() {
+            e.sidecars.push(kiln_api::release::Sidecar { container: "proxy".into(), artifact: "proxy".into() });
+        }
+    };
+    let ns = bench.ns.clone();
+    bench.release_with(&ns, support::SERVICE, "web-v2", 2, &[10, 100], listed).await;
+    bench.promotion("web-v2-dev", "web-v2", "dev").await;
+    let p = r.drive(&bench, "web-v2-dev", MINUTE, 40).await;
+    assert_eq!(p.status.map(|s| s.phase), Some(PromotionPhase::Succeeded));
+
+    // fromRelease: a pinned sidecar the Release does not list is refused too.
+    let pinned = format!("registry.example/proxy@sha256:{}", kiln_api::fixtures::digest(7));
+    ecs.set_containers(&[("app", "registry.example/web:v1"), ("proxy", pinned.as_str())]);
+    let patch = serde_json::json!({"spec": {"containerImages": "fromRelease"}});
+    kube::Api::<kiln_api::Environment>::all(bench.client.clone())
+        .patch("dev", &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&patch))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    bench.release("web-v3", 3, &[10, 100]).await;
+    bench.promotion("web-v3-dev", "web-v3", "dev").await;
+    let p = r.drive(&bench, "web-v3-dev", MINUTE, 20).await;
+    let message = p.status.and_then(|s| s.message).unwrap_or_default();
+    assert!(message.contains("come from the Release") && message.contains("container proxy"), "{message}");
+}

@@ -209,6 +209,19 @@ impl Bench {
     /// [`Bench::release`] in namespace `ns`, calling the service `service` (the ECS service it
     /// deploys is [`SERVICE`] whatever the team calls it).
     pub async fn release_in(&self, ns: &str, service: &str, name: &str, n: u32, steps: &[i32]) -> Release {
+        self.release_with(ns, service, name, n, steps, |_| {}).await
+    }
+
+    /// [`Bench::release_in`] with `edit` applied to the spec before it is created.
+    pub async fn release_with(
+        &self,
+        ns: &str,
+        service: &str,
+        name: &str,
+        n: u32,
+        steps: &[i32],
+        edit: impl FnOnce(&mut kiln_api::release::ReleaseSpec),
+    ) -> Release {
         let mut spec = fixtures::ecs_release(CLUSTER, SERVICE, EcsStrategy::Canary, &["dev", "prod"]);
         spec.service = service.into();
         spec.version = format!("v1.0.{n}");
@@ -218,6 +231,7 @@ impl Bench {
             ecs.steps = Some(steps.to_vec());
             ecs.step_bake = Some("1m".into());
         }
+        edit(&mut spec);
         Api::<Release>::namespaced(self.client.clone(), ns)
             .create(&PostParams::default(), &Release::new(name, spec))
             .await
