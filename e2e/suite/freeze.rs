@@ -70,6 +70,8 @@ async fn freeze_blocks_prod_until_it_ends_and_exceptions_and_rollbacks_pass() {
     assert!(World::gate(&held, "freeze").is_some_and(|(_, m)| m.contains("incident")));
     assert_eq!(w.alias("prod", "billing").await, AliasState::on("2"));
     w.approve(&prod3, "oncall@example.com", "sre").await;
+    // The exception's approvals are in addition to prod's own: a second security approver.
+    w.approve(&prod3, "sec2@example.com", "security").await;
     let passed = w.wait_phase(&prod3, PromotionPhase::Succeeded, MIN).await;
     let exception = passed.status.as_ref().and_then(|s| s.freeze_exception.clone()).expect("freeze exception recorded");
     assert!(exception.contains("incident"), "{exception}");

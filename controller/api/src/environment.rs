@@ -193,6 +193,18 @@ pub struct PromotionRules {
     /// Block the promotion while any upstream environment's rollback alarms are firing.
     #[serde(default = "yes")]
     pub require_upstream_green: bool,
+    /// An approval stops counting this long after kiln first saw it (Go duration, e.g. `24h`),
+    /// so a change approved on Monday is not deployed on Friday on that approval. The time is
+    /// kiln's (`status.approvalsSeen`), never the approval's own `at`. Unset: approvals do not
+    /// expire.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new(DURATION_RULE).message(DURATION_MESSAGE))]
+    #[schemars(length(max = 32))]
+    pub approvals_expire_after: Option<String>,
+    /// A retry after a rollback or failure needs fresh approvals: those kiln saw before the
+    /// retry no longer count.
+    #[serde(default)]
+    pub fresh_approvals_on_retry: bool,
 }
 
 fn yes() -> bool {
@@ -210,6 +222,8 @@ impl Default for PromotionRules {
             forbid_self_approval: true,
             min_upstream_bake: None,
             require_upstream_green: true,
+            approvals_expire_after: None,
+            fresh_approvals_on_retry: false,
         }
     }
 }

@@ -237,6 +237,15 @@ pub struct PromotionStatus {
     /// The value of spec.retry this status has acted on.
     #[serde(default)]
     pub observed_retry: i32,
+    /// Each approval and when kiln first saw it: an approval counts from then (and expires by
+    /// the Environment's `approvalsExpireAfter` from then), whatever its own `at` says.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    pub approvals_seen: Vec<SeenApproval>,
+    /// Approvals kiln first saw before this time do not count: the retry that set it asked for
+    /// fresh approvals (the Environment's `freshApprovalsOnRetry`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approvals_valid_from: Option<Time>,
     /// The AWS resource this Promotion drives: its ECS service's or Lambda function's ARN
     /// (account, region, cluster and name, after the Release's overrides). Promotions that drive
     /// one resource run one at a time, whatever their namespace, Release or Environment; the
@@ -310,6 +319,20 @@ pub struct PromotionStatus {
     /// Ready, Reconciling and Stalled (kstatus).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+}
+
+/// An approval as kiln first saw it.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct SeenApproval {
+    /// The approver.
+    pub user: String,
+    /// The role approved in.
+    pub role: String,
+    /// The approval's own `at`, as written (a later approval by the same person is another one).
+    pub at: Time,
+    /// When kiln first saw it.
+    pub seen_at: Time,
 }
 
 /// Which Release, exactly: its UID and the digest of every artifact.

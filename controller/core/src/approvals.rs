@@ -7,9 +7,16 @@
 //!   of approvals never matters;
 //! - duplicate approvals by one person count once (usernames are compared ignoring ASCII case);
 //! - with `forbid_self_approval`, approvals by the release author or the promotion requester are
-//!   ignored and reported.
+//!   ignored and reported;
+//! - an approval counts from when kiln first saw it ([`record_seen`], `status.approvalsSeen`), not
+//!   from its own `at` (a client can write any time there): it expires that long after, and a
+//!   retry that asks for fresh approvals discounts those seen before it ([`standing`]).
 
+use jiff::{SignedDuration, Timestamp};
+use kiln_api::promotion::SeenApproval;
 use kiln_api::{Approval, ApprovalRequirement};
+
+use crate::time::to_time;
 
 /// Who may not approve a change of their own.
 #[derive(Debug, Clone, Default)]
@@ -117,6 +124,69 @@ impl QuorumReport {
         }
         msg
     }
+}
+
+/// Records in `seen` every approval of `approvals` not seen before, as seen at `now`. An
+/// approval is one (user, role, at): the same person approving again later is another approval.
+pub fn record_seen(seen: &mut Vec<SeenApproval>, approvals: &[Approval], now: Timestamp) {
+    for a in approvals {
+        if !seen.iter().any(|s| s.user == a.user && s.role == a.role && s.at == a.at) {
+            seen.push(SeenApproval {
+                user: a.user.clone(),
+                role: a.role.clone(),
+                at: a.at.clone(),
+                seen_at: to_time(now),
+            });
+        }
+    }
+}
+
+/// The approvals that count at an instant, and those that no longer do.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Standing {
+    /// The approvals that count.
+    pub counted: Vec<Approval>,
+    /// The approvals that do not, and why (expired, or seen before a retry that asked for fresh
+    /// ones).
+    pub stale: Vec<Refused>,
+}
+
+/// Which of `approvals` count at `now`: each from when kiln first saw it (`seen`; one not
+/// recorded yet, from `now`), not those seen before `valid_from`, not those seen longer than
+/// `expire_after` ago.
+pub fn standing(
+    approvals: &[Approval],
+    seen: &[SeenApproval],
+    now: Timestamp,
+    expire_after: Option<(SignedDuration, &str)>,
+    valid_from: Option<Timestamp>,
+) -> Standing {
+    let mut out = Standing::default();
+    for a in approvals {
+        let seen_at = seen
+            .iter()
+            .find(|s| s.user == a.user && s.role == a.role && s.at == a.at)
+            .map(|s| s.seen_at.0)
+            .unwrap_or(now);
+        let stale = |reason: String| Refused { user: a.user.clone(), role: a.role.clone(), reason };
+        if let Some(from) = valid_from
+            && seen_at < from
+        {
+            out.stale.push(stale("approved before the retry, which asks for fresh approvals".to_string()));
+            continue;
+        }
+        if let Some((ttl, written)) = expire_after
+            && seen_at.checked_add(ttl).is_ok_and(|until| until <= now)
+        {
+            out.stale.push(stale(format!(
+                "approved at {} and approvals expire after {written} here",
+                seen_at.strftime("%Y-%m-%dT%H:%M:%SZ")
+            )));
+            continue;
+        }
+        out.counted.push(a.clone());
+    }
+    out
 }
 
 /// Checks `approvals` against `requirements`.
@@ -275,6 +345,52 @@ mod tests {
         let r = evaluate(&[], &[], &NOBODY);
         assert!(r.met());
         assert_eq!(r.message(), "no approvals required");
+    }
+
+    fn at(s: &str) -> Timestamp {
+        s.parse().unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Issue "Tenancy and release integrity" §3: an approval counts from when kiln first saw it,
+    /// whatever its own `at` says; it expires that long after; a retry asking for fresh approvals
+    /// discounts those seen before it.
+    #[test]
+    fn approvals_count_from_when_kiln_saw_them() {
+        let mut backdated = ap("sec", "security");
+        backdated.at = Time(at("2020-01-01T00:00:00Z"));
+        let approvals = vec![backdated, ap("pm", "product")];
+        let mut seen = Vec::new();
+        record_seen(&mut seen, &approvals, at("2026-12-07T10:00:00Z"));
+        record_seen(&mut seen, &approvals, at("2026-12-07T11:00:00Z"));
+        assert_eq!(seen.len(), 2, "recorded once each");
+        assert!(seen.iter().all(|s| s.seen_at.0 == at("2026-12-07T10:00:00Z")), "{seen:?}");
+
+        let ttl = Some((SignedDuration::from_hours(24), "24h"));
+        // A backdated `at` does not make it expire: kiln's time does.
+        let s = standing(&approvals, &seen, at("2026-12-08T09:59:00Z"), ttl, None);
+        assert_eq!((s.counted.len(), s.stale.len()), (2, 0));
+        let s = standing(&approvals, &seen, at("2026-12-08T10:00:00Z"), ttl, None);
+        assert_eq!(s.counted.len(), 0);
+        assert!(s.stale[0].reason.contains("approved at 2026-12-07T10:00:00Z and approvals expire after 24h"), "{s:?}");
+        let mut report = evaluate(&[req("security", 1)], &s.counted, &NOBODY);
+        report.refused.extend(s.stale);
+        assert!(
+            report.message().starts_with("needs 1 security approval (have none); sec (security) not counted"),
+            "{}",
+            report.message()
+        );
+
+        // A retry asking for fresh approvals: those seen before it do not count; a new one does.
+        let retry = at("2026-12-07T12:00:00Z");
+        let mut again = ap("sec", "security");
+        again.at = Time(at("2026-12-07T12:30:00Z"));
+        let mut all = approvals.clone();
+        all.push(again);
+        record_seen(&mut seen, &all, at("2026-12-07T12:30:05Z"));
+        let s = standing(&all, &seen, at("2026-12-07T13:00:00Z"), None, Some(retry));
+        assert_eq!(s.counted.iter().map(|a| a.user.as_str()).collect::<Vec<_>>(), ["sec"]);
+        assert_eq!(s.stale.len(), 2);
+        assert!(s.stale.iter().all(|r| r.reason.contains("before the retry")), "{s:?}");
     }
 
     /// A brute-force reference: try every assignment of users to slots.

@@ -10,6 +10,7 @@ use kiln_api::PromotionPhase;
 use kiln_api::environment::EnvironmentSpec;
 use kiln_api::promotion::{GateResult, PromotionSpec, ReleaseIdentity};
 use kiln_api::release::ReleaseSpec;
+use kiln_api::{Approval, ApprovalRequirement};
 
 use crate::approvals::{self, SelfApprovalRule};
 use crate::duration;
@@ -101,6 +102,10 @@ pub struct GateInput<'a> {
     pub ahead: &'a [QueuedAhead],
     /// Freeze windows in scope for this Promotion's namespace.
     pub freezes: &'a [CompiledWindow],
+    /// The Promotion's approvals that count now ([`approvals::standing`]).
+    pub approvals: Vec<Approval>,
+    /// Its approvals that no longer count, and why (reported in the approval messages).
+    pub stale_approvals: Vec<approvals::Refused>,
     /// The target environment's signals now.
     pub health: TargetHealth,
 }
@@ -328,7 +333,11 @@ pub fn evaluate(input: &GateInput<'_>) -> GateReport {
         let frozen: Vec<String> = verdict.active.iter().map(freeze::describe).collect();
         match freeze::exception_eligible(&verdict.active, input.release.release_type) {
             Ok(needed) => {
-                let report = approvals::evaluate(&needed, &input.promotion.approvals, &rule);
+                // The exception's approvals are in addition to the environment's own: one
+                // matching over both, so nobody counts toward both.
+                let both: Vec<ApprovalRequirement> = needed.iter().chain(rules.approvals.iter()).cloned().collect();
+                let mut report = approvals::evaluate(&both, &input.approvals, &rule);
+                report.refused.extend(input.stale_approvals.iter().cloned());
                 if report.met() {
                     let granted =
                         format!("{} release allowed by exception ({})", input.release.release_type, report.message());
@@ -357,7 +366,8 @@ pub fn evaluate(input: &GateInput<'_>) -> GateReport {
 
     // Approvals (an environment with no quorum needs none: for a non-auto environment, the
     // person who created the Promotion said go).
-    let report = approvals::evaluate(&rules.approvals, &input.promotion.approvals, &rule);
+    let mut report = approvals::evaluate(&rules.approvals, &input.approvals, &rule);
+    report.refused.extend(input.stale_approvals.iter().cloned());
     results.push(gate(name::APPROVALS, report.met(), report.message()));
 
     GateReport { results, freeze_exception, recheck_at }
@@ -380,7 +390,11 @@ pub fn traffic_hold(input: &GateInput<'_>) -> Option<(String, Option<Timestamp>)
         requester: input.promotion.requested_by.as_deref(),
     };
     let exception = freeze::exception_eligible(&verdict.active, input.release.release_type)
-        .map(|needed| approvals::evaluate(&needed, &input.promotion.approvals, &rule).met())
+        .map(|needed| {
+            let both: Vec<ApprovalRequirement> =
+                needed.iter().chain(input.environment.promotion.approvals.iter()).cloned().collect();
+            approvals::evaluate(&both, &input.approvals, &rule).met()
+        })
         .unwrap_or(false);
     if exception {
         return None;

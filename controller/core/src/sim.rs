@@ -108,6 +108,7 @@ pub fn environment(name: &str) -> EnvironmentSpec {
                 forbid_self_approval: true,
                 min_upstream_bake: Some("30m".into()),
                 require_upstream_green: true,
+                ..Default::default()
             },
             "10m",
         ),

@@ -196,6 +196,9 @@ fn weekend_freeze_blocks_prod_until_monday_morning() {
     assert_eq!(w.step(), Some(Action::CaptureSnapshot));
 }
 
+/// The exception's approvals are in addition to prod's own (issue "Tenancy and release
+/// integrity" §3): the security lead who approved for prod does not also count for the
+/// exception's security approval.
 #[test]
 fn hotfix_passes_the_freeze_with_security_and_sre_approvals() {
     let mut w = World::new("prod")
@@ -211,6 +214,11 @@ fn hotfix_passes_the_freeze_with_security_and_sre_approvals() {
         w.gate("freeze").1
     );
     w.approve("oncall", "sre");
+    w.step();
+    assert_eq!(w.phase(), PromotionPhase::Frozen, "one security approval cannot count twice");
+    let (_, msg) = w.gate("freeze");
+    assert!(msg.contains("needs 1 security approval"), "{msg}");
+    w.approve("sec2", "security");
     assert_eq!(w.step(), Some(Action::CaptureSnapshot));
     let exception = w.status.freeze_exception.clone().expect("exception recorded");
     assert!(exception.contains("hotfix release allowed by exception"), "{exception}");
@@ -966,4 +974,48 @@ fn a_release_may_set_its_own_progress_deadline_and_progress_resets_it() {
     // Done: the clock is cleared; the next step gets a fresh deadline.
     w.complete(&Action::Prepare, Outcome::Prepared(Default::default()));
     assert_eq!(w.status.in_progress, None);
+}
+
+/// Issue "Tenancy and release integrity" §3: an approval expires by kiln's clock (from when kiln
+/// first saw it), and where the Environment says so a retry after a rollback needs fresh
+/// approvals.
+#[test]
+fn approvals_expire_and_a_retry_asks_for_fresh_ones() {
+    let mut w = World::approved_prod();
+    if let Some(env) = w.env.as_mut() {
+        env.promotion.approvals_expire_after = Some("24h".into());
+        env.promotion.fresh_approvals_on_retry = true;
+    }
+    // Approved, but stg has not been promoted yet: kiln records when it saw the approvals.
+    let upstream = std::mem::take(&mut w.upstream);
+    w.step();
+    assert_eq!(w.status.approvals_seen.len(), 2);
+    // A day later stg is done; the approvals have expired.
+    w.advance(24 * 3600);
+    w.upstream = upstream;
+    w.step();
+    assert_eq!(w.phase(), PromotionPhase::WaitingForApproval);
+    let (ok, msg) = w.gate("approvals");
+    assert!(!ok && msg.contains("approvals expire after 24h here"), "{msg}");
+    // Approved again: it goes.
+    w.approve("sec", "security");
+    w.approve("pm", "product");
+    assert_eq!(w.step(), Some(Action::CaptureSnapshot));
+
+    // It rolls back; the retry needs fresh approvals.
+    w.run();
+    w.breach();
+    w.run();
+    assert_eq!(w.phase(), PromotionPhase::RolledBack);
+    w.alarm = Some((AlarmState::Ok, w.now));
+    w.advance(60);
+    w.spec.retry = 1;
+    w.step();
+    assert_eq!(w.phase(), PromotionPhase::WaitingForApproval);
+    let (_, msg) = w.gate("approvals");
+    assert!(msg.contains("before the retry, which asks for fresh approvals"), "{msg}");
+    w.advance(1);
+    w.approve("sec", "security");
+    w.approve("pm", "product");
+    assert_eq!(w.step(), Some(Action::CaptureSnapshot));
 }

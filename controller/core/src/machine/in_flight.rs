@@ -238,7 +238,7 @@ pub(super) fn forward(d: &mut Draft<'_, '_>, action: Action, what: String) -> Op
     let (Some(release), Some(env)) = (input.observed.release.as_ref(), input.observed.environment.as_ref()) else {
         return None;
     };
-    let gi = gate_input(input, release, env);
+    let gi = gate_input(input, &d.status, release, env);
     if let Some((why, until)) = gates::traffic_hold(&gi) {
         let phase = d.status.phase;
         if d.status.timeline.last().map(|t| t.reason.as_str()) != Some(reason::HOLDING) {

@@ -218,11 +218,17 @@ pub fn decide(input: &PromotionInput<'_>) -> Decision {
                 attempts.remove(0);
             }
             let timeline = std::mem::take(&mut d.status.timeline);
+            let approvals_seen = std::mem::take(&mut d.status.approvals_seen);
+            // Where the Environment says so, the approvals of the attempt that ended do not
+            // carry over to the retry.
+            let fresh = input.observed.environment.as_ref().is_some_and(|e| e.promotion.fresh_approvals_on_retry);
             d.status = PromotionStatus {
                 observed_generation: input.generation,
                 observed_retry: input.spec.retry,
                 timeline,
                 attempts,
+                approvals_seen,
+                approvals_valid_from: if fresh { Some(to_time(d.now())) } else { None },
                 ..PromotionStatus::default()
             };
             d.note(
@@ -232,6 +238,12 @@ pub fn decide(input: &PromotionInput<'_>) -> Decision {
                 false,
             );
         }
+    }
+
+    // When kiln first saw each approval: approvals count (and expire) from then.
+    if !d.status.phase.is_terminal() {
+        let now = d.now();
+        crate::approvals::record_seen(&mut d.status.approvals_seen, &input.spec.approvals, now);
     }
 
     // What the queue keys this Promotion by (fixed once the snapshot is taken: the observe step

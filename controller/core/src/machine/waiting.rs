@@ -3,7 +3,7 @@
 
 use kiln_api::PromotionPhase;
 use kiln_api::environment::EnvironmentSpec;
-use kiln_api::promotion::BakeStatus;
+use kiln_api::promotion::{BakeStatus, PromotionStatus};
 use kiln_api::release::ReleaseSpec;
 
 use super::draft::Draft;
@@ -16,6 +16,7 @@ use crate::problem::Problem;
 use crate::reason;
 use crate::signals;
 use crate::time::to_time;
+use crate::{approvals, duration};
 
 /// The target environment's signals right now (for the `health` gate).
 fn target_health(input: &PromotionInput<'_>) -> TargetHealth {
@@ -31,12 +32,32 @@ fn target_health(input: &PromotionInput<'_>) -> TargetHealth {
     }
 }
 
+/// What the gates read. `status` is the status being decided (a retry in this very decision
+/// may have asked for fresh approvals).
 pub(super) fn gate_input<'x>(
     input: &'x PromotionInput<'x>,
+    status: &PromotionStatus,
     release: &'x ReleaseSpec,
     env: &'x EnvironmentSpec,
 ) -> GateInput<'x> {
+    // Approvals expire only before the deployment starts: one that let a deployment (or a
+    // freeze exception) through does not stop it halfway.
+    let rules = &env.promotion;
+    let expiry = rules
+        .approvals_expire_after
+        .as_deref()
+        .filter(|_| !status.phase.is_in_flight())
+        .and_then(|d| duration::parse("approvalsExpireAfter", d).ok().map(|ttl| (ttl, d)));
+    let standing = approvals::standing(
+        &input.spec.approvals,
+        &status.approvals_seen,
+        input.now,
+        expiry,
+        status.approvals_valid_from.as_ref().map(|t| t.0),
+    );
     GateInput {
+        approvals: standing.counted,
+        stale_approvals: standing.stale,
         health: target_health(input),
         now: input.now,
         promotion: input.spec,
@@ -105,7 +126,7 @@ pub(super) fn waiting(d: &mut Draft<'_, '_>) -> Option<Action> {
             None
         }
     };
-    let mut gi = gate_input(input, release, env);
+    let mut gi = gate_input(input, &d.status, release, env);
     gi.problems = &problems;
     let report = gates::evaluate(&gi);
     d.status.gates = report.results.clone();
