@@ -176,13 +176,14 @@ impl<'a> ClusterView<'a> {
     }
 
     /// The rollback Promotion that takes `p`'s AWS resource over, if `p` is a forward Promotion
-    /// and one exists that has not finished.
+    /// and one is under way there. One that has not passed its gates does not (an invalid one
+    /// fails at once and must never abort anything).
     pub fn preempted_by(&self, p: &PromotionView<'_>) -> Option<String> {
         if p.spec.rollback.is_some() {
             return None;
         }
         self.on_same_target(p)
-            .filter(|o| o.spec.rollback.is_some())
+            .filter(|o| o.spec.rollback.is_some() && o.phase().is_in_flight())
             .min_by_key(|o| (o.created, o.namespace, o.name))
             .map(|o| o.label_for(p))
     }
@@ -345,10 +346,11 @@ mod tests {
             promo("billing-v1", "prod", None),
             promo("ingest-v0", "prod", Some("ingest-v1")),
         );
-        let (baking, waiting, done) = (
+        let (baking, waiting, done, deploying) = (
             status(PromotionPhase::Baking),
             status(PromotionPhase::WaitingForApproval),
             status(PromotionPhase::Succeeded),
+            status(PromotionPhase::Deploying),
         );
         let snap = ClusterView {
             controller_namespace: "kiln-system",
@@ -357,14 +359,21 @@ mod tests {
                 view("ingest", "a", 1, &p1, Some(&baking), WEB),
                 view("ingest", "b", 2, &p2, Some(&waiting), WEB),
                 view("ingest", "c", 0, &p3, None, BILLING),
-                view("ingest", "rb", 3, &rb, None, WEB),
+                view("ingest", "rb", 3, &rb, Some(&deploying), WEB),
                 view("ingest", "old", -10, &p1, Some(&done), WEB),
             ],
             ..Default::default()
         };
         let b = snap.promotions[1];
         let ahead = snap.ahead_of(&b);
-        assert_eq!(ahead, vec![QueuedAhead { name: "a".into(), phase: PromotionPhase::Baking, rollback: false }]);
+        assert_eq!(
+            ahead,
+            vec![
+                QueuedAhead { name: "a".into(), phase: PromotionPhase::Baking, rollback: false },
+                QueuedAhead { name: "rb".into(), phase: PromotionPhase::Deploying, rollback: true },
+            ],
+            "earlier ones, and any in flight"
+        );
         assert!(snap.ahead_of(&snap.promotions[2]).is_empty(), "another resource is another queue");
         assert_eq!(snap.preempted_by(&snap.promotions[0]).as_deref(), Some("rb"));
         assert_eq!(snap.preempted_by(&snap.promotions[3]), None);
@@ -372,6 +381,12 @@ mod tests {
         assert!(!snap.release_was_good_here("ingest", "ingest-v2", "prod", None));
         let rb_ahead = snap.ahead_of(&snap.promotions[3]);
         assert_eq!(rb_ahead.len(), 2, "a rollback sees the in-flight promotion it preempts: {rb_ahead:?}");
+        // A rollback that has not passed its gates preempts nothing.
+        let not_started = ClusterView {
+            promotions: vec![view("ingest", "a", 1, &p1, Some(&baking), WEB), view("ingest", "rb", 3, &rb, None, WEB)],
+            ..Default::default()
+        };
+        assert_eq!(not_started.preempted_by(&not_started.promotions[0]), None);
         // A Promotion whose resource is unknown (its Release is missing) queues with nothing.
         let unknown = view("ingest", "u", 9, &p1, None, None);
         assert!(snap.ahead_of(&unknown).is_empty() && snap.preempted_by(&unknown).is_none());

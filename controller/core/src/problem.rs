@@ -106,6 +106,25 @@ pub enum Problem {
     },
 }
 
+impl Problem {
+    /// Whether it stops a rollback Promotion. A rollback needs only its Release (its artifact,
+    /// known-good here, still the Release of that name), the environment and the namespace's
+    /// right to the resources; nothing unrelated may hold it up: an invalid FreezeWindow
+    /// elsewhere, the Environment graph (upstreams, cycles), the Release's other environments or
+    /// steps, the RollbackPolicy or its signals.
+    pub fn blocks_rollback(&self) -> bool {
+        match self {
+            Problem::Spec(e) => matches!(e, SpecError::Artifact { .. } | SpecError::Promotion(_)),
+            Problem::Tenancy { .. } | Problem::RollbackNotKnownGood { .. } | Problem::ReleaseReplaced { .. } => true,
+            Problem::Environment { .. }
+            | Problem::Policy { .. }
+            | Problem::PolicyMissing { .. }
+            | Problem::FreezeWindow { .. }
+            | Problem::SignalsUnreadable { .. } => false,
+        }
+    }
+}
+
 /// The problems as one message (`; ` between them), as the gate and conditions show them.
 pub fn joined(problems: &[Problem]) -> String {
     problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")

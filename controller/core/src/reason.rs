@@ -49,6 +49,9 @@ pub const RETRY: &str = "Retry";
 pub const ROLLED_BACK: &str = "RolledBack";
 /// The Environment's tenants do not let this namespace act on a resource the snapshot resolved.
 pub const TENANCY_REFUSED: &str = "TenancyRefused";
+/// A rollback Promotion that cannot be carried out as asked (its Release is missing, never
+/// succeeded here, or cannot be deployed here) fails at once, so it never holds anything up.
+pub const ROLLBACK_REFUSED: &str = "RollbackRefused";
 /// A container of the task definition breaks the Environment's `containerImages` policy (a
 /// mutable tag, or an image that is not the Release's); nothing was changed.
 pub const CONTAINER_IMAGE_REFUSED: &str = "ContainerImageRefused";

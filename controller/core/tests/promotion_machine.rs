@@ -4,6 +4,7 @@
 use jiff::SignedDuration;
 use kiln_api::promotion::StepStatus;
 use kiln_api::{PromotionPhase, RollbackCause};
+use kiln_core::Problem;
 use kiln_core::evidence;
 use kiln_core::machine::{self, Action, Outcome};
 use kiln_core::plan::HookPoint;
@@ -593,15 +594,39 @@ fn a_bake_that_passes_on_silence_says_so() {
     assert_eq!(w.phase(), PromotionPhase::Succeeded);
 }
 
+/// A rollback to a Release that never succeeded here is refused at once (issue "Tenancy and
+/// release integrity" §3): it ends `Failed`, so it holds nothing up.
 #[test]
 fn only_a_release_that_succeeded_here_can_take_the_rollback_fast_path() {
     let mut w = World::new("prod").at("2026-11-21T17:00:00Z").rollback_promotion();
     w.release_was_good_here = false;
     assert_eq!(w.step(), None);
-    assert_eq!(w.phase(), PromotionPhase::WaitingForGates);
+    assert_eq!(w.phase(), PromotionPhase::Failed);
+    assert!(w.reasons().contains(&"RollbackRefused".to_string()), "{:?}", w.reasons());
     let (ok, msg) = w.gate("validation");
     assert!(!ok);
     assert!(msg.contains("ingest-worker-v1-4-2 never did; promote it normally instead"), "{msg}");
+    assert!(w.status.message.clone().unwrap_or_default().contains("nothing was changed"));
+}
+
+/// §3: nothing unrelated holds a rollback up: an invalid FreezeWindow elsewhere, a broken
+/// Environment graph, a missing RollbackPolicy.
+#[test]
+fn a_rollback_is_not_blocked_by_unrelated_problems() {
+    let mut w = World::new("prod").rollback_promotion();
+    w.problems = vec![
+        Problem::FreezeWindow { namespace: "kiln-system".into(), name: "weekend".into(), message: "bad zone".into() },
+        Problem::Environment {
+            environment: "prod".into(),
+            error: kiln_core::SpecError::UpstreamCycle { path: "prod -> stg -> prod".into() },
+        },
+    ];
+    assert_eq!(w.step(), Some(Action::CaptureSnapshot));
+    // A forward Promotion waits on the same problems.
+    let mut f = World::approved_prod();
+    f.problems = w.problems.clone();
+    assert_eq!(f.step(), None);
+    assert_eq!(f.phase(), PromotionPhase::WaitingForGates);
 }
 
 #[test]

@@ -71,6 +71,24 @@ pub(super) fn gate_input<'x>(
     }
 }
 
+/// Ends a rollback Promotion that cannot be carried out as asked: `Failed` with why, before any
+/// change. A person fixes the request and creates another (a rollback is urgent: it says what is
+/// wrong at once rather than waiting).
+fn refuse_rollback(d: &mut Draft<'_, '_>, why: &str) {
+    d.status.gates = vec![kiln_api::promotion::GateResult {
+        name: gates::name::VALIDATION.into(),
+        ok: false,
+        message: why.to_string(),
+    }];
+    d.status.gate_summary = Some("refused: validation".into());
+    d.terminate(
+        PromotionPhase::Failed,
+        reason::ROLLBACK_REFUSED,
+        format!("rollback refused: {why}; nothing was changed"),
+        true,
+    );
+}
+
 pub(super) fn waiting(d: &mut Draft<'_, '_>) -> Option<Action> {
     let input = d.input;
     if input.spec.abort || input.deleting {
@@ -98,6 +116,10 @@ pub(super) fn waiting(d: &mut Draft<'_, '_>) -> Option<Action> {
         let mut all = missing;
         all.extend(input.observed.problems.iter().map(ToString::to_string));
         let message = all.join("; ");
+        if input.spec.rollback.is_some() {
+            refuse_rollback(d, &message);
+            return None;
+        }
         d.status.gates = vec![kiln_api::promotion::GateResult {
             name: gates::name::VALIDATION.into(),
             ok: false,
@@ -126,6 +148,17 @@ pub(super) fn waiting(d: &mut Draft<'_, '_>) -> Option<Action> {
             None
         }
     };
+    if input.spec.rollback.is_some() {
+        // What stops this rollback fails it at once (it must never sit waiting, holding the
+        // resource); nothing unrelated holds it up.
+        let blocking: Vec<String> =
+            problems.iter().filter(|p| plan.is_none() || p.blocks_rollback()).map(ToString::to_string).collect();
+        if !blocking.is_empty() {
+            refuse_rollback(d, &blocking.join("; "));
+            return None;
+        }
+        problems.clear();
+    }
     let mut gi = gate_input(input, &d.status, release, env);
     gi.problems = &problems;
     let report = gates::evaluate(&gi);
