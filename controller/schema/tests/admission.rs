@@ -20,7 +20,7 @@ fn defaults_are_applied_before_validation_and_returned() {
     empty_rules["spec"]["promotion"] = json!({});
     assert_eq!(
         accepted(&empty_rules)["spec"]["promotion"],
-        json!({"approvals": [], "auto": false, "forbidSelfApproval": true, "requireChangeRef": false, "requireUpstreamGreen": true})
+        json!({"approvals": [], "auto": false, "forbidSelfApproval": true, "freshApprovalsOnRetry": false, "requireChangeRef": false, "requireUpstreamGreen": true})
     );
     // An omitted `promotion` must be as safe as `promotion: {}`: self-approval forbidden and
     // upstream alarms required green.
