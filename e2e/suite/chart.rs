@@ -136,4 +136,32 @@ async fn approvals_are_bound_to_the_person_who_makes_them() {
     let own = json!({"spec": {"approvals": [approval("carol@example.com", "security")]}});
     refused(carol.patch("ledger-stg", &PatchParams::default(), &Patch::Merge(&own)).await, "carol approves her own");
     assert!(p.spec.approvals.is_empty());
+
+    // Rolling back is its own permission (issue "Tenancy and release integrity" §3): RBAC cannot
+    // see spec.rollback, so the policy asks the real authorizer for the `rollback` verb. Carol
+    // may create Promotions but not rollback ones, until she is given kiln-rollbacker.
+    let rollback: Promotion = serde_json::from_value(json!({
+        "apiVersion": "kiln.dev/v1alpha1", "kind": "Promotion", "metadata": {"name": "ledger-stg-rollback"},
+        "spec": {"release": r, "environment": "stg", "requestedBy": "carol@example.com",
+                 "rollback": {"reason": "errors after the last release", "fromRelease": "ledger-v3"}}
+    }))
+    .unwrap();
+    let m = refused(carol.create(&Default::default(), &rollback).await, "carol creates a rollback Promotion");
+    assert!(m.contains("rollback verb"), "{m}");
+    let rollbacker: k8s_openapi::api::rbac::v1::ClusterRoleBinding = serde_json::from_value(json!({
+        "metadata": {"name": "rollbackers"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "kiln-rollbacker"},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "carol@example.com"}]
+    }))
+    .unwrap();
+    Api::<k8s_openapi::api::rbac::v1::ClusterRoleBinding>::all(w.client.clone())
+        .create(&Default::default(), &rollbacker)
+        .await
+        .expect("bind kiln-rollbacker");
+    // RBAC changes reach the authorizer's cache within moments.
+    w.eventually(std::time::Duration::from_secs(30), "carol creates the rollback Promotion", || {
+        let (carol, rollback) = (carol.clone(), rollback.clone());
+        async move { carol.create(&Default::default(), &rollback).await.ok() }
+    })
+    .await;
 }

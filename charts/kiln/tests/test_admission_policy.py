@@ -33,9 +33,21 @@ USERS = {
     ARGO: ["system:serviceaccounts", "system:serviceaccounts:argocd", "system:authenticated"],
 }
 
-# Functions and macros the policy may call: CEL's own and the Kubernetes strings extension,
-# all available in Kubernetes 1.33 (no list slice(), no two-variable comprehensions).
-K8S_133_FUNCTIONS = {"has", "size", "filter", "map", "all", "exists", "lowerAscii", "join"}
+# Functions and macros the policy may call: CEL's own, the Kubernetes strings extension and the
+# admission `authorizer`'s builder, all available in Kubernetes 1.33 (no list slice(), no
+# two-variable comprehensions).
+K8S_133_FUNCTIONS = {
+    "has", "size", "filter", "map", "all", "exists", "lowerAscii", "join",
+    "group", "resource", "namespace", "check", "allowed",
+}
+
+# Who holds which verbs on promotions.kiln.dev in namespace "ingest", as RBAC would answer the
+# policy's authorizer (the chart's kiln-rollbacker role grants `rollback`).
+VERBS = {
+    "alice": {"create", "patch"},
+    "dana": {"create", "rollback"},
+    "oncall": {"create", "rollback"},
+}
 
 _ENV = celpy.Environment()
 
@@ -48,7 +60,25 @@ def _join(items: celtypes.ListType, sep: celtypes.StringType = celtypes.StringTy
     return celtypes.StringType(str(sep).join(str(i) for i in items))
 
 
-FUNCTIONS = {"lowerAscii": _lower_ascii, "join": _join}
+def _with(key: str):
+    def step(check: celtypes.MapType, value: celtypes.StringType) -> celtypes.MapType:
+        return celtypes.MapType({**check, celtypes.StringType(key): value})
+    return step
+
+
+def _allowed(check: celtypes.MapType) -> celtypes.BoolType:
+    """The authorizer's decision for the built check (group, resource, namespace, verb) and user."""
+    get = lambda k: str(check.get(celtypes.StringType(k), ""))  # noqa: E731
+    ok = (get("group"), get("resource"), get("namespace")) == ("kiln.dev", "promotions", "ingest") and \
+        get("verb") in VERBS.get(get("user"), set())
+    return celtypes.BoolType(ok)
+
+
+FUNCTIONS = {
+    "lowerAscii": _lower_ascii, "join": _join,
+    "group": _with("group"), "resource": _with("resource"), "namespace": _with("namespace"),
+    "check": _with("verb"), "allowed": _allowed,
+}
 
 
 def evaluate(expr: str, activation: dict[str, Any]) -> Any:
@@ -86,6 +116,7 @@ class Policy:
         request = {"operation": operation, "userInfo": user_info, "resource": {"group": "kiln.dev",
                    "version": "v1alpha1", "resource": "promotions"}, "namespace": "ingest"}
         activation: dict[str, Any] = {
+            "authorizer": celtypes.MapType({celtypes.StringType("user"): celtypes.StringType(user)}),
             "request": celpy.json_to_cel(request),
             "object": celpy.json_to_cel(obj),
             "oldObject": celpy.json_to_cel(old) if old is not None else None,
@@ -106,8 +137,11 @@ class Policy:
         return denied
 
 
-def promotion(approvals: list[dict[str, Any]] | None = None, requested_by: str | None = None) -> dict[str, Any]:
+def promotion(approvals: list[dict[str, Any]] | None = None, requested_by: str | None = None,
+              rollback: dict[str, Any] | None = None) -> dict[str, Any]:
     spec: dict[str, Any] = {"release": "ingest-worker-v1-4-2", "environment": "prod", "abort": False, "retry": 0}
+    if rollback is not None:
+        spec["rollback"] = rollback
     if approvals is not None:
         spec["approvals"] = approvals
     if requested_by is not None:
@@ -311,3 +345,21 @@ def every_position_up_to_the_limit_is_checked():
     refused(p, "set user to alice", "alice", "UPDATE", appended(old, approval("bob", "product")), old)
     over = appended(appended(old, approval("alice", "security")), approval("alice", "security"))
     refused(p, "at most 32 approvals", "alice", "UPDATE", over, old)
+
+
+@test
+def a_rollback_promotion_needs_the_rollback_verb():
+    """Issue "Tenancy and release integrity" §3: RBAC cannot see spec.rollback, so creating a
+    rollback Promotion needs the custom verb `rollback` on promotions (kiln-rollbacker), not only
+    `create`."""
+    p, custom = policies()
+    rb = {"reason": "5xx after v1.4.3", "fromRelease": "ingest-worker-v1-4-3"}
+    refused(p, "alice may not create rollback Promotions in namespace ingest", "alice", "CREATE",
+            promotion([], requested_by="alice", rollback=rb))
+    allowed(p, "oncall", "CREATE", promotion([], requested_by="oncall", rollback=rb))
+    allowed(p, "alice", "CREATE", promotion([], requested_by="alice"))   # a forward one: create is enough
+    # Trusted approval writers are trusted with names, not with rollbacks.
+    refused(custom, "may not create rollback Promotions", ARGO, "CREATE", promotion([], rollback=rb))
+    # Approving an existing rollback Promotion needs no rollback verb (the spec.rollback is old).
+    old = promotion([], requested_by="oncall", rollback=rb)
+    allowed(p, "alice", "UPDATE", appended(old, approval("alice", "security")), old)

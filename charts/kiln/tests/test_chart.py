@@ -99,7 +99,7 @@ def merged(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
 def default_render_creates_the_controller_rbac_and_the_policy():
     objs = objects()
     assert kinds(objs) == sorted([
-        "ClusterRole", "ClusterRole", "ClusterRole", "ClusterRole", "ClusterRoleBinding", "Deployment",
+        "ClusterRole", "ClusterRole", "ClusterRole", "ClusterRole", "ClusterRole", "ClusterRoleBinding", "Deployment",
         "PodDisruptionBudget", "Role", "RoleBinding", "Service", "ServiceAccount",
         "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding",
     ]), kinds(objs)
@@ -385,6 +385,13 @@ def user_roles_view_release_and_approve():
         "kiln-approver is never aggregated"
     releaser = only(objects(NON_DEFAULT), "ClusterRole", "kiln-releaser")
     assert "rbac.authorization.k8s.io/aggregate-to-edit" not in releaser["metadata"]["labels"]
+    # Rolling back (spec.rollback) is its own permission: the custom verb the admission policy
+    # checks, granted only by kiln-rollbacker, which is never aggregated.
+    rollbacker = only(objs, "ClusterRole", "kiln-rollbacker")
+    assert triples(rollbacker) == read | {("kiln.dev", "promotions", "create"), ("kiln.dev", "promotions", "rollback")}
+    assert not any(k.startswith("rbac.authorization.k8s.io/aggregate") for k in rollbacker["metadata"]["labels"])
+    for role in (viewer, releaser, approver):
+        assert ("kiln.dev", "promotions", "rollback") not in triples(role)
 
 
 # ---- lint and the schema --------------------------------------------------------------------
