@@ -21,6 +21,8 @@ async fn the_controller_works_with_exactly_the_charts_permissions() {
     w.start_controller(ControllerOptions::default());
     let r = w.lambda_release("invoice", 2, &["dev", "stg", "prod"], json!({})).await;
     let done = w.wait_phase(&format!("{r}-dev"), PromotionPhase::Succeeded, MIN).await;
+    // kiln requested it, by its own ServiceAccount's name (the admission policy requires one).
+    assert_eq!(done.spec.requested_by.as_deref(), Some("system:serviceaccount:kiln-system:kiln"));
     assert!(done.status.and_then(|s| s.evidence_sha256).is_some());
     // Events and the Release status were written with the chart's permissions too.
     assert!(!w.events(&format!("{r}-dev")).await.is_empty(), "Events were published");
@@ -47,9 +49,19 @@ async fn approvals_are_bound_to_the_person_who_makes_them() {
     let w = World::with_chart("s12-vap").await;
     lambda_setup(&w, "ledger", ["1s", "1s", "1s"]).await;
     let r = w.lambda_release("ledger", 2, &["dev", "stg", "prod"], json!({})).await;
-    w.create::<Promotion>(json!({
+    // requestedBy is required on create and must be the creator's own name, admin's too.
+    let unnamed: Promotion = serde_json::from_value(json!({
         "apiVersion": "kiln.dev/v1alpha1", "kind": "Promotion", "metadata": {"name": "ledger-prod"},
         "spec": {"release": r, "environment": "prod"}
+    }))
+    .unwrap();
+    match Api::<Promotion>::namespaced(w.client.clone(), &w.ns).create(&Default::default(), &unnamed).await {
+        Err(kube::Error::Api(s)) if s.message.contains("spec.requestedBy is required") => {}
+        other => panic!("a Promotion without requestedBy: expected the admission policy to refuse, got {other:?}"),
+    }
+    w.create::<Promotion>(json!({
+        "apiVersion": "kiln.dev/v1alpha1", "kind": "Promotion", "metadata": {"name": "ledger-prod"},
+        "spec": {"release": r, "environment": "prod", "requestedBy": "admin"}
     }))
     .await;
     // The four people approve through the chart's kiln-approver role (get, list, watch, patch on

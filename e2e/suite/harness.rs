@@ -264,6 +264,8 @@ impl World {
     /// Starts a controller process.
     pub fn start_controller(&mut self, options: ControllerOptions) -> usize {
         let identity = format!("{}-kiln-{}", self.name, self.controllers.len());
+        // As the chart runs it: kiln stamps its ServiceAccount's name as the requester.
+        let requested_by = format!("--requested-by=system:serviceaccount:{KILN_NS}:{CONTROLLER_ACCOUNT}");
         let log_level = std::env::var("KILN_E2E_LOG").unwrap_or_else(|_| "info,kiln_controller=debug".into());
         let mut args: Vec<String> = [
             "--alarm-poll-interval",
@@ -284,6 +286,7 @@ impl World {
             "text",
             "--log-level",
             &log_level,
+            &requested_by,
         ]
         .map(String::from)
         .to_vec();

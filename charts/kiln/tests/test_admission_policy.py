@@ -240,11 +240,16 @@ def kiln_itself_needs_no_exemption():
 
 
 @test
-def requested_by_is_the_requester_or_absent():
-    p, _ = policies()
+def requested_by_is_required_and_is_the_requester():
+    """Issue "Tenancy and release integrity" §3: requestedBy is required on create and must be
+    the creator; kiln's own ServiceAccount (which stamps its own name) and trusted writers aside."""
+    p, custom = policies()
     allowed(p, "dana", "CREATE", promotion([], requested_by="dana"))
-    allowed(p, "dana", "CREATE", promotion([]))
+    refused(p, "spec.requestedBy is required: set it to your own username (dana)", "dana", "CREATE", promotion([]))
     refused(p, "spec.requestedBy must be your own username (dana)", "dana", "CREATE", promotion([], requested_by="alice"))
+    allowed(p, SA, "CREATE", promotion([], requested_by=SA))   # kiln stamps itself
+    allowed(custom, ARGO, "CREATE", promotion([]))              # a trusted writer (GitOps)
+    allowed(custom, ARGO, "CREATE", promotion([], requested_by="dana"))
     old = promotion([], requested_by="dana")
     allowed(p, "alice", "UPDATE", appended(old, approval("alice", "security")), old)  # unchanged is fine
     changed = copy.deepcopy(old)
@@ -264,7 +269,9 @@ def alice_approves_as_herself_in_her_role():
     allowed(p, "bob", "UPDATE", appended(old, approval("bob", "product")), old)
     two = appended(old, approval("alice", "security"))
     allowed(p, "bob", "UPDATE", appended(two, approval("bob", "product")), two)
-    allowed(p, "alice", "CREATE", promotion([approval("alice", "security")]))
+    # The creator is the requester, so cannot bring their own approval along.
+    refused(p, "you requested this promotion (alice)", "alice", "CREATE",
+            promotion([approval("alice", "security")], requested_by="alice"))
 
 
 @test

@@ -181,7 +181,8 @@ pub struct PromotionRules {
     #[serde(default)]
     #[schemars(length(max = 8))]
     pub approvals: Vec<ApprovalRequirement>,
-    /// Refuse approvals by the release author or the person who requested the Promotion.
+    /// Refuse approvals by the Release's author (its `spec.author`, as the Release states it).
+    /// Approvals by the person who requested the Promotion never count, whatever this says.
     #[serde(default = "yes")]
     pub forbid_self_approval: bool,
     /// The release must have run at full traffic in every upstream environment at least this

@@ -69,8 +69,10 @@ pub struct PromotionSpec {
     #[x_kube(validation = Rule::new(DNS_LABEL_RULE).message(DNS_LABEL_MESSAGE))]
     #[schemars(length(max = 63))]
     pub environment: String,
-    /// Who asked for this Promotion (stamped from the request's identity by kiln's admission
-    /// policy; kiln itself for auto environments). Immutable once set.
+    /// Who asked for this Promotion. With kiln's admission policy (the Helm chart) it is
+    /// required on create and must be the creator's own username (trusted writers, such as a
+    /// GitOps controller, may name anyone); kiln writes its own ServiceAccount on the Promotions
+    /// it creates. Their approvals never count toward a quorum. Immutable once set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 253))]
     pub requested_by: Option<String>,

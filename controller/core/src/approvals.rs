@@ -6,8 +6,8 @@
 //!   the product owner cannot satisfy both), found by a maximum bipartite matching so the order
 //!   of approvals never matters;
 //! - duplicate approvals by one person count once (usernames are compared ignoring ASCII case);
-//! - with `forbid_self_approval`, approvals by the release author or the promotion requester are
-//!   ignored and reported;
+//! - approvals by the promotion's requester are ignored and reported, always; with
+//!   `forbid_self_approval`, those by the release author too;
 //! - an approval counts from when kiln first saw it ([`record_seen`], `status.approvalsSeen`), not
 //!   from its own `at` (a client can write any time there): it expires that long after, and a
 //!   retry that asks for fresh approvals discounts those seen before it ([`standing`]).
@@ -18,10 +18,13 @@ use kiln_api::{Approval, ApprovalRequirement};
 
 use crate::time::to_time;
 
-/// Who may not approve a change of their own.
+/// Who may not approve a change of their own: the Promotion's requester never (an approval by
+/// the person who asked is no second pair of eyes); the Release's author when `forbid` is set
+/// (`author` is what the Release says, not verified: the Environment decides whether to rely on
+/// it).
 #[derive(Debug, Clone, Default)]
 pub struct SelfApprovalRule<'a> {
-    /// Whether self-approval is forbidden.
+    /// Whether approvals by the Release's author are refused too.
     pub forbid: bool,
     /// The Release's author.
     pub author: Option<&'a str>,
@@ -33,11 +36,8 @@ impl SelfApprovalRule<'_> {
     /// Why `user` may not approve, if so. Usernames are compared ignoring ASCII case so
     /// `Alice@Example.com` cannot approve `alice@example.com`'s change.
     fn refusal(&self, user: &str) -> Option<&'static str> {
-        if !self.forbid {
-            return None;
-        }
         let same = |other: Option<&str>| other.is_some_and(|o| o.eq_ignore_ascii_case(user));
-        if same(self.author) {
+        if self.forbid && same(self.author) {
             Some("is the release author")
         } else if same(self.requester) {
             Some("requested this promotion")
@@ -334,8 +334,11 @@ mod tests {
         assert!(r.message().contains("Dev@Example.com is the release author"), "{}", r.message());
         let r = evaluate(&reqs, &[ap("ci-bot", "release-engineering")], &rule);
         assert!(r.message().contains("requested this promotion"), "{}", r.message());
+        // Without forbidSelfApproval the author may approve; the requester never can.
         let allowed = SelfApprovalRule { forbid: false, ..rule };
-        assert!(evaluate(&reqs, &[ap("ci-bot", "release-engineering")], &allowed).met());
+        assert!(evaluate(&reqs, &[ap("dev@example.com", "release-engineering")], &allowed).met());
+        let r = evaluate(&reqs, &[ap("ci-bot", "release-engineering")], &allowed);
+        assert!(!r.met() && r.message().contains("requested this promotion"), "{}", r.message());
     }
 
     #[test]

@@ -70,6 +70,12 @@ pub struct Config {
     #[arg(long, env = "KILN_LEASE_NAME", default_value = "kiln-controller")]
     pub lease_name: String,
 
+    /// kiln's own username, written as `spec.requestedBy` of the Promotions it creates (the
+    /// chart sets its ServiceAccount's, `system:serviceaccount:<namespace>:<name>`, which the
+    /// chart's admission policy accepts as the requester's own name).
+    #[arg(long, env = "KILN_REQUESTED_BY")]
+    pub requested_by: Option<String>,
+
     /// How long a leader's Lease holds without renewal before a standby takes over.
     #[arg(long, env = "KILN_LEASE_DURATION", default_value = "15s", value_parser = parse_duration)]
     pub lease_duration: Duration,

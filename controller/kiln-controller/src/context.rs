@@ -145,6 +145,8 @@ pub struct Context {
     /// Decide/act rounds per Promotion reconcile before handing back to the queue
     /// (`promotion::MAX_ROUNDS`).
     pub max_rounds: usize,
+    /// kiln's own username, stamped as `spec.requestedBy` on the Promotions it creates.
+    pub requested_by: Option<String>,
 }
 
 impl Context {

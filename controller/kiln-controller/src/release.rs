@@ -80,7 +80,7 @@ async fn reconcile_inner(obj: &Release, ctx: &Context) -> Result<Requeue, Error>
     let promotions_api: Api<Promotion> = Api::namespaced(ctx.client.clone(), &ns);
     let mut events = Vec::new();
     for new in &decision.create {
-        let p = new_promotion(obj, &new.name, &new.environment);
+        let p = new_promotion(obj, &new.name, &new.environment, ctx.requested_by.as_deref());
         ctx.fence()?;
         match promotions_api.create(&PostParams::default(), &p).await {
             Ok(_) => events.push(EventNote {
@@ -119,8 +119,9 @@ async fn reconcile_inner(obj: &Release, ctx: &Context) -> Result<Requeue, Error>
 }
 
 /// The Promotion kiln creates for `release` into `environment`: owned by the Release, labelled
-/// with it (and carrying its labels, so a shard selector keeps them together).
-fn new_promotion(release: &Release, name: &str, environment: &str) -> Promotion {
+/// with it (and carrying its labels, so a shard selector keeps them together), requested by kiln
+/// itself (`requested_by`, its own username).
+fn new_promotion(release: &Release, name: &str, environment: &str, requested_by: Option<&str>) -> Promotion {
     let mut labels = release.labels().clone();
     labels.insert(RELEASE_LABEL.to_string(), release.name_any());
     let owner = release.controller_owner_ref(&()).map(|o| OwnerReference { controller: Some(false), ..o });
@@ -135,7 +136,7 @@ fn new_promotion(release: &Release, name: &str, environment: &str) -> Promotion 
         spec: PromotionSpec {
             release: release.name_any(),
             environment: environment.to_string(),
-            requested_by: None,
+            requested_by: requested_by.map(str::to_string),
             approvals: Vec::new(),
             abort: false,
             retry: 0,

@@ -384,6 +384,7 @@ async fn controllers(
         version: env!("CARGO_PKG_VERSION"),
         leading: elector.map(|e| e.handle()),
         max_rounds: promotion::MAX_ROUNDS,
+        requested_by: config.requested_by.clone(),
     });
 
     // Decide nothing on a partial cache (a FreezeWindow or RollbackPolicy not listed yet could

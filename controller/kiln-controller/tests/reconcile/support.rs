@@ -356,6 +356,7 @@ impl Bench {
             version: "test",
             leading: Some(leading.clone()),
             max_rounds,
+            requested_by: Some("system:serviceaccount:kiln-system:kiln".into()),
         });
         Replica { ctx, releases, promotions, environments, freezes, policies, index, leading }
     }
