@@ -701,10 +701,18 @@ pub struct TimelineEntry {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct Evidence {
+    /// The version of this record's schema ([`EVIDENCE_SCHEMA_VERSION`] when kiln wrote it;
+    /// absent: version 1). Fields are only ever added, each left out when empty, so a record of
+    /// any version hashes to the SHA-256 it was written with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema_version: Option<u32>,
     /// Whether this was a forward promotion or a rollback promotion.
     pub kind: String,
     /// The Release name.
     pub release: String,
+    /// The Release's UID (which Release of that name: names can be reused).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release_uid: Option<String>,
     /// The Release's `spec.service`.
     pub service: String,
     /// The Release's `spec.version` (SemVer).
@@ -736,6 +744,20 @@ pub struct Evidence {
     #[serde(default)]
     #[schemars(length(max = 32))]
     pub approvals: Vec<Approval>,
+    /// When kiln first saw each approval (the time approvals count from; `approvals[].at` is
+    /// the client's).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    pub approvals_seen: Vec<SeenApproval>,
+    /// What ran before the change, as the snapshot recorded it: what a rollback returns to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous: Option<EvidencePrevious>,
+    /// The AWS resources this change acted on or created, by ARN or ID: the service or function
+    /// (`status.target`), the listener or rule and target groups, the task definition and task
+    /// set or the Lambda version kiln created, a CodeDeploy deployment.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    pub resources: Vec<String>,
     /// Each gate with its result at decision time.
     #[serde(default)]
     pub gates: Vec<GateResult>,
@@ -755,6 +777,26 @@ pub struct Evidence {
     pub outcome: PromotionPhase,
     /// The kiln version that made the decisions.
     pub controller_version: String,
+}
+
+/// The version of the evidence schema kiln writes: 2 added `schemaVersion`, `releaseUid`,
+/// `approvalsSeen`, `previous` and `resources`.
+pub const EVIDENCE_SCHEMA_VERSION: u32 = 2;
+
+/// What ran before the change.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct EvidencePrevious {
+    /// The task definition that served (ECS).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_definition: Option<String>,
+    /// Its containers and their images (ECS), digests included.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    pub containers: Vec<ContainerImage>,
+    /// The version the alias pointed to (Lambda).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lambda_version: Option<String>,
 }
 
 /// An artifact in the evidence.

@@ -7,7 +7,7 @@
 //! can be checked against it.
 
 use kiln_api::environment::EnvironmentSpec;
-use kiln_api::promotion::{Evidence, EvidenceArtifact, PromotionSpec, PromotionStatus};
+use kiln_api::promotion::{Evidence, EvidenceArtifact, EvidencePrevious, PromotionSpec, PromotionStatus};
 use kiln_api::release::ReleaseSpec;
 use sha2::{Digest, Sha256};
 
@@ -42,8 +42,10 @@ pub fn build(
         e.map(str::to_string).or_else(|| s.cloned()).unwrap_or_else(|| DELETED.to_string())
     };
     Evidence {
+        schema_version: Some(kiln_api::promotion::EVIDENCE_SCHEMA_VERSION),
         kind: if spec.rollback.is_some() { "rollback" } else { "promotion" }.to_string(),
         release: ctx.release_name.to_string(),
+        release_uid: status.release.as_ref().map(|r| r.uid.clone()),
         service: release.map(|r| r.service.clone()).unwrap_or_else(|| DELETED.into()),
         version: release.map(|r| r.version.clone()).unwrap_or_else(|| DELETED.into()),
         release_type: release.map(|r| r.release_type.as_str().to_string()).unwrap_or_else(|| DELETED.into()),
@@ -59,6 +61,13 @@ pub fn build(
         requested_by: spec.requested_by.clone(),
         author: release.and_then(|r| r.author.clone()),
         approvals: spec.approvals.clone(),
+        approvals_seen: status.approvals_seen.clone(),
+        previous: snapshot.map(|s| EvidencePrevious {
+            task_definition: s.ecs.as_ref().and_then(|e| e.task_definition.clone()),
+            containers: s.ecs.as_ref().map(|e| e.containers.clone()).unwrap_or_default(),
+            lambda_version: s.lambda.as_ref().map(|l| l.version.clone()),
+        }),
+        resources: resources(status),
         gates: status.gates.clone(),
         freeze_exception: status.freeze_exception.clone(),
         timeline: status.timeline.clone(),
@@ -67,6 +76,28 @@ pub fn build(
         outcome: status.phase,
         controller_version: ctx.controller_version.to_string(),
     }
+}
+
+/// The AWS resources a Promotion acted on or created, in a stable order, without repeats.
+fn resources(status: &PromotionStatus) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    out.extend(status.target.clone());
+    if let Some(ecs) = status.previous.as_ref().and_then(|s| s.ecs.as_ref()) {
+        out.extend(ecs.listener_or_rule_arn.clone());
+        out.extend(ecs.listener_weights.iter().map(|w| w.target_group_arn.clone()));
+    }
+    if let Some(d) = &status.deployed {
+        out.extend(d.task_definition.clone());
+        out.extend(d.task_set.clone());
+        out.extend(d.lambda_version.as_ref().map(|v| {
+            let function = status.target.as_deref().unwrap_or("function");
+            format!("{function}:{v}")
+        }));
+        out.extend(d.code_deploy_deployment.clone());
+    }
+    let mut seen = std::collections::HashSet::new();
+    out.retain(|r| seen.insert(r.clone()));
+    out
 }
 
 /// SHA-256 (lowercase hex) of the evidence's canonical JSON (fields in declaration order, maps

@@ -1044,3 +1044,49 @@ fn approvals_expire_and_a_retry_asks_for_fresh_ones() {
     w.approve("pm", "product");
     assert_eq!(w.step(), Some(Action::CaptureSnapshot));
 }
+
+/// Issue "Tenancy and release integrity" §4: the evidence tells the whole story (the Release's
+/// UID, what ran before, the AWS resources acted on, when kiln saw each approval) and is
+/// versioned; a record written before version 2 (none of those fields) still hashes to the
+/// digest it was written with, whatever kiln reads it.
+#[test]
+fn evidence_is_versioned_and_old_records_keep_verifying() {
+    let mut w = World::approved_prod();
+    w.status.target = Some("arn:aws:ecs:ca-central-1:333333333333:service/nc-core/ingest-worker".into());
+    for _ in 0..10 {
+        w.run();
+        if w.phase().is_terminal() {
+            break;
+        }
+        w.advance(600);
+    }
+    assert_eq!(w.phase(), PromotionPhase::Succeeded, "{:?}", w.status.message);
+    let ev = w.status.evidence.clone().expect("evidence");
+    assert_eq!(ev.schema_version, Some(kiln_api::promotion::EVIDENCE_SCHEMA_VERSION));
+    assert_eq!(ev.release_uid.as_deref(), Some(RELEASE_UID));
+    assert_eq!(ev.approvals_seen.len(), 2, "when kiln saw the two approvals");
+    let previous = ev.previous.clone().expect("what ran before");
+    assert!(previous.task_definition.is_some(), "{previous:?}");
+    for part in ["service/nc-core/ingest-worker", "tg/ingest-blue", "tg/ingest-green", "listener/ingest/443"] {
+        assert!(ev.resources.iter().any(|r| r.contains(part)), "{part} in {:?}", ev.resources);
+    }
+
+    // A version-1 record: the fields version 2 added are absent from its bytes.
+    let v1 = kiln_api::promotion::Evidence {
+        schema_version: None,
+        release_uid: None,
+        approvals_seen: Vec::new(),
+        previous: None,
+        resources: Vec::new(),
+        ..ev
+    };
+    let bytes = serde_json::to_vec(&v1).expect("serialize");
+    let text = String::from_utf8(bytes.clone()).expect("utf-8");
+    for field in ["schemaVersion", "releaseUid", "approvalsSeen", "previous", "resources"] {
+        assert!(!text.contains(&format!("\"{field}\"")), "{field} in a version-1 record");
+    }
+    let read: kiln_api::promotion::Evidence = serde_json::from_slice(&bytes).expect("a version-1 record parses");
+    use sha2::Digest;
+    let sha: String = sha2::Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(evidence::digest(&read), sha, "a version-1 record keeps its digest");
+}

@@ -75,6 +75,8 @@ pub enum Command {
     Rollback(RollbackArgs),
     /// Freeze windows: which are active now, until when, and which come next.
     Freeze(FreezeArgs),
+    /// Evidence records: check an archived record against the Promotion's status.
+    Evidence(EvidenceArgs),
     /// Check manifests offline (schema, CEL rules, references between files) and print the plan.
     Lint(LintArgs),
     /// Print the user the API server sees (what approvals and requests are recorded as).
@@ -180,6 +182,33 @@ pub struct RollbackArgs {
     /// How long `--wait` waits (Go duration).
     #[arg(long, default_value = "5m", value_name = "DURATION")]
     pub timeout: String,
+}
+
+/// `evidence`.
+#[derive(Debug, Args)]
+pub struct EvidenceArgs {
+    /// verify.
+    #[command(subcommand)]
+    pub command: EvidenceCommand,
+}
+
+/// Evidence subcommands.
+#[derive(Debug, Subcommand)]
+pub enum EvidenceCommand {
+    /// Fetch a Promotion's archived evidence record from S3 with your own AWS credentials,
+    /// recompute its SHA-256 and compare it with the Promotion's status.evidenceSha256. Exits
+    /// non-zero on any mismatch.
+    Verify(EvidenceVerifyArgs),
+}
+
+/// `evidence verify <promotion>`.
+#[derive(Debug, Args)]
+pub struct EvidenceVerifyArgs {
+    /// The Promotion (its name).
+    pub promotion: String,
+    /// The bucket's AWS region (default: the region the Promotion changed, from its status).
+    #[arg(long)]
+    pub region: Option<String>,
 }
 
 /// `freeze`.

@@ -16,6 +16,7 @@ mod approve;
 mod cli;
 mod cluster;
 mod error;
+mod evidence;
 mod freeze;
 mod lint;
 mod report;
@@ -27,7 +28,7 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser};
 
-use cli::{Cli, Command, Shell};
+use cli::{Cli, Command, EvidenceCommand, Shell};
 use error::CliError;
 
 fn main() -> ExitCode {
@@ -81,6 +82,9 @@ async fn online(cli: &Cli) -> Result<(), CliError> {
         Command::Retry(args) => actions::retry(&cluster, args).await,
         Command::Rollback(args) => actions::rollback(&cluster, args).await,
         Command::Freeze(args) => freeze::run(&cluster, &args.command, controller_ns).await,
+        Command::Evidence(args) => match &args.command {
+            EvidenceCommand::Verify(v) => evidence::verify(&cluster, v).await,
+        },
         Command::Whoami => {
             let me = cluster.whoami().await?;
             println!("{}", me.username);

@@ -640,3 +640,77 @@ fn completions_for_three_shells() {
     let run = offline(&["completion", "tcsh"]);
     assert_eq!(run.code, 2, "{run:?}");
 }
+
+/// Issue "Tenancy and release integrity" §4: `evidence verify` fetches the archived record with
+/// the user's own AWS credentials (moto here), recomputes its SHA-256 and compares it with the
+/// Promotion's status; a record of the first schema version verifies too; a record changed in the
+/// bucket does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn evidence_verify_checks_the_archived_record_against_status() {
+    let w = World::new("cli-evidence").await;
+    examples(&w).await;
+    let moto = kiln_testkit::Moto::start();
+    let account = kiln_testkit::Account::moto_default(&moto).await;
+    let s3 = &account.clients.s3;
+    s3.create_bucket().bucket("audit").send().await.expect("create bucket");
+    // A record as kiln wrote it before schema version 2 (no schemaVersion): the bytes as stored.
+    let record = json!({
+        "kind": "promotion", "release": R, "service": "ingest-worker", "version": "v1.4.2",
+        "releaseType": "standard", "artifacts": [], "environment": "prod",
+        "accountId": "333333333333", "region": kiln_testkit::REGION, "approvals": [], "gates": [],
+        "timeline": [], "signals": [], "outcome": "Succeeded", "controllerVersion": "0.1.0"
+    });
+    let bytes = serde_json::to_vec(&record).expect("record");
+    let sha: String = {
+        use sha2::Digest;
+        sha2::Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect()
+    };
+    let key = format!("kiln-evidence/ingest/{R}-prod/{sha}.json");
+    let put = |body: Vec<u8>| {
+        let (s3, key) = (s3.clone(), key.clone());
+        async move {
+            s3.put_object().bucket("audit").key(key).body(body.into()).send().await.expect("put object");
+        }
+    };
+    put(bytes.clone()).await;
+    w.promotion(&format!("{R}-prod"), R, "prod", json!({})).await;
+    w.set_status(
+        "Promotion",
+        "ingest",
+        &format!("{R}-prod"),
+        json!({"phase": "Succeeded", "evidenceSha256": sha,
+               "evidenceArchive": {"bucket": "audit", "key": key, "archivedAt": "2026-12-07T10:00:00Z"},
+               "previous": {"region": kiln_testkit::REGION, "accountId": "333333333333"}}),
+    )
+    .await;
+    let url = moto.url();
+    let aws = [
+        ("AWS_ENDPOINT_URL", url.as_str()),
+        ("AWS_ACCESS_KEY_ID", kiln_testkit::STATIC_ACCESS_KEY),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+    ];
+    let verify =
+        |w: &World| w.kiln_with_env("alice", &["evidence", "verify", &format!("{R}-prod"), "-n", "ingest"], &aws);
+    let run = verify(&w);
+    ok(&run);
+    assert!(run.stdout.contains(&format!("sha256:{sha} matches status.evidenceSha256")), "{run:?}");
+    assert!(run.stdout.contains("schema version 1"), "{run:?}");
+
+    // Someone rewrites the object: the check fails, naming both hashes.
+    let mut forged = record.clone();
+    forged["outcome"] = json!("RolledBack");
+    put(serde_json::to_vec(&forged).expect("record")).await;
+    let run = verify(&w);
+    refused(&run, "MISMATCH");
+    assert!(run.stderr.contains(&format!("records sha256:{sha}")), "{run:?}");
+
+    // Not archived: says why instead of guessing.
+    w.set_status(
+        "Promotion",
+        "ingest",
+        &format!("{R}-prod"),
+        json!({"phase": "Succeeded", "evidenceSha256": sha, "evidenceArchive": null}),
+    )
+    .await;
+    refused(&verify(&w), "is not archived: its Environment sets no spec.evidence");
+}

@@ -164,6 +164,16 @@ impl World {
         self.cp.api_writes(resources).await.expect("apiserver metrics")
     }
 
+    /// [`World::kiln`] with extra environment variables (AWS settings).
+    pub fn kiln_with_env(&self, user: &str, args: &[&str], env: &[(&str, &str)]) -> Run {
+        let mut c = bin();
+        c.arg("--kubeconfig").arg(self.kubeconfig(user)).args(args);
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        c.output().expect("run kubectl-kiln").into()
+    }
+
     /// Runs `kubectl-kiln --kubeconfig <user's> <args>` and waits for it.
     pub fn kiln(&self, user: &str, args: &[&str]) -> Run {
         bin().arg("--kubeconfig").arg(self.kubeconfig(user)).args(args).output().expect("run kubectl-kiln").into()
