@@ -118,6 +118,15 @@ pub struct Tenant {
     #[schemars(length(min = 1, max = 256), inner(length(min = 1, max = 2048)))]
     #[x_kube(validation = Rule::new("self.all(r, r.startsWith('arn:'))").message("resources must be ARN patterns (arn:aws:…), e.g. arn:aws:lambda:*:111111111111:function:api-*"))]
     pub resources: Vec<String>,
+    /// The IAM role kiln assumes for these namespaces' Promotions here, instead of the
+    /// Environment's `aws.roleArn` (the first entry covering a namespace that names one wins):
+    /// give each team a role whose policy allows only its own resources, and AWS enforces the
+    /// boundary as well as kiln. It is recorded in the snapshot, so a restore acts as the same
+    /// role.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self.matches('^arn:aws[a-z-]*:iam::[0-9]{12}:role/[A-Za-z0-9+=,.@_/-]{1,512}$')").message("roleArn must be an IAM role ARN such as arn:aws:iam::333333333333:role/kiln-team-api"))]
+    #[schemars(length(max = 600))]
+    pub role_arn: Option<String>,
 }
 
 /// An S3 bucket for evidence records. It must have S3 Object Lock enabled with a default
@@ -163,6 +172,12 @@ pub struct AwsTarget {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 2, max = 1224))]
     pub external_id: Option<String>,
+    /// Tag kiln's role sessions with the Promotion's namespace and environment (STS session tags
+    /// `kiln-namespace` and `kiln-environment`), so one role's policy can limit each team to its
+    /// own resources with ABAC conditions (`aws:PrincipalTag/kiln-namespace` against the
+    /// resources' tags). The role's trust policy must allow `sts:TagSession`.
+    #[serde(default)]
+    pub session_tags: bool,
 }
 
 /// Promotion rules of an environment.

@@ -43,6 +43,7 @@ pub fn aws_target(account_id: &str) -> AwsTarget {
         region: REGION.into(),
         role_arn: role_arn(account_id),
         external_id: None,
+        session_tags: false,
     }
 }
 

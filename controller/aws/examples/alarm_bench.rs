@@ -37,6 +37,7 @@ async fn main() {
             region: REGION.into(),
             role_arn: format!("arn:aws:iam::{account}:role/kiln"),
             external_id: None,
+            session_tags: Vec::new(),
         };
         let clients = sessions.clients(&env, "kiln.bench").await.unwrap();
         let n = total / accounts.len() + usize::from(i < total % accounts.len());

@@ -140,17 +140,50 @@ pub struct EnvironmentAws {
     pub role_arn: String,
     /// The external ID the role's trust policy requires, if any.
     pub external_id: Option<String>,
+    /// STS session tags (key, value) sent with AssumeRole: the Promotion's namespace and
+    /// environment, where the Environment asks for them (`aws.sessionTags`).
+    pub session_tags: Vec<(String, String)>,
 }
 
+/// The session tag naming the Promotion's namespace.
+pub const NAMESPACE_TAG: &str = "kiln-namespace";
+/// The session tag naming the Promotion's environment.
+pub const ENVIRONMENT_TAG: &str = "kiln-environment";
+
 impl EnvironmentAws {
-    /// From an Environment's `spec.aws`.
+    /// From an Environment's `spec.aws` (its own role, no session tags).
     pub fn from_spec(aws: &kiln_api::environment::AwsTarget) -> Self {
         EnvironmentAws {
             account_id: aws.account_id.clone(),
             region: aws.region.clone(),
             role_arn: aws.role_arn.clone(),
             external_id: aws.external_id.clone(),
+            session_tags: Vec::new(),
         }
+    }
+
+    /// How kiln acts in Environment `env_name` (`env`) for a Promotion in `namespace`: the role
+    /// of the first `spec.tenants` entry covering the namespace that names one, else the
+    /// Environment's; with the namespace and environment as session tags where the Environment
+    /// asks for them.
+    pub fn for_namespace(env_name: &str, env: &kiln_api::environment::EnvironmentSpec, namespace: &str) -> Self {
+        let mut out = EnvironmentAws::from_spec(&env.aws);
+        let tenant_role = env
+            .tenants
+            .iter()
+            .flatten()
+            .filter(|t| t.namespaces.iter().any(|n| kiln_core::tenancy::glob(n, namespace)))
+            .find_map(|t| t.role_arn.clone());
+        if let Some(role) = tenant_role {
+            out.role_arn = role;
+        }
+        if env.aws.session_tags {
+            out.session_tags = vec![
+                (NAMESPACE_TAG.to_string(), namespace.to_string()),
+                (ENVIRONMENT_TAG.to_string(), env_name.to_string()),
+            ];
+        }
+        out
     }
 
     /// The identity `snapshot` was taken with: a restore acts there, whatever the Environment
@@ -171,6 +204,7 @@ impl EnvironmentAws {
             region: pick(&snapshot.region, current.map(|c| &c.region), "region")?,
             role_arn: pick(&snapshot.role_arn, current.map(|c| &c.role_arn), "role")?,
             external_id: current.and_then(|c| c.external_id.clone()),
+            session_tags: current.map(|c| c.session_tags.clone()).unwrap_or_default(),
         })
     }
 
@@ -228,6 +262,7 @@ impl AssumeRole for StsAssumeRole {
             .role_arn(&env.role_arn)
             .role_session_name(session)
             .set_external_id(env.external_id.clone())
+            .set_tags(session_tags(&env.session_tags)?)
             .duration_seconds(3600)
             .send()
             .await
@@ -252,7 +287,23 @@ impl AssumeRole for StsAssumeRole {
     }
 }
 
-type CacheKey = (String, Option<String>, String);
+/// The STS tags of `tags`, or None when there are none (the request then carries no tags).
+fn session_tags(tags: &[(String, String)]) -> Result<Option<Vec<aws_sdk_sts::types::Tag>>> {
+    if tags.is_empty() {
+        return Ok(None);
+    }
+    let built: std::result::Result<Vec<_>, _> =
+        tags.iter().map(|(k, v)| aws_sdk_sts::types::Tag::builder().key(k).value(v).build()).collect();
+    // Key and value are always set, so the builder cannot fail; say so rather than panic.
+    built.map(Some).map_err(|_| AwsError::Incomplete { service: "sts", operation: "AssumeRole", field: "Tags" })
+}
+
+/// (role, external ID, session, session tags): one identity.
+type CacheKey = (String, Option<String>, String, Vec<(String, String)>);
+
+fn cache_key(env: &EnvironmentAws, session: &str) -> CacheKey {
+    (env.role_arn.clone(), env.external_id.clone(), session.to_string(), env.session_tags.clone())
+}
 
 /// One identity's credentials. Its async lock is held across the AssumeRole call, so callers of
 /// the same identity wait for the one call in flight (single flight) while other identities go
@@ -354,7 +405,7 @@ impl Sessions {
 
     /// Credentials for `env` as `session`, from the cache unless they expire soon.
     pub async fn credentials(&self, env: &EnvironmentAws, session: &str) -> Result<RoleCredentials> {
-        let key = (env.role_arn.clone(), env.external_id.clone(), session.to_string());
+        let key = cache_key(env, session);
         let slot = self.slot(&key);
         let mut held = slot.lock().await;
         if let Some(c) = held.as_ref()
@@ -389,7 +440,7 @@ impl Sessions {
     /// credentials expire. Built once per identity and reused.
     pub async fn clients(&self, env: &EnvironmentAws, session: &str) -> Result<Clients> {
         self.credentials(env, session).await?;
-        let key = ((env.role_arn.clone(), env.external_id.clone(), session.to_string()), env.region.clone());
+        let key = (cache_key(env, session), env.region.clone());
         let now = Timestamp::now();
         if let Some(cached) = locked(&self.clients).get_mut(&key) {
             cached.used = now;
@@ -540,7 +591,54 @@ mod tests {
             region: "us-east-1".into(),
             role_arn: role.into(),
             external_id: Some("x".into()),
+            session_tags: Vec::new(),
         }
+    }
+
+    /// Issue "Tenancy and release integrity" §1: a namespace's own role (its tenants entry), and
+    /// the namespace and environment as session tags where the Environment asks for them; each is
+    /// its own identity in the cache.
+    #[tokio::test]
+    async fn a_namespace_acts_as_its_tenant_role_with_its_tags() {
+        let mut spec = kiln_api::fixtures::environment("333333333333", &[]);
+        spec.aws.session_tags = true;
+        spec.tenants = Some(vec![
+            kiln_api::environment::Tenant {
+                namespaces: vec!["team-api-*".into()],
+                resources: vec!["arn:aws:lambda:*:333333333333:function:api-*".into()],
+                role_arn: Some("arn:aws:iam::333333333333:role/kiln-team-api".into()),
+            },
+            kiln_api::environment::Tenant {
+                namespaces: vec!["*".into()],
+                resources: vec!["arn:aws:ecs:*:333333333333:service/shared/*".into()],
+                role_arn: None,
+            },
+        ]);
+        let api = EnvironmentAws::for_namespace("prod", &spec, "team-api-payments");
+        assert_eq!(api.role_arn, "arn:aws:iam::333333333333:role/kiln-team-api");
+        assert_eq!(
+            api.session_tags,
+            vec![
+                (NAMESPACE_TAG.to_string(), "team-api-payments".to_string()),
+                (ENVIRONMENT_TAG.to_string(), "prod".to_string())
+            ]
+        );
+        let other = EnvironmentAws::for_namespace("prod", &spec, "team-web");
+        assert_eq!(other.role_arn, spec.aws.role_arn, "no tenant role: the Environment's");
+        spec.aws.session_tags = false;
+        assert!(EnvironmentAws::for_namespace("prod", &spec, "team-web").session_tags.is_empty());
+
+        // Two namespaces on one role are two identities (their tags differ).
+        let fake = Arc::new(FakeAssumeRole::new(SignedDuration::from_hours(1)));
+        let s = Sessions::new(AwsSettings::default(), fake.clone());
+        let mut web = other.clone();
+        web.session_tags = vec![(NAMESPACE_TAG.to_string(), "team-web".to_string())];
+        let mut shop = other.clone();
+        shop.session_tags = vec![(NAMESPACE_TAG.to_string(), "team-shop".to_string())];
+        s.credentials(&web, "signals").await.unwrap();
+        s.credentials(&shop, "signals").await.unwrap();
+        s.credentials(&web, "signals").await.unwrap();
+        assert_eq!(fake.calls(), 2);
     }
 
     #[tokio::test]

@@ -208,3 +208,45 @@ async fn lambda_aliases_and_alarms_isolated_across_three_accounts() {
     target.restore(&snap).await.unwrap();
     assert_eq!(alias_of(dev).await, AliasState::on("1"));
 }
+
+/// Issue "Tenancy and release integrity" §1: moto checks no IAM, so this asserts what kiln sends
+/// STS (through the fault proxy's log): a namespace given its own role in the Environment's
+/// tenants assumes that role, with the namespace and environment as session tags when the
+/// Environment asks for them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_namespace_assumes_its_tenant_role_with_session_tags() {
+    let moto = Moto::start();
+    let proxy = FaultProxy::start(Upstream::Http(moto.url()), false).await.unwrap();
+    let settings = kiln_aws::credentials::AwsSettings::for_endpoint(proxy.url());
+    let controller = settings
+        .sdk_config(
+            REGION,
+            SharedCredentialsProvider::new(Credentials::new("AKIATESTTESTTEST", "test", None, None, "static")),
+        )
+        .await;
+    let sessions = Sessions::new(settings, Arc::new(StsAssumeRole::new(&controller)));
+    let mut spec = fixtures::environment("222222222222", &[]);
+    spec.aws.session_tags = true;
+    spec.tenants = Some(vec![kiln_api::environment::Tenant {
+        namespaces: vec!["team-api".into()],
+        resources: vec!["arn:aws:lambda:*:222222222222:function:api-*".into()],
+        role_arn: Some("arn:aws:iam::222222222222:role/kiln-team-api".into()),
+    }]);
+    let env = EnvironmentAws::for_namespace("stg", &spec, "team-api");
+    let clients = sessions.clients(&env, &session_name("api-v2-stg", "5f1e2d3c-4444")).await.unwrap();
+    assert_eq!(clients.scope.account_id, "222222222222");
+
+    let assume: Vec<String> =
+        proxy.log().into_iter().filter(|e| e.body.contains("Action=AssumeRole")).map(|e| e.body).collect();
+    assert_eq!(assume.len(), 1, "{assume:?}");
+    let body = &assume[0];
+    for part in [
+        "RoleArn=arn%3Aaws%3Aiam%3A%3A222222222222%3Arole%2Fkiln-team-api",
+        "Tags.member.1.Key=kiln-namespace",
+        "Tags.member.1.Value=team-api",
+        "Tags.member.2.Key=kiln-environment",
+        "Tags.member.2.Value=stg",
+    ] {
+        assert!(body.contains(part), "{part} in {body}");
+    }
+}

@@ -218,6 +218,7 @@ async fn a_malformed_assume_role_answer_never_reaches_an_error_message() {
         region: REGION.into(),
         role_arn: "arn:aws:iam::222222222222:role/kiln-deploy".into(),
         external_id: None,
+        session_tags: Vec::new(),
     };
     let err = StsAssumeRole::new(&base).assume(&env, "kiln-test").await.unwrap_err();
     let shown = format!("{err} | {err:?}");

@@ -120,6 +120,7 @@ pub fn environment(name: &str) -> EnvironmentSpec {
             region: "ca-central-1".into(),
             role_arn: format!("arn:aws:iam::{account}:role/kiln-deploy"),
             external_id: None,
+            session_tags: false,
         },
         promotion: rules,
         bake: BakeSettings { duration: bake.into(), ..BakeSettings::default() },

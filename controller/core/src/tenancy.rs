@@ -170,6 +170,7 @@ mod tests {
 
     fn tenant(namespaces: &[&str], resources: &[&str]) -> Tenant {
         Tenant {
+            role_arn: None,
             namespaces: namespaces.iter().map(|s| s.to_string()).collect(),
             resources: resources.iter().map(|s| s.to_string()).collect(),
         }

@@ -135,5 +135,11 @@ fn role_arn(id: &str) -> String {
 }
 
 fn environment(id: &str, region: &str) -> EnvironmentAws {
-    EnvironmentAws { account_id: id.into(), region: region.into(), role_arn: role_arn(id), external_id: None }
+    EnvironmentAws {
+        account_id: id.into(),
+        region: region.into(),
+        role_arn: role_arn(id),
+        external_id: None,
+        session_tags: Vec::new(),
+    }
 }

@@ -28,7 +28,8 @@ pub(super) async fn act(
 ) -> Result<Outcome, Error> {
     let uid = p.metadata.uid.clone().unwrap_or_default();
     let name = p.name_any();
-    let current = observed.environment.as_ref().map(|e| EnvironmentAws::from_spec(&e.aws));
+    let ns = p.metadata.namespace.as_deref().unwrap_or_default();
+    let current = observed.environment.as_ref().map(|e| EnvironmentAws::for_namespace(&p.spec.environment, e, ns));
     let env_aws = match (&current, &status.previous) {
         // A restore acts where the snapshot was taken, even if the Environment changed or is gone.
         (_, Some(s)) if *action == Action::Restore => match EnvironmentAws::for_restore(s, current.as_ref()) {

@@ -174,10 +174,12 @@ pub(super) async fn observe(ctx: &Context, p: &Promotion, status: &PromotionStat
                 None => Ok(()),
                 Some(name) => match policy_in(ctx, &ns, name) {
                     None => Err(format!("RollbackPolicy {name} not found in {ns}")),
-                    Some(pol) => match read_signals(ctx, &EnvironmentAws::from_spec(&up_env.aws), &pol, None).await {
-                        Ok(obs) => signals::current_health(&pol, &obs),
-                        Err(e) => Err(format!("alarms cannot be read: {e}")),
-                    },
+                    Some(pol) => {
+                        match read_signals(ctx, &EnvironmentAws::for_namespace(up, up_env, &ns), &pol, None).await {
+                            Ok(obs) => signals::current_health(&pol, &obs),
+                            Err(e) => Err(format!("alarms cannot be read: {e}")),
+                        }
+                    }
                 },
             };
             upstream_health.insert(up.clone(), health);
@@ -191,7 +193,7 @@ pub(super) async fn observe(ctx: &Context, p: &Promotion, status: &PromotionStat
     if !terminal && let (Some(env), Some(pol)) = (&environment, &policy) {
         let since = status.started_at.as_ref().map(|t| t.0);
         // During a bake, read where the snapshot was taken (the account that was changed).
-        let current = EnvironmentAws::from_spec(&env.aws);
+        let current = EnvironmentAws::for_namespace(&p.spec.environment, env, &ns);
         let aws = match &status.previous {
             Some(s) => EnvironmentAws::for_restore(s, Some(&current)).unwrap_or(current),
             None => current,

@@ -815,3 +815,24 @@ async fn a_sidecar_on_a_mutable_tag_fails_the_promotion_before_any_write() {
     let message = p.status.and_then(|s| s.message).unwrap_or_default();
     assert!(message.contains("come from the Release") && message.contains("container proxy"), "{message}");
 }
+
+/// §1: a namespace whose tenants entry names a role acts as that role (the snapshot records it,
+/// so a restore does too).
+#[tokio::test]
+async fn a_namespace_with_its_own_role_acts_as_that_role() {
+    let bench = Bench::new("tenant-role").await;
+    let role = format!("arn:aws:iam::{DEV_ACCOUNT}:role/kiln-team-web");
+    bench
+        .tenants(
+            "dev",
+            serde_json::json!([{"namespaces": [bench.ns.as_str()], "resources": ["arn:aws:*"], "roleArn": role.as_str()}]),
+        )
+        .await;
+    bench.release("web-v1", 1, &[10, 100]).await;
+    bench.promotion("web-v1-dev", "web-v1", "dev").await;
+    let mut r = bench.replica("kiln-0");
+    let p = r.drive(&bench, "web-v1-dev", MINUTE, 40).await;
+    let status = p.status.unwrap_or_default();
+    assert_eq!(status.phase, PromotionPhase::Succeeded, "{:?}", status.message);
+    assert_eq!(status.previous.and_then(|s| s.role_arn), Some(role));
+}
