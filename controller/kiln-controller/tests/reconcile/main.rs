@@ -515,10 +515,7 @@ async fn a_service_the_namespace_is_not_given_blocks_at_the_gates() {
     bench.release("web-v1", 1, &[10, 100]).await;
     bench.promotion("web-v1-dev", "web-v1", "dev").await;
     let mut r = bench.replica("kiln-0");
-    for _ in 0..3 {
-        r.sync().await;
-        let _ = r.reconcile(r.cached(&bench.ns, "web-v1-dev")).await;
-    }
+    r.settle(&bench.ns, "web-v1-dev", 3).await;
     let status = bench.read("web-v1-dev").await.status.unwrap_or_default();
     assert_eq!(status.phase, PromotionPhase::WaitingForGates);
     let gate = status.gates.iter().find(|g| g.name == "validation").map(|g| (g.ok, g.message.clone()));
@@ -544,10 +541,7 @@ async fn two_namespaces_driving_one_ecs_service_take_turns() {
     let mut r = bench.replica("kiln-0");
     r.reconcile_until_call(&bench, "web-v1-dev", "shift 10", 10).await;
     bench.promotion_in("queue-b", "shop-v1-dev", serde_json::json!({"release": "shop-v1", "environment": "dev"})).await;
-    for _ in 0..3 {
-        r.sync().await;
-        let _ = r.reconcile(r.cached("queue-b", "shop-v1-dev")).await;
-    }
+    r.settle("queue-b", "shop-v1-dev", 3).await;
     let status = bench.read_in("queue-b", "shop-v1-dev").await.status.unwrap_or_default();
     assert_eq!(status.phase, PromotionPhase::Queued, "{:?}", status.message);
     let queue = status.gates.iter().find(|g| g.name == "queue").map(|g| (g.ok, g.message.clone()));
@@ -592,10 +586,7 @@ async fn two_rollback_promotions_of_one_service_take_turns() {
     let _ = one_round.reconcile(one_round.cached(&bench.ns, "rollback-1")).await;
     assert!(bench.phase("rollback-1").await.is_in_flight(), "{:?}", bench.read("rollback-1").await.status);
     let before = bench.ecs(DEV_ACCOUNT).calls().len();
-    for _ in 0..3 {
-        r.sync().await;
-        let _ = r.reconcile(r.cached(&bench.ns, "rollback-2")).await;
-    }
+    r.settle(&bench.ns, "rollback-2", 3).await;
     let status = bench.read("rollback-2").await.status.unwrap_or_default();
     assert_eq!(status.phase, PromotionPhase::Queued, "{:?}", status.message);
     let queue = status.gates.iter().find(|g| g.name == "queue").map(|g| g.message.clone()).unwrap_or_default();
@@ -632,10 +623,7 @@ async fn a_release_created_again_under_its_name_must_pass_upstream_again() {
         "approvals": [{"user": "sec@example.com", "role": "security", "at": "2026-12-07T10:00:00Z"}]
     });
     bench.promotion_in(&bench.ns, "web-v1-prod", approved).await;
-    for _ in 0..3 {
-        r.sync().await;
-        let _ = r.reconcile(r.cached(&bench.ns, "web-v1-prod")).await;
-    }
+    r.settle(&bench.ns, "web-v1-prod", 3).await;
     let status = bench.read("web-v1-prod").await.status.unwrap_or_default();
     assert_eq!(status.phase, PromotionPhase::WaitingForGates, "{:?}", status.message);
     let gate = status.gates.iter().find(|g| g.name == "upstream").map(|g| (g.ok, g.message.clone()));

@@ -452,6 +452,15 @@ impl Replica {
         }
     }
 
+    /// Syncs and reconciles Promotion `name` of namespace `ns` `times` times, whatever each
+    /// returns (a Promotion that waits: the assertions on its status follow).
+    pub async fn settle(&mut self, ns: &str, name: &str, times: usize) {
+        for _ in 0..times {
+            self.sync().await;
+            let _ = self.reconcile(self.cached(ns, name)).await;
+        }
+    }
+
     /// One reconcile of `obj`, as the controller runs it.
     pub async fn reconcile(&self, obj: Arc<Promotion>) -> Result<Requeue, kiln_controller::error::Error> {
         promotion::reconcile(obj, self.ctx.clone()).await
