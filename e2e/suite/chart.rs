@@ -68,19 +68,10 @@ async fn approvals_are_bound_to_the_person_who_makes_them() {
     // Promotions): what is refused below is refused by the admission policy, not by RBAC.
     let subjects: Vec<serde_json::Value> =
         ["alice@example.com", "bob@example.com", "carol@example.com", "dave@example.com"]
-            .iter()
-            .map(|u| json!({"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": u}))
+            .into_iter()
+            .map(user)
             .collect();
-    let crb: k8s_openapi::api::rbac::v1::ClusterRoleBinding = serde_json::from_value(json!({
-        "metadata": {"name": "approvers"},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "kiln-approver"},
-        "subjects": subjects
-    }))
-    .unwrap();
-    Api::<k8s_openapi::api::rbac::v1::ClusterRoleBinding>::all(w.client.clone())
-        .create(&Default::default(), &crb)
-        .await
-        .expect("bind kiln-approver");
+    bind(&w, "approvers", "kiln-approver", json!(subjects)).await;
     let at = World::at(0);
     let approval = |user: &str, role: &str| json!({"user": user, "role": role, "at": at});
     let append = |who: &'static str, entry: serde_json::Value| {
@@ -133,16 +124,7 @@ async fn approvals_are_bound_to_the_person_who_makes_them() {
     let admin: Api<Promotion> = Api::namespaced(w.client.clone(), &w.ns);
     refused(admin.create(&Default::default(), &theirs).await, "admin names carol as requester");
     // Carol (a releaser) requests it herself...
-    let releaser: k8s_openapi::api::rbac::v1::ClusterRoleBinding = serde_json::from_value(json!({
-        "metadata": {"name": "releasers"},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "kiln-releaser"},
-        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "carol@example.com"}]
-    }))
-    .unwrap();
-    Api::<k8s_openapi::api::rbac::v1::ClusterRoleBinding>::all(w.client.clone())
-        .create(&Default::default(), &releaser)
-        .await
-        .expect("bind kiln-releaser");
+    bind(&w, "releasers", "kiln-releaser", json!([user("carol@example.com")])).await;
     let p = carol.create(&Default::default(), &theirs).await.expect("carol requests her own promotion");
     // ...and cannot approve it.
     let own = json!({"spec": {"approvals": [approval("carol@example.com", "security")]}});
@@ -160,20 +142,30 @@ async fn approvals_are_bound_to_the_person_who_makes_them() {
     .unwrap();
     let m = refused(carol.create(&Default::default(), &rollback).await, "carol creates a rollback Promotion");
     assert!(m.contains("rollback verb"), "{m}");
-    let rollbacker: k8s_openapi::api::rbac::v1::ClusterRoleBinding = serde_json::from_value(json!({
-        "metadata": {"name": "rollbackers"},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "kiln-rollbacker"},
-        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "carol@example.com"}]
-    }))
-    .unwrap();
-    Api::<k8s_openapi::api::rbac::v1::ClusterRoleBinding>::all(w.client.clone())
-        .create(&Default::default(), &rollbacker)
-        .await
-        .expect("bind kiln-rollbacker");
+    bind(&w, "rollbackers", "kiln-rollbacker", json!([user("carol@example.com")])).await;
     // RBAC changes reach the authorizer's cache within moments.
     w.eventually(std::time::Duration::from_secs(30), "carol creates the rollback Promotion", || {
         let (carol, rollback) = (carol.clone(), rollback.clone());
         async move { carol.create(&Default::default(), &rollback).await.ok() }
     })
     .await;
+}
+
+/// A user, as an RBAC subject.
+fn user(name: &str) -> serde_json::Value {
+    json!({"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": name})
+}
+
+/// Binds ClusterRole `role` to `subjects` cluster-wide, as binding `name`.
+async fn bind(w: &World, name: &str, role: &str, subjects: serde_json::Value) {
+    let crb: k8s_openapi::api::rbac::v1::ClusterRoleBinding = serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
+        "subjects": subjects
+    }))
+    .unwrap();
+    Api::<k8s_openapi::api::rbac::v1::ClusterRoleBinding>::all(w.client.clone())
+        .create(&Default::default(), &crb)
+        .await
+        .unwrap_or_else(|e| panic!("bind {role}: {e}"));
 }
