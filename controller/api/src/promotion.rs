@@ -160,10 +160,16 @@ impl Promotion {
     /// Whether it belongs to the Release with UID `uid` rather than to another Release that had
     /// its name (unknown on either side: yes).
     pub fn belongs_to(&self, uid: Option<&str>) -> bool {
-        match (self.release_uid(), uid) {
-            (Some(theirs), Some(mine)) => theirs == mine,
-            _ => true,
-        }
+        same_release(self.release_uid(), uid)
+    }
+}
+
+/// Whether a Promotion that belongs to the Release with UID `theirs` is one of the Release with
+/// UID `mine` (unknown on either side: yes, names are all there is to go by).
+pub fn same_release(theirs: Option<&str>, mine: Option<&str>) -> bool {
+    match (theirs, mine) {
+        (Some(theirs), Some(mine)) => theirs == mine,
+        _ => true,
     }
 }
 

@@ -29,11 +29,7 @@ pub fn build(
         .iter()
         .map(|a| EvidenceArtifact {
             name: a.name.clone(),
-            reference: match (&a.image, &a.zip) {
-                (Some(image), _) => image.clone(),
-                (None, Some(zip)) => format!("s3://{}/{}", zip.s3_bucket, zip.s3_key),
-                (None, None) => String::new(),
-            },
+            reference: crate::integrity::reference(a),
             digest: crate::integrity::digest(a),
         })
         .collect();

@@ -26,6 +26,15 @@ pub fn digest(a: &Artifact) -> String {
     }
 }
 
+/// Where an artifact is: the image reference, or `s3://bucket/key` of a zip.
+pub fn reference(a: &Artifact) -> String {
+    match (&a.image, &a.zip) {
+        (Some(image), _) => image.clone(),
+        (None, Some(zip)) => format!("s3://{}/{}", zip.s3_bucket, zip.s3_key),
+        (None, None) => String::new(),
+    }
+}
+
 /// The identity of the Release with UID `uid` and `spec`.
 pub fn identity(uid: &str, spec: &ReleaseSpec) -> ReleaseIdentity {
     ReleaseIdentity {

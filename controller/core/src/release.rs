@@ -95,12 +95,18 @@ fn env_phase(p: PromotionPhase) -> ReleaseEnvironmentPhase {
     }
 }
 
-/// The name kiln gives the Promotion of `release` into `environment` when
-/// [`promotion_name`] is taken by a Promotion of an earlier Release of that name: the first
-/// eight characters of the Release's UID appended.
-pub fn fresh_promotion_name(release: &str, environment: &str, uid: &str) -> String {
-    let short: String = uid.chars().filter(char::is_ascii_alphanumeric).take(8).collect();
-    promotion_name(release, &format!("{environment}-{short}"))
+/// The name for a new Promotion of `release` (UID `uid`) into `environment`: [`promotion_name`],
+/// or, when `taken` says a Promotion (of an earlier Release of that name) holds it, that name
+/// with the first eight characters of the Release's UID appended.
+pub fn new_promotion_name(release: &str, environment: &str, uid: Option<&str>, taken: impl Fn(&str) -> bool) -> String {
+    let name = promotion_name(release, environment);
+    match uid {
+        Some(uid) if taken(&name) => {
+            let short: String = uid.chars().filter(char::is_ascii_alphanumeric).take(8).collect();
+            promotion_name(release, &format!("{environment}-{short}"))
+        }
+        _ => name,
+    }
 }
 
 /// Decides the Release's status and which Promotions to create.
@@ -111,20 +117,10 @@ pub fn decide(input: &ReleaseInput<'_>) -> ReleaseDecision {
     let invalid = !input.problems.is_empty();
     // Only this Release's Promotions: one that deployed, or was created for, an earlier Release
     // of this name says nothing about this one.
-    let own: Vec<&PromotionView<'_>> = input
-        .promotions
-        .iter()
-        .filter(|p| match (p.release_uid, input.uid) {
-            (Some(theirs), Some(mine)) => theirs == mine,
-            _ => true,
-        })
-        .collect();
+    let own: Vec<&PromotionView<'_>> =
+        input.promotions.iter().filter(|p| kiln_api::promotion::same_release(p.release_uid, input.uid)).collect();
     let name_for = |env: &str| {
-        let name = promotion_name(input.name, env);
-        match input.uid {
-            Some(uid) if input.promotions.iter().any(|p| p.name == name) => fresh_promotion_name(input.name, env, uid),
-            _ => name,
-        }
+        new_promotion_name(input.name, env, input.uid, |name| input.promotions.iter().any(|p| p.name == name))
     };
 
     for name in &spec.environments {

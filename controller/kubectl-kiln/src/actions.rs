@@ -63,15 +63,11 @@ pub async fn promote(cluster: &Cluster, args: &PromoteArgs) -> Result<(), CliErr
             phase_text(existing)
         )));
     }
+    // The usual name may still be held by a Promotion of an earlier Release of this name.
     let name = args.name.clone().unwrap_or_else(|| {
-        // The usual name may still be held by a Promotion of an earlier Release of this name.
-        let name = kiln_core::release::promotion_name(&args.release, &args.env);
-        match release.metadata.uid.as_deref() {
-            Some(uid) if promotions.iter().any(|p| p.metadata.name.as_deref() == Some(name.as_str())) => {
-                kiln_core::release::fresh_promotion_name(&args.release, &args.env, uid)
-            }
-            _ => name,
-        }
+        kiln_core::release::new_promotion_name(&args.release, &args.env, release.metadata.uid.as_deref(), |n| {
+            promotions.iter().any(|p| p.metadata.name.as_deref() == Some(n))
+        })
     });
     let spec = PromotionSpec {
         release: args.release.clone(),

@@ -289,14 +289,7 @@ pub fn build(
     let artifacts = spec
         .artifacts
         .iter()
-        .map(|a| ArtifactReport {
-            name: a.name.clone(),
-            reference: match (&a.image, &a.zip) {
-                (Some(image), _) => image.clone(),
-                (None, Some(zip)) => format!("s3://{}/{}", zip.s3_bucket, zip.s3_key),
-                (None, None) => String::new(),
-            },
-        })
+        .map(|a| ArtifactReport { name: a.name.clone(), reference: kiln_core::integrity::reference(a) })
         .collect();
     let envs = spec
         .environments
