@@ -2,7 +2,7 @@
 //!
 //! The approval is written in the name the API server gives the caller (SelfSubjectReview); there
 //! is no flag to type a name. Before writing, the command refuses what kiln would not count, with
-//! the reason: a self-approval where the environment forbids it, a second approval by the same
+//! the reason: the requester's own approval, the author's where the environment forbids it, a second approval by the same
 //! person, a role the environment does not ask for. The write is a JSON patch that appends to
 //! `spec.approvals` after a `test` of the array as read, so two people approving at once cannot
 //! overwrite each other: the second patch fails the test, is re-read, re-checked and re-sent.
@@ -83,19 +83,18 @@ pub fn decide(s: &Situation<'_>, role: Option<&str>) -> Result<Plan, CliError> {
         return refuse(format!("{} already succeeded; approvals no longer matter", s.promotion));
     }
     let rules = &s.env.promotion;
-    if rules.forbid_self_approval {
-        if s.author.is_some_and(|a| a.eq_ignore_ascii_case(s.user)) {
-            return refuse(format!(
-                "you ({}) authored release {}; environment {} forbids self-approval — ask someone else",
-                s.user, s.release, s.env_name
-            ));
-        }
-        if s.promo.spec.requested_by.as_deref().is_some_and(|r| r.eq_ignore_ascii_case(s.user)) {
-            return refuse(format!(
-                "you ({}) requested promotion {}; environment {} forbids self-approval — ask someone else",
-                s.user, s.promotion, s.env_name
-            ));
-        }
+    if rules.forbid_self_approval && s.author.is_some_and(|a| a.eq_ignore_ascii_case(s.user)) {
+        return refuse(format!(
+            "you ({}) authored release {}; environment {} forbids self-approval — ask someone else",
+            s.user, s.release, s.env_name
+        ));
+    }
+    // kiln never counts the requester's approval, whatever the environment says.
+    if s.promo.spec.requested_by.as_deref().is_some_and(|r| r.eq_ignore_ascii_case(s.user)) {
+        return refuse(format!(
+            "you ({}) requested promotion {}; the requester's approval never counts — ask someone else",
+            s.user, s.promotion
+        ));
     }
     if s.promo.spec.approvals.len() >= MAX_APPROVALS {
         return refuse(format!("{} already holds the maximum of {MAX_APPROVALS} approvals", s.promotion));
@@ -362,6 +361,9 @@ mod tests {
         let mut allowed = e.clone();
         allowed.promotion.forbid_self_approval = false;
         assert!(check("dana@example.com", &allowed, &promo(&[], None), Some("security")).is_ok());
+        // The requester never, whatever forbidSelfApproval says.
+        let err = check("ci-bot", &allowed, &promo(&[], Some("ci-bot")), Some("security")).unwrap_err();
+        assert!(err.contains("the requester's approval never counts"), "{err}");
     }
 
     #[test]
