@@ -56,6 +56,7 @@ pub const APPEND_ONLY_APPROVALS: &str =
 #[x_kube(validation = Rule::new("self.release == oldSelf.release").message("release is immutable: create a new Promotion").field_path(".release"))]
 #[x_kube(validation = Rule::new("self.environment == oldSelf.environment").message("environment is immutable: create a new Promotion").field_path(".environment"))]
 #[x_kube(validation = Rule::new("has(self.rollback) == has(oldSelf.rollback) && (!has(self.rollback) || self.rollback == oldSelf.rollback)").message("rollback is immutable: create a new Promotion").field_path(".rollback"))]
+#[x_kube(validation = Rule::new("(has(self.downgrade) && self.downgrade) == (has(oldSelf.downgrade) && oldSelf.downgrade)").message("downgrade is immutable: create a new Promotion").field_path(".downgrade"))]
 #[x_kube(validation = Rule::new("!has(oldSelf.requestedBy) || (has(self.requestedBy) && self.requestedBy == oldSelf.requestedBy)").message("requestedBy is immutable").field_path(".requestedBy"))]
 #[x_kube(validation = Rule::new(APPEND_ONLY_APPROVALS).message("approvals are append-only: existing entries cannot be changed, reordered or removed").field_path(".approvals"))]
 #[x_kube(validation = Rule::new("!oldSelf.abort || self.abort").message("abort cannot be undone; to try again, create a new Promotion").field_path(".abort"))]
@@ -94,6 +95,13 @@ pub struct PromotionSpec {
     /// as a rollback. Immutable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollback: Option<RollbackRequest>,
+    /// Deploy this Release even though the environment runs a newer version of its service (read
+    /// from AWS): a deliberate downgrade, e.g. after a cluster rebuilt from Git lost the history a
+    /// rollback Promotion needs. Without it kiln refuses an older version (so re-created history
+    /// never re-deploys). Every gate still applies. The same version built from other artifacts
+    /// is refused either way. Immutable.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub downgrade: bool,
 }
 
 /// Why a rollback Promotion exists.

@@ -40,6 +40,8 @@ pub enum TargetOf<'a> {
         /// The Promotion's attempt (`status.observedRetry`): what kiln creates carries it in
         /// idempotency tokens, so a retry after a restore creates afresh.
         attempt: i32,
+        /// The Release's UID, marked on what kiln deploys with its service and version.
+        release_uid: Option<&'a str>,
     },
     /// Only a restore of this snapshot (the Release is gone): it names everything the restore
     /// touches.
@@ -148,10 +150,12 @@ impl Cloud for AwsCloud {
         let clients = self.sessions.clients(env, &session_name(promotion, uid)).await?;
         let role = Some(env.role_arn.clone());
         match target {
-            TargetOf::Release { release, environment, attempt } => {
+            TargetOf::Release { release, environment, attempt, release_uid } => {
+                let mark = targets::mark(release, release_uid);
                 if let Some(ecs) = &release.target.ecs {
-                    let (service, traffic) =
+                    let (mut service, traffic) =
                         targets::ecs_service(release, ecs, environment).map_err(TargetError::Spec)?;
+                    service.mark = Some(mark);
                     return Ok(match ecs.strategy {
                         EcsStrategy::BlueGreen | EcsStrategy::Canary | EcsStrategy::Linear => {
                             let traffic = traffic.ok_or_else(|| {
@@ -169,7 +173,9 @@ impl Cloud for AwsCloud {
                 if let Some(l) = &release.target.lambda {
                     let (function, alias, code) =
                         targets::lambda_target(release, l, environment).map_err(TargetError::Spec)?;
-                    return Ok(Box::new(LambdaAlias::new(clients, role, uid, &function, &alias, code)));
+                    return Ok(Box::new(
+                        LambdaAlias::new(clients, role, uid, &function, &alias, code).marked(Some(mark)),
+                    ));
                 }
                 Err(TargetError::Spec("the Release has neither spec.target.ecs nor spec.target.lambda".into()))
             }

@@ -11,6 +11,7 @@ use async_trait::async_trait;
 use aws_credential_types::Credentials;
 use jiff::{SignedDuration, Timestamp};
 use kiln_api::promotion::{ContainerImage, DeployedResources, EcsSnapshot, Snapshot, TargetGroupWeight};
+use kiln_core::running::{ReleaseMark, Running, RunningState};
 use kiln_core::signals::{AlarmObservation, AlarmState};
 
 use crate::codedeploy::{CodeDeploy, CodeDeployRequest, DeploymentState, StopOutcome};
@@ -293,6 +294,9 @@ pub struct FakeTrafficState {
     pub containers: Vec<ContainerImage>,
 }
 
+/// What a task set runs: kiln's mark (if any) and the containers' images.
+type Serving = (Option<ReleaseMark>, Vec<ContainerImage>);
+
 /// Where a held call stops ([`FakeEcs::hold_next`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Hold {
@@ -339,6 +343,9 @@ pub struct FakeEcs {
     holds: Mutex<HashMap<&'static str, (Hold, std::sync::Arc<HeldCall>)>>,
     hold_at: Mutex<Option<(usize, Hold, std::sync::Arc<HeldCall>)>>,
     calls: Mutex<Vec<String>>,
+    /// What each task set runs: kiln's mark and the containers' images (task sets not listed run
+    /// `state.containers`, unmarked).
+    serving: Mutex<BTreeMap<String, Serving>>,
 }
 
 impl FakeEcs {
@@ -364,7 +371,27 @@ impl FakeEcs {
             holds: Mutex::new(HashMap::new()),
             hold_at: Mutex::new(None),
             calls: Mutex::new(Vec::new()),
+            serving: Mutex::new(BTreeMap::new()),
         }
+    }
+
+    /// Makes the primary task set run `containers` (name, image) marked with `mark`, as if kiln
+    /// (or, with `None`, someone else) had deployed them.
+    pub fn set_serving(&self, mark: Option<ReleaseMark>, containers: &[(&str, &str)]) {
+        let containers: Vec<ContainerImage> =
+            containers.iter().map(|(n, i)| ContainerImage { name: (*n).into(), image: (*i).into() }).collect();
+        let primary = {
+            let mut st = lock(&self.state);
+            st.containers = containers.clone();
+            st.primary.clone()
+        };
+        lock(&self.serving).insert(primary, (mark, containers));
+    }
+
+    /// kiln's mark on what the primary task set runs (None: unmarked).
+    pub fn serving_mark(&self) -> Option<ReleaseMark> {
+        let primary = lock(&self.state).primary.clone();
+        lock(&self.serving).get(&primary).and_then(|(m, _)| m.clone())
     }
 
     /// The next call of `operation` ("snapshot", "prepare", "shift", "finalize", "restore")
@@ -471,6 +498,8 @@ impl FakeEcs {
 pub struct FakeTraffic {
     uid: String,
     ecs: std::sync::Arc<FakeEcs>,
+    /// What the Promotion deploys (None: a restore only).
+    target: Option<crate::ecs::EcsService>,
     /// Recorded in snapshots, as the real adapters record the role they act as.
     role_arn: Option<String>,
 }
@@ -484,7 +513,13 @@ impl FakeTraffic {
 
     /// `ecs` as Promotion `uid` acts on it.
     pub fn on(ecs: std::sync::Arc<FakeEcs>, uid: &str) -> Self {
-        FakeTraffic { uid: uid.to_string(), ecs, role_arn: None }
+        FakeTraffic { uid: uid.to_string(), ecs, target: None, role_arn: None }
+    }
+
+    /// The same, deploying `target`'s images with its mark.
+    pub fn deploying(mut self, target: crate::ecs::EcsService) -> Self {
+        self.target = Some(target);
+        self
     }
 
     /// The same, acting as `role_arn` (recorded in snapshots so a restore can find it).
@@ -516,6 +551,30 @@ impl FakeTraffic {
 
 #[async_trait]
 impl TrafficTarget for FakeTraffic {
+    async fn running(&self) -> Result<RunningState> {
+        if let Some(e) = lock(&self.ecs.fail).remove("running") {
+            return Err(e);
+        }
+        let Some(target) = &self.target else {
+            return Ok(RunningState::Unknown("a restore only".into()));
+        };
+        let (primary, unmarked) = {
+            let st = lock(&self.ecs.state);
+            (st.primary.clone(), st.containers.clone())
+        };
+        let (mark, containers) = lock(&self.ecs.serving).get(&primary).cloned().unwrap_or((None, unmarked));
+        let image_of =
+            |name: &str| containers.iter().find(|c| c.name == name).map(|c| c.image.clone()).unwrap_or_default();
+        let mut wanted = vec![(target.container.clone(), target.image.clone())];
+        wanted.extend(target.sidecars.iter().cloned());
+        Ok(RunningState::Runs(Running {
+            what: format!("ECS service {} in cluster {} (task set {primary})", self.ecs.service, self.ecs.cluster),
+            mark,
+            same_artifacts: wanted.iter().all(|(name, image)| image_of(name) == *image),
+            artifact: image_of(&target.container),
+        }))
+    }
+
     async fn snapshot(&self) -> Result<Snapshot> {
         let n = self.ecs.enter("snapshot", "snapshot".into()).await?;
         let snapshot = {
@@ -553,6 +612,11 @@ impl TrafficTarget for FakeTraffic {
             if !st.task_sets.iter().any(|(id, _)| *id == green) {
                 st.task_sets.push((green.clone(), self.uid.clone()));
             }
+        }
+        if let Some(t) = &self.target {
+            let mut images = vec![ContainerImage { name: t.container.clone(), image: t.image.clone() }];
+            images.extend(t.sidecars.iter().map(|(n, i)| ContainerImage { name: n.clone(), image: i.clone() }));
+            lock(&self.ecs.serving).insert(green.clone(), (t.mark.clone(), images));
         }
         self.ecs.leave("prepare", n).await;
         Ok(DeployedResources { task_definition: Some(td), task_set: Some(green), ..DeployedResources::default() })
@@ -890,8 +954,9 @@ impl crate::cloud::Cloud for FakeCloud {
         use crate::cloud::{TargetError, TargetOf};
         use kiln_api::release::EcsStrategy;
         self.assume(env, crate::credentials::session_name(promotion, uid));
+        let mut deploying = None;
         let (cluster, service) = match target {
-            TargetOf::Release { release, environment, .. } => {
+            TargetOf::Release { release, environment, release_uid, .. } => {
                 let Some(ecs) = &release.target.ecs else {
                     return Err(TargetError::Spec("the fake cloud models ECS blue/green only".into()));
                 };
@@ -901,7 +966,9 @@ impl crate::cloud::Cloud for FakeCloud {
                         ecs.strategy
                     )));
                 }
-                let (svc, _) = crate::targets::ecs_service(release, ecs, environment).map_err(TargetError::Spec)?;
+                let (mut svc, _) = crate::targets::ecs_service(release, ecs, environment).map_err(TargetError::Spec)?;
+                svc.mark = Some(crate::targets::mark(release, release_uid));
+                deploying = Some(svc.clone());
                 (svc.cluster, svc.service)
             }
             TargetOf::RestoreOnly(snapshot) => {
@@ -912,7 +979,11 @@ impl crate::cloud::Cloud for FakeCloud {
                 }
             }
         };
-        Ok(Box::new(FakeTraffic::on(self.ecs(&env.account_id, &cluster, &service), uid).as_role(&env.role_arn)))
+        let traffic = FakeTraffic::on(self.ecs(&env.account_id, &cluster, &service), uid).as_role(&env.role_arn);
+        Ok(Box::new(match deploying {
+            Some(t) => traffic.deploying(t),
+            None => traffic,
+        }))
     }
 
     async fn hooks(&self, env: &EnvironmentAws, promotion: &str, uid: &str) -> Result<std::sync::Arc<dyn HookRunner>> {

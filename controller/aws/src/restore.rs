@@ -43,6 +43,10 @@ impl TrafficTarget for RestoreOnly {
         Err(self.refuse("take a snapshot"))
     }
 
+    async fn running(&self) -> Result<kiln_core::running::RunningState> {
+        Err(self.refuse("compare what runs with the Release"))
+    }
+
     async fn prepare(&self) -> Result<DeployedResources> {
         Err(self.refuse("prepare a new version"))
     }

@@ -2,6 +2,7 @@
 //! inputs of the adapters.
 
 use kiln_api::release::{Artifact, EcsTarget, EcsTraffic, LambdaTarget, ReleaseSpec};
+use kiln_core::running::ReleaseMark;
 
 use crate::ecs::EcsService;
 use crate::lambda::alias::LambdaCode;
@@ -14,6 +15,15 @@ fn artifact<'a>(release: &'a ReleaseSpec, named: Option<&str>, fallback: Option<
             .and_then(find)
             .or(if release.artifacts.len() == 1 { release.artifacts.first() } else { None })
             .ok_or_else(|| "name the artifact to deploy: the release has several and none matches".to_string()),
+    }
+}
+
+/// What kiln marks on what it deploys for `release` (UID `uid`): [`kiln_core::running`].
+pub fn mark(release: &ReleaseSpec, uid: Option<&str>) -> ReleaseMark {
+    ReleaseMark {
+        service: release.service.clone(),
+        version: release.version.clone(),
+        release_uid: uid.map(str::to_string),
     }
 }
 
@@ -45,6 +55,7 @@ pub fn ecs_service(
         container: ecs.container.clone(),
         image,
         sidecars,
+        mark: None,
     };
     let traffic = ecs.traffic_for(env).cloned();
     Ok((service, traffic))

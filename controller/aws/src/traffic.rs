@@ -15,6 +15,9 @@ pub const PROMOTION_UID_TAG: &str = "kiln.dev/promotion-uid";
 pub trait TrafficTarget: Send + Sync {
     /// The exact state a rollback returns to. Taken before anything changes.
     async fn snapshot(&self) -> Result<Snapshot>;
+    /// What the target serves now, read only: kiln's mark on it and whether it already runs this
+    /// Release's artifacts (read before a forward Promotion deploys: [`kiln_core::running`]).
+    async fn running(&self) -> Result<kiln_core::running::RunningState>;
     /// Creates the new version without traffic (task definition and green task set at weight 0,
     /// or a published Lambda version checked against the artifact's hash).
     async fn prepare(&self) -> Result<DeployedResources>;

@@ -182,6 +182,7 @@ fn target(clients: &Clients, deployer: Arc<dyn CodeDeploy>, app: &str) -> EcsCod
             container: "app".into(),
             image: format!("registry.example/app@{DIGEST}"),
             sidecars: Vec::new(),
+            mark: None,
         },
         settings(app),
         deployer,

@@ -65,6 +65,7 @@ async fn three_environments_three_accounts_isolated() {
             container: "app".into(),
             image: format!("registry.example/app@{DIGEST}"),
             sidecars: Vec::new(),
+            mark: None,
         },
         traffic(),
     );

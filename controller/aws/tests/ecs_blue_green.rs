@@ -32,6 +32,7 @@ fn service(f: &EcsFixture) -> EcsService {
         container: "app".into(),
         image: image(),
         sidecars: Vec::new(),
+        mark: None,
     }
 }
 
@@ -416,4 +417,50 @@ async fn a_sidecar_the_release_lists_runs_its_digest() {
     let err = other.prepare().await.unwrap_err();
     assert_eq!(err.class(), ErrorClass::SpecWrong, "{err}");
     assert!(err.to_string().contains("no container named envoy"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_task_definition_kiln_registers_carries_the_release_and_is_read_back_once_primary() {
+    use kiln_core::running::{ReleaseMark, RunningState};
+    let moto = Moto::start();
+    let account = Account::moto_default(&moto).await;
+    let clients = account.clients.clone();
+    let f = EcsFixture::create(&account, "bgm", "app").await.unwrap();
+    let mark = ReleaseMark { service: "web".into(), version: "v2.0.0-rc.1".into(), release_uid: Some("uid-r".into()) };
+    let target = EcsService { mark: Some(mark.clone()), ..service(&f) };
+    let bg = EcsBlueGreen::new(clients.clone(), None, "uid-bgm", target, by_name("bgm"));
+
+    // The fixture's revision: not kiln's, not the Release's image.
+    let RunningState::Runs(before) = bg.running().await.unwrap() else { panic!("read") };
+    assert_eq!((before.mark, before.same_artifacts), (None, false));
+    assert_eq!(before.artifact, EcsFixture::BASELINE_IMAGE);
+
+    let deployed = bg.prepare().await.unwrap();
+    let td = deployed.task_definition.clone().unwrap();
+    let out = clients
+        .ecs
+        .describe_task_definition()
+        .task_definition(&td)
+        .include(aws_sdk_ecs::types::TaskDefinitionField::Tags)
+        .send()
+        .await
+        .unwrap();
+    let tags: Vec<(String, String)> =
+        out.tags().iter().map(|t| (t.key().unwrap_or("").into(), t.value().unwrap_or("").into())).collect();
+    for (k, v) in [
+        ("kiln.dev/promotion-uid", "uid-bgm"),
+        ("kiln.dev/service", "web"),
+        ("kiln.dev/version", "v2.0.0-rc.1"),
+        ("kiln.dev/release-uid", "uid-r"),
+    ] {
+        assert!(tags.contains(&(k.to_string(), v.to_string())), "{k}={v} in {tags:?}");
+    }
+    // Not serving yet: what runs is still the fixture's.
+    let RunningState::Runs(mid) = bg.running().await.unwrap() else { panic!("read") };
+    assert_eq!(mid.mark, None);
+    bg.shift(&deployed, 100).await.unwrap();
+    bg.finalize(&deployed).await.unwrap();
+    let RunningState::Runs(after) = bg.running().await.unwrap() else { panic!("read") };
+    assert_eq!((after.mark, after.same_artifacts), (Some(mark), true));
+    assert!(after.what.contains("ECS service bgm"), "{}", after.what);
 }

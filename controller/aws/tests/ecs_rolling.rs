@@ -30,6 +30,7 @@ async fn update_service_and_restore_previous_task_definition() {
             container: "app".into(),
             image: image.clone(),
             sidecars: Vec::new(),
+            mark: None,
         },
     );
     let snap = r.snapshot().await.unwrap();
@@ -62,6 +63,7 @@ async fn missing_cluster_or_service_is_named_with_account_and_region() {
                 container: "app".into(),
                 image: format!("registry.example/app@{DIGEST}"),
                 sidecars: Vec::new(),
+                mark: None,
             },
         )
     };

@@ -564,3 +564,34 @@ async fn a_write_after_the_lease_is_lost_mid_action_is_not_sent() {
     // Reads are not fenced.
     assert_eq!(target.snapshot().await.unwrap().lambda.unwrap().version, "1");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_runs_is_read_back_with_the_release_mark_kiln_published() {
+    use kiln_core::running::{ReleaseMark, RunningState};
+    let moto = Moto::start();
+    let clients = function(&moto, "fnm").await;
+    let mark = ReleaseMark { service: "orders".into(), version: "v1.2.0".into(), release_uid: Some("uid-r2".into()) };
+    let target = LambdaAlias::new(clients.clone(), None, "uid-fnm", "fnm", "live", LambdaCode::Image { uri: image(2) })
+        .marked(Some(mark.clone()));
+    // Before: version 1, published by someone else: no mark, not the Release's image.
+    let RunningState::Runs(before) = target.running().await.unwrap() else { panic!("read") };
+    assert_eq!((before.mark, before.same_artifacts), (None, false));
+    assert!(before.what.contains("alias live (version 1)"), "{}", before.what);
+    assert_eq!(before.artifact, image(1));
+
+    let deployed = target.prepare().await.unwrap();
+    target.shift(&deployed, 100).await.unwrap();
+    // The published version says whose it is, in AWS itself.
+    let v = clients.lambda.get_function_configuration().function_name("fnm").qualifier("2").send().await.unwrap();
+    assert_eq!(v.description(), Some("kiln service=orders version=v1.2.0 release=uid-r2 promotion=uid-fnm"));
+    let RunningState::Runs(after) = target.running().await.unwrap() else { panic!("read") };
+    assert_eq!((after.mark, after.same_artifacts), (Some(mark), true));
+
+    // Another Release's target reads the same version as not its artifacts.
+    let other = LambdaAlias::new(clients.clone(), None, "uid-x", "fnm", "live", LambdaCode::Image { uri: image(3) });
+    let RunningState::Runs(seen) = other.running().await.unwrap() else { panic!("read") };
+    assert!(!seen.same_artifacts && seen.mark.is_some_and(|m| m.version == "v1.2.0"));
+    // A missing alias is an error the deployment would hit too (the controller's "unknown").
+    let missing = LambdaAlias::new(clients.clone(), None, "uid-y", "nope", "live", LambdaCode::Image { uri: image(3) });
+    assert_eq!(missing.running().await.err().map(|e| e.class()), Some(ErrorClass::SpecWrong));
+}

@@ -31,6 +31,7 @@ async fn ecs_weights_come_back_and_the_new_task_set_goes() {
         container: "app".into(),
         image: format!("registry.example/app@{DIGEST}"),
         sidecars: Vec::new(),
+        mark: None,
     };
     let bg = EcsBlueGreen::new(clients.clone(), None, uid, service, traffic);
     let snap = bg.snapshot().await.unwrap();
@@ -73,6 +74,7 @@ async fn a_rolling_service_gets_its_task_definition_back() {
             container: "app".into(),
             image: format!("registry.example/app@{DIGEST}"),
             sidecars: Vec::new(),
+            mark: None,
         },
     );
     let snap = rolling.snapshot().await.unwrap();

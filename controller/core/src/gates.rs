@@ -17,6 +17,7 @@ use crate::duration;
 use crate::freeze::{self, CompiledWindow};
 use crate::integrity;
 use crate::problem::Problem;
+use crate::running::{self, RunningState, Verdict};
 
 /// Gate names as they appear in status.
 pub mod name {
@@ -36,6 +37,8 @@ pub mod name {
     pub const FREEZE: &str = "freeze";
     /// Approval quorums are met.
     pub const APPROVALS: &str = "approvals";
+    /// The Release is newer than what the environment runs (read from AWS).
+    pub const NEWER: &str = "newer";
 }
 
 /// The same Release's Promotion in an upstream environment, as observed.
@@ -108,6 +111,8 @@ pub struct GateInput<'a> {
     pub stale_approvals: Vec<approvals::Refused>,
     /// The target environment's signals now.
     pub health: TargetHealth,
+    /// What the environment runs now ([`crate::running`]).
+    pub running: &'a RunningState,
 }
 
 /// The result of all gates.
@@ -175,6 +180,27 @@ fn earliest(a: Option<Timestamp>, b: Option<Timestamp>) -> Option<Timestamp> {
     }
 }
 
+fn newer_gate(input: &GateInput<'_>) -> GateResult {
+    let env = &input.promotion.environment;
+    match input.running {
+        RunningState::NotRead => gate(name::NEWER, false, format!("what {env} runs has not been read from AWS yet")),
+        RunningState::Unreadable(why) => {
+            gate(name::NEWER, false, format!("what {env} runs cannot be read yet: {why}; reading again"))
+        }
+        RunningState::Unknown(why) => gate(
+            name::NEWER,
+            true,
+            format!("what {env} runs cannot be ordered ({why}); the deployment checks the target itself"),
+        ),
+        RunningState::Runs(r) => {
+            match running::judge(env, &input.release.service, &input.release.version, r, input.promotion.downgrade) {
+                Verdict::Deploy(m) => gate(name::NEWER, true, m),
+                Verdict::Older(m) | Verdict::VersionReused(m) => gate(name::NEWER, false, m),
+            }
+        }
+    }
+}
+
 /// Evaluates every gate.
 pub fn evaluate(input: &GateInput<'_>) -> GateReport {
     let mut results = Vec::new();
@@ -208,6 +234,12 @@ pub fn evaluate(input: &GateInput<'_>) -> GateReport {
             gate(name::QUEUE, false, format!("queued behind {} ({}){more}", a.name, a.phase))
         }
     });
+
+    // Newer than what runs: read from AWS once the queue is clear and nothing else is wrong (so
+    // what is read is what this Promotion would replace).
+    if input.ahead.is_empty() && input.problems.is_empty() {
+        results.push(newer_gate(input));
+    }
 
     // Upstream environments: succeeded and baked long enough.
     let rules = &input.environment.promotion;

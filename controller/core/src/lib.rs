@@ -20,6 +20,8 @@
 //! - [`validate`]: what the schema cannot check (unknown environments, cycles, time zones).
 //! - [`target`]: the AWS resource a Promotion drives, as the canonical ARN queues are keyed by.
 //! - [`integrity`]: which Release a Promotion deployed, by UID and digests, never by name.
+//! - [`running`]: what an environment runs now (kiln's mark, read from AWS) and whether a Release
+//!   may replace it (newer by SemVer).
 //! - [`evidence`]: the evidence record and its digest.
 //! - `sim` (feature `sim`, for tests and benchmarks): a simulated world around one Promotion and
 //!   the decide → act → complete driver they share.
@@ -39,6 +41,7 @@ pub mod plan;
 pub mod problem;
 pub mod reason;
 pub mod release;
+pub mod running;
 pub mod signals;
 #[cfg(feature = "sim")]
 pub mod sim;

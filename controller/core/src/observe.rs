@@ -22,6 +22,7 @@ use crate::freeze::CompiledWindow;
 use crate::gates::{QueuedAhead, UpstreamObservation};
 use crate::integrity;
 use crate::problem::Problem;
+use crate::running::RunningState;
 use crate::signals::SignalObservations;
 
 /// The RollbackPolicy guarding the environment, as found.
@@ -66,6 +67,9 @@ pub struct Observations {
     /// succeeded before, with the same UID and digests (only a known-good Release may take the
     /// rollback fast path).
     pub release_was_good_here: bool,
+    /// What the environment runs now, read from AWS for a forward Promotion about to deploy
+    /// (its queue is clear and nothing else is wrong): the `newer` gate.
+    pub running: RunningState,
     /// Freeze windows in scope.
     pub freezes: Vec<CompiledWindow>,
     /// The latest signal reads for the policy in the environment's account (None: not read).
@@ -312,6 +316,7 @@ mod tests {
             abort: false,
             retry: 0,
             rollback: rollback_from.map(|f| RollbackRequest { reason: "bad".into(), from_release: Some(f.into()) }),
+            downgrade: false,
         }
     }
 

@@ -55,6 +55,12 @@ pub const ROLLBACK_REFUSED: &str = "RollbackRefused";
 /// A container of the task definition breaks the Environment's `containerImages` policy (a
 /// mutable tag, or an image that is not the Release's); nothing was changed.
 pub const CONTAINER_IMAGE_REFUSED: &str = "ContainerImageRefused";
+/// A forward Promotion of a version older than the one the environment runs (read from AWS)
+/// ended before any change: re-created history never re-deploys.
+pub const OLDER_THAN_RUNNING: &str = "OlderThanRunning";
+/// A forward Promotion of the version the environment runs, built from other artifacts, ended
+/// before any change: a version names one build.
+pub const VERSION_REUSED: &str = "VersionReused";
 /// The state a rollback returns to is recorded.
 pub const SNAPSHOT_CAPTURED: &str = "SnapshotCaptured";
 /// The new version serves all traffic and baked green.

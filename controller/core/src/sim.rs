@@ -9,6 +9,7 @@ use crate::freeze::CompiledWindow;
 use crate::gates::{QueuedAhead, UpstreamObservation};
 use crate::machine::{self, Action, Context, Decision, Outcome, PromotionInput};
 use crate::observe::{Observations, PolicyState};
+use crate::running::{ReleaseMark, Running, RunningState};
 use crate::signals::{AlarmObservation, AlarmState, SignalObservations};
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -31,6 +32,21 @@ pub const RELEASE_UID: &str = "6f1c2a9e-0000-4000-8000-000000000001";
 
 pub fn ts(s: &str) -> Timestamp {
     s.parse().expect("test timestamp")
+}
+
+/// What the environment runs before the simulated Release: ingest-worker v1.4.1, deployed by
+/// kiln.
+pub fn previous_version_runs() -> RunningState {
+    RunningState::Runs(Running {
+        what: "ECS service ingest-worker in cluster nc-core (task definition ingest-worker:41)".into(),
+        mark: Some(ReleaseMark {
+            service: "ingest-worker".into(),
+            version: "v1.4.1".into(),
+            release_uid: Some("6f1c2a9e-0000-4000-8000-000000000000".into()),
+        }),
+        same_artifacts: false,
+        artifact: "registry.example/ingest-worker@sha256:previous".into(),
+    })
 }
 
 pub fn ecs_release() -> ReleaseSpec {
@@ -189,6 +205,9 @@ pub struct World {
     pub preempted_by: Option<String>,
     pub deleting: bool,
     pub release_was_good_here: bool,
+    /// What the environment runs, as the observe step reads it for a forward Promotion whose
+    /// queue is clear (by default the service's previous version, marked by kiln).
+    pub running: RunningState,
     pub freezes: Vec<CompiledWindow>,
     pub alarm: Option<(AlarmState, Timestamp)>,
     pub signals_fresh: bool,
@@ -230,6 +249,7 @@ impl World {
                 abort: false,
                 retry: 0,
                 rollback: None,
+                downgrade: false,
             },
             status: PromotionStatus::default(),
             release: Some(ecs_release()),
@@ -241,6 +261,7 @@ impl World {
             preempted_by: None,
             deleting: false,
             release_was_good_here: false,
+            running: previous_version_runs(),
             freezes: vec![weekend_freeze()],
             alarm: Some((AlarmState::Ok, ts("2026-11-01T00:00:00Z"))),
             signals_fresh: true,
@@ -278,6 +299,7 @@ impl World {
             preempted_by: None,
             deleting: false,
             release_was_good_here: false,
+            running: previous_version_runs(),
             freezes: vec![],
             alarm: Some((AlarmState::Ok, now - SignedDuration::from_hours(24))),
             signals_fresh: true,
@@ -396,6 +418,7 @@ impl World {
             ahead: self.ahead.clone(),
             preempted_by: self.preempted_by.clone(),
             release_was_good_here: self.release_was_good_here,
+            running: self.running.clone(),
             freezes: self.freezes.clone(),
             signals: self.signals(),
             signal_read_error: self.signal_read_error.clone(),

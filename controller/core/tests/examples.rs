@@ -144,6 +144,7 @@ fn decide_prod_at(ex: &Examples, now: &str) -> machine::Decision {
         upstream: upstream.to_vec(),
         freezes,
         signals: Some(obs),
+        running: kiln_core::sim::previous_version_runs(),
         ..Observations::default()
     };
     machine::decide(&PromotionInput {

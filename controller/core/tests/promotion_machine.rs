@@ -1090,3 +1090,100 @@ fn evidence_is_versioned_and_old_records_keep_verifying() {
     let sha: String = sha2::Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
     assert_eq!(evidence::digest(&read), sha, "a version-1 record keeps its digest");
 }
+
+/// What runs in the environment, marked by kiln as `version` of ingest-worker.
+fn runs(version: &str, same_artifacts: bool) -> kiln_core::running::RunningState {
+    use kiln_core::running::{ReleaseMark, Running, RunningState};
+    RunningState::Runs(Running {
+        what: "ECS service ingest-worker in cluster nc-core (task definition ingest-worker:50)".into(),
+        mark: Some(ReleaseMark {
+            service: "ingest-worker".into(),
+            version: version.into(),
+            release_uid: Some("uid-running".into()),
+        }),
+        same_artifacts,
+        artifact: "registry.example/ingest-worker@sha256:running".into(),
+    })
+}
+
+#[test]
+fn an_older_version_than_the_one_running_is_refused_at_once_even_unapproved() {
+    // Prod, no approvals yet: the refusal does not wait for them (re-created history must not sit
+    // in the queue).
+    let mut w = World::new("prod");
+    w.running = runs("v1.5.0", false);
+    assert_eq!(w.step(), None, "nothing is done in AWS");
+    assert_eq!(w.phase(), PromotionPhase::Failed);
+    assert_eq!(w.reasons().last().map(String::as_str), Some("OlderThanRunning"));
+    let (ok, message) = w.gate("newer");
+    assert!(!ok);
+    for part in ["prod runs ECS service ingest-worker", "ingest-worker v1.5.0", "newer than v1.4.2", "downgrade"] {
+        assert!(message.contains(part), "{part}: {message}");
+    }
+    assert!(w.status.message.as_deref().is_some_and(|m| m.contains("nothing was changed")));
+    assert!(w.status.previous.is_none() && w.status.release.is_none());
+}
+
+#[test]
+fn the_running_version_built_again_is_refused_and_the_same_build_deploys_again() {
+    let mut w = World::new("dev");
+    w.running = runs("v1.4.2", false);
+    assert_eq!(w.step(), None);
+    assert_eq!(w.phase(), PromotionPhase::Failed);
+    assert_eq!(w.reasons().last().map(String::as_str), Some("VersionReused"));
+    assert!(w.gate("newer").1.contains("give the new build a new version"), "{:?}", w.gate("newer"));
+
+    // The very artifacts that run: deployed again (traffic sees no change; the Release gets its
+    // record in this environment).
+    let mut w = World::new("dev");
+    w.running = runs("v1.4.2", true);
+    assert_eq!(w.step(), Some(Action::CaptureSnapshot));
+    assert!(w.gate("newer").0);
+}
+
+#[test]
+fn a_downgrade_on_purpose_passes_the_newer_gate_and_keeps_every_other_gate() {
+    let mut w = World::new("prod");
+    w.running = runs("v2.0.0-rc.1", false);
+    w.spec.downgrade = true;
+    w.step();
+    assert_eq!(w.phase(), PromotionPhase::WaitingForApproval, "approvals still apply");
+    let (ok, message) = w.gate("newer");
+    assert!(ok && message.contains("downgrade"), "{message}");
+    let mut w = World::approved_prod();
+    w.running = runs("v2.0.0-rc.1", false);
+    w.spec.downgrade = true;
+    assert_eq!(w.step(), Some(Action::CaptureSnapshot));
+}
+
+#[test]
+fn what_runs_must_be_read_before_deploying_unless_aws_cannot_say() {
+    use kiln_core::running::RunningState;
+    // Not read yet (or the read keeps failing): wait, read again soon.
+    for (state, says) in [
+        (RunningState::NotRead, "what dev runs has not been read from AWS yet"),
+        (RunningState::Unreadable("Throttling: rate exceeded".into()), "cannot be read yet: Throttling"),
+    ] {
+        let mut w = World::new("dev");
+        w.running = state;
+        assert_eq!(w.step(), None);
+        assert_eq!(w.phase(), PromotionPhase::WaitingForGates);
+        let (ok, message) = w.gate("newer");
+        assert!(!ok && message.contains(says), "{message}");
+    }
+    // AWS cannot say (e.g. the service is missing): the deployment reports it itself.
+    let mut w = World::new("dev");
+    w.running = RunningState::Unknown("ECS service ingest-worker not found".into());
+    assert_eq!(w.step(), Some(Action::CaptureSnapshot));
+    // Queued behind another: not read, and no gate about it until the queue is clear.
+    let mut w = World::new("dev");
+    w.running = RunningState::NotRead;
+    w.behind("ingest-worker-v1-4-1-dev", PromotionPhase::Baking);
+    w.step();
+    assert_eq!(w.phase(), PromotionPhase::Queued);
+    assert!(w.status.gates.iter().all(|g| g.name != "newer"));
+    // A rollback Promotion returns to an older Release by design: never judged.
+    let mut w = World::new("prod").rollback_promotion();
+    w.running = runs("v9.0.0", false);
+    assert_eq!(w.step(), Some(Action::CaptureSnapshot));
+}

@@ -23,6 +23,7 @@ fn promo(env: &str) -> PromotionSpec {
         abort: false,
         retry: 0,
         rollback: None,
+        downgrade: false,
     }
 }
 

@@ -102,6 +102,7 @@ mod tests {
                 abort: false,
                 retry: 1,
                 rollback: None,
+                downgrade: false,
             },
             status: Some(PromotionStatus {
                 observed_generation: Some(3),

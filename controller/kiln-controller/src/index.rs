@@ -206,6 +206,7 @@ mod tests {
                 abort: false,
                 retry: 0,
                 rollback: None,
+                downgrade: false,
             },
             status: phase.map(|phase| PromotionStatus { phase, ..PromotionStatus::default() }),
         }

@@ -141,6 +141,7 @@ fn new_promotion(release: &Release, name: &str, environment: &str, requested_by:
             abort: false,
             retry: 0,
             rollback: None,
+            downgrade: false,
         },
         status: None,
     }

@@ -77,6 +77,7 @@ pub async fn promote(cluster: &Cluster, args: &PromoteArgs) -> Result<(), CliErr
         abort: false,
         retry: 0,
         rollback: None,
+        downgrade: args.downgrade,
     };
     let promotion = Promotion::new(&name, spec);
     cluster
@@ -330,6 +331,7 @@ pub async fn rollback(cluster: &Cluster, args: &RollbackArgs) -> Result<(), CliE
         abort: false,
         retry: 0,
         rollback: Some(RollbackRequest { reason: args.reason.clone(), from_release: Some(choice.current.clone()) }),
+        downgrade: false,
     };
     let base = kiln_core::release::promotion_name(&choice.target, &format!("{}-rollback", args.env));
     let mut created_name = None;
@@ -421,6 +423,7 @@ mod tests {
                 abort: false,
                 retry: 0,
                 rollback: from.map(|f| RollbackRequest { reason: "r".into(), from_release: Some(f.into()) }),
+                downgrade: false,
             },
         );
         p.metadata.creation_timestamp = Some(at(minute));

@@ -328,6 +328,7 @@ mod tests {
                 abort: false,
                 retry: 0,
                 rollback: None,
+                downgrade: false,
             },
         );
         p.status = Some(PromotionStatus { phase: PromotionPhase::WaitingForApproval, ..Default::default() });

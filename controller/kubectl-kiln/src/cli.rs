@@ -137,6 +137,10 @@ pub struct PromoteArgs {
     /// The Promotion's name (default: `<release>-<env>`, the name kiln itself uses).
     #[arg(long)]
     pub name: Option<String>,
+    /// Deploy even though the environment runs a newer version of the service (a deliberate
+    /// downgrade: sets spec.downgrade). Without it kiln refuses an older version.
+    #[arg(long)]
+    pub downgrade: bool,
 }
 
 /// `abort`.

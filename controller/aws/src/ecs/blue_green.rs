@@ -162,6 +162,13 @@ fn live_target_group<'a>(
 
 #[async_trait]
 impl TrafficTarget for EcsBlueGreen {
+    async fn running(&self) -> Result<kiln_core::running::RunningState> {
+        let service = describe_service(&self.clients.ecs, &self.clients.scope, &self.target).await?;
+        let sets = self.task_sets(&self.target.cluster, &self.target.service).await?;
+        let serving = primary(&sets).and_then(|t| t.task_definition()).or(service.task_definition());
+        super::running(&self.clients.ecs, &self.target, serving).await
+    }
+
     async fn snapshot(&self) -> Result<Snapshot> {
         let scope = &self.clients.scope;
         let service = describe_service(&self.clients.ecs, scope, &self.target).await?;

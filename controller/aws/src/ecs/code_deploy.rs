@@ -350,6 +350,11 @@ impl EcsCodeDeploy {
 
 #[async_trait]
 impl TrafficTarget for EcsCodeDeploy {
+    async fn running(&self) -> Result<kiln_core::running::RunningState> {
+        let service = describe_service(&self.clients.ecs, &self.clients.scope, &self.target).await?;
+        super::running(&self.clients.ecs, &self.target, serving(&service)).await
+    }
+
     /// The service's task definition and primary task set (the one CodeDeploy would return to).
     async fn snapshot(&self) -> Result<Snapshot> {
         let service = describe_service(&self.clients.ecs, &self.clients.scope, &self.target).await?;

@@ -8,6 +8,8 @@ use aws_sdk_ecs::Client;
 use aws_sdk_ecs::types::{Tag, TaskDefinition, TaskDefinitionField};
 use kiln_api::promotion::ContainerImage;
 
+use kiln_core::running::{self, ReleaseMark, Running, RunningState};
+
 use crate::error::{AwsError, Result, Scope, sdk};
 use crate::traffic::PROMOTION_UID_TAG;
 
@@ -24,6 +26,18 @@ pub struct EcsService {
     pub image: String,
     /// Other containers whose image the Release sets: (container, image pinned by digest).
     pub sidecars: Vec<(String, String)>,
+    /// The Release's mark, tagged on the task definition kiln registers so a later read of the
+    /// service knows which version it runs ([`kiln_core::running`]).
+    pub mark: Option<ReleaseMark>,
+}
+
+impl EcsService {
+    /// The Release's images by container: the main one and its sidecars.
+    fn images(&self) -> Vec<(&str, &str)> {
+        let mut images: Vec<(&str, &str)> = vec![(self.container.as_str(), self.image.as_str())];
+        images.extend(self.sidecars.iter().map(|(c, i)| (c.as_str(), i.as_str())));
+        images
+    }
 }
 
 pub(crate) async fn describe_service(
@@ -125,9 +139,7 @@ pub(crate) async fn register_with_image(
         // `current` is already this Promotion's revision.
         return Ok(arn.to_string());
     }
-    // The Release's images by container: the main one and its sidecars.
-    let mut images: Vec<(&str, &str)> = vec![(target.container.as_str(), target.image.as_str())];
-    images.extend(target.sidecars.iter().map(|(c, i)| (c.as_str(), i.as_str())));
+    let images = target.images();
     for (name, _) in &images {
         if !def.container_definitions().iter().any(|c| c.name() == Some(*name)) {
             let names: Vec<&str> = def.container_definitions().iter().filter_map(|c| c.name()).collect();
@@ -152,8 +164,13 @@ pub(crate) async fn register_with_image(
             None => c.clone(),
         })
         .collect::<Vec<_>>();
-    let mut new_tags: Vec<Tag> = tags.into_iter().filter(|t| t.key() != Some(PROMOTION_UID_TAG)).collect();
+    // The revision it starts from may carry another Promotion's and Release's marks: replaced.
+    let ours = [PROMOTION_UID_TAG, running::SERVICE_TAG, running::VERSION_TAG, running::RELEASE_UID_TAG];
+    let mut new_tags: Vec<Tag> = tags.into_iter().filter(|t| !t.key().is_some_and(|k| ours.contains(&k))).collect();
     new_tags.push(Tag::builder().key(PROMOTION_UID_TAG).value(uid).build());
+    for (k, v) in target.mark.iter().flat_map(ReleaseMark::tags) {
+        new_tags.push(Tag::builder().key(k).value(v).build());
+    }
     let out = ecs
         .register_task_definition()
         .family(family)
@@ -194,6 +211,33 @@ pub(crate) async fn containers(ecs: &Client, td: &str) -> Result<Vec<ContainerIm
             image: c.image().unwrap_or_default().to_string(),
         })
         .collect())
+}
+
+/// What ECS service `target` runs when it serves task definition `serving` (None: none at all):
+/// kiln's mark from the task definition's tags, and whether every container the Release sets
+/// already runs the Release's image.
+pub(crate) async fn running(ecs: &Client, target: &EcsService, serving: Option<&str>) -> Result<RunningState> {
+    let Some(td) = serving else {
+        return Ok(RunningState::Unknown(format!(
+            "ECS service {} in cluster {} serves no task definition",
+            target.service, target.cluster
+        )));
+    };
+    let (def, tags) = describe_task_definition(ecs, td).await?;
+    let image_of = |name: &str| {
+        def.container_definitions().iter().find(|c| c.name() == Some(name)).and_then(|c| c.image()).unwrap_or_default()
+    };
+    let same_artifacts = target.images().iter().all(|(name, image)| image_of(name) == *image);
+    let revision = match (def.family(), def.revision()) {
+        (Some(f), r) if r > 0 => format!("{f}:{r}"),
+        _ => td.to_string(),
+    };
+    Ok(RunningState::Runs(Running {
+        what: format!("ECS service {} in cluster {} (task definition {revision})", target.service, target.cluster),
+        mark: ReleaseMark::from_tags(tags.iter().filter_map(|t| t.key().zip(t.value()))),
+        same_artifacts,
+        artifact: image_of(&target.container).to_string(),
+    }))
 }
 
 /// The image of `container` in task definition `td`.

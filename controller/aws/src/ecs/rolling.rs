@@ -41,6 +41,7 @@ pub(crate) async fn update_service(clients: &Clients, cluster: &str, service: &s
             container: String::new(),
             image: String::new(),
             sidecars: Vec::new(),
+            mark: None,
         },
     )
     .await?;
@@ -61,6 +62,11 @@ pub(crate) async fn update_service(clients: &Clients, cluster: &str, service: &s
 
 #[async_trait]
 impl TrafficTarget for EcsRolling {
+    async fn running(&self) -> Result<kiln_core::running::RunningState> {
+        let service = describe_service(&self.clients.ecs, &self.clients.scope, &self.target).await?;
+        super::running(&self.clients.ecs, &self.target, service.task_definition()).await
+    }
+
     async fn snapshot(&self) -> Result<Snapshot> {
         let service = describe_service(&self.clients.ecs, &self.clients.scope, &self.target).await?;
         let containers = match service.task_definition() {

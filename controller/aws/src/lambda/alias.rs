@@ -10,6 +10,8 @@ use async_trait::async_trait;
 use aws_sdk_lambda::types::{AliasRoutingConfiguration, FunctionCodeLocation, LastUpdateStatus, State};
 use kiln_api::promotion::{DeployedResources, LambdaSnapshot, Snapshot};
 
+use kiln_core::running::{ReleaseMark, Running, RunningState};
+
 use crate::credentials::Clients;
 use crate::error::{AwsError, Result, sdk};
 use crate::traffic::{TrafficTarget, now_time, require_digest};
@@ -62,6 +64,8 @@ pub struct LambdaAlias {
     function: String,
     alias: String,
     code: LambdaCode,
+    /// The Release's mark, written into the description of the version kiln publishes.
+    mark: Option<ReleaseMark>,
     /// How long `prepare` waits for a code update before answering "still in progress".
     pub update_wait: Duration,
 }
@@ -83,8 +87,15 @@ impl LambdaAlias {
             function: function.to_string(),
             alias: alias.to_string(),
             code,
+            mark: None,
             update_wait: Duration::from_secs(60),
         }
+    }
+
+    /// The same, publishing versions marked as the Release's ([`ReleaseMark::description`]).
+    pub fn marked(mut self, mark: Option<ReleaseMark>) -> Self {
+        self.mark = mark;
+        self
     }
 
     fn not_found(&self, e: AwsError, kind: &'static str, name: String) -> AwsError {
@@ -341,6 +352,34 @@ pub(crate) async fn restore(clients: &Clients, l: &LambdaSnapshot, function: &st
 
 #[async_trait]
 impl TrafficTarget for LambdaAlias {
+    async fn running(&self) -> Result<RunningState> {
+        let (version, _) = self.alias_state().await?;
+        let f = self
+            .clients
+            .lambda
+            .get_function()
+            .function_name(&self.function)
+            .qualifier(&version)
+            .send()
+            .await
+            .map_err(sdk("lambda", "GetFunction"))?;
+        let cfg = f.configuration();
+        let sha = cfg.and_then(|c| c.code_sha256()).unwrap_or_default();
+        let (same_artifacts, artifact) = match &self.code {
+            LambdaCode::Image { uri } => (
+                runs_image(f.code(), uri),
+                f.code().and_then(|c| c.image_uri().or(c.resolved_image_uri())).unwrap_or_default().to_string(),
+            ),
+            LambdaCode::Zip { code_sha256, .. } => (sha == code_sha256, format!("CodeSha256 {sha}")),
+        };
+        Ok(RunningState::Runs(Running {
+            what: format!("Lambda function {} alias {} (version {version})", self.function, self.alias),
+            mark: cfg.and_then(|c| c.description()).and_then(ReleaseMark::from_description),
+            same_artifacts,
+            artifact,
+        }))
+    }
+
     async fn snapshot(&self) -> Result<Snapshot> {
         let (version, routing) = self.alias_state().await?;
         Ok(Snapshot {
@@ -426,7 +465,10 @@ impl TrafficTarget for LambdaAlias {
             .publish_version()
             .function_name(&self.function)
             .code_sha256(&expected)
-            .description(format!("kiln promotion {}", self.uid))
+            .description(match &self.mark {
+                Some(mark) => mark.description(&self.uid),
+                None => format!("kiln promotion {}", self.uid),
+            })
             .send()
             .await
             .map_err(sdk("lambda", "PublishVersion"))?;

@@ -14,6 +14,7 @@ use crate::observe::PolicyState;
 use crate::plan;
 use crate::problem::Problem;
 use crate::reason;
+use crate::running::{self, RunningState, Verdict};
 use crate::signals;
 use crate::time::to_time;
 use crate::{approvals, duration};
@@ -68,6 +69,7 @@ pub(super) fn gate_input<'x>(
         upstream: &input.observed.upstream,
         ahead: &input.observed.ahead,
         freezes: &input.observed.freezes,
+        running: &input.observed.running,
     }
 }
 
@@ -87,6 +89,16 @@ fn refuse_rollback(d: &mut Draft<'_, '_>, why: &str) {
         format!("rollback refused: {why}; nothing was changed"),
         true,
     );
+}
+
+/// Ends a forward Promotion that must not deploy over what the environment runs (an older
+/// version, or this version built from other artifacts): `Failed`, before any change, at once, so
+/// re-created history neither waits for approvals nor holds the resource's queue.
+fn refuse_forward(d: &mut Draft<'_, '_>, reason: &str, why: String) {
+    d.status.gates =
+        vec![kiln_api::promotion::GateResult { name: gates::name::NEWER.into(), ok: false, message: why.clone() }];
+    d.status.gate_summary = Some("refused: newer".into());
+    d.terminate(PromotionPhase::Failed, reason, format!("not deployed: {why}; nothing was changed"), true);
 }
 
 pub(super) fn waiting(d: &mut Draft<'_, '_>) -> Option<Action> {
@@ -158,6 +170,22 @@ pub(super) fn waiting(d: &mut Draft<'_, '_>) -> Option<Action> {
             return None;
         }
         problems.clear();
+    }
+    if input.spec.rollback.is_none()
+        && problems.is_empty()
+        && let RunningState::Runs(r) = &input.observed.running
+    {
+        match running::judge(&input.spec.environment, &release.service, &release.version, r, input.spec.downgrade) {
+            Verdict::Older(why) => {
+                refuse_forward(d, reason::OLDER_THAN_RUNNING, why);
+                return None;
+            }
+            Verdict::VersionReused(why) => {
+                refuse_forward(d, reason::VERSION_REUSED, why);
+                return None;
+            }
+            Verdict::Deploy(_) => {}
+        }
     }
     let mut gi = gate_input(input, &d.status, release, env);
     gi.problems = &problems;

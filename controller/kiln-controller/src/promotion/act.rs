@@ -56,9 +56,13 @@ pub(super) async fn act(
     }
 
     let target = match (&observed.release, &status.previous) {
-        (Some(r), _) => {
-            TargetOf::Release { release: r, environment: &p.spec.environment, attempt: status.observed_retry }
-        }
+        (Some(r), _) => TargetOf::Release {
+            release: r,
+            environment: &p.spec.environment,
+            attempt: status.observed_retry,
+            // The Release this Promotion pinned when its gates passed.
+            release_uid: status.release.as_ref().or(observed.release_identity.as_ref()).map(|id| id.uid.as_str()),
+        },
         (None, Some(s)) if *action == Action::Restore => TargetOf::RestoreOnly(s),
         (None, _) => return Ok(Outcome::Failed(format!("Release {} not found", p.spec.release))),
     };

@@ -11,11 +11,13 @@ use kiln_api::Promotion;
 use kiln_api::environment::EnvironmentSpec;
 use kiln_api::promotion::PromotionStatus;
 use kiln_api::rollback_policy::RollbackPolicySpec;
+use kiln_aws::cloud::{TargetError, TargetOf};
 use kiln_aws::credentials::EnvironmentAws;
 use kiln_aws::{AwsError, ErrorClass};
 use kiln_core::Problem;
 use kiln_core::machine::{Observations, PolicyState};
 use kiln_core::observe::{ClusterView, PromotionView, ReleaseView, ScopedWindow};
+use kiln_core::running::RunningState;
 use kiln_core::signals::{self, SignalObservations};
 use kiln_core::{integrity, target, validate};
 use kube::ResourceExt;
@@ -187,6 +189,19 @@ pub(super) async fn observe(ctx: &Context, p: &Promotion, status: &PromotionStat
     }
     let upstream = view.upstream_of(&me, |up| upstream_health.get(up).cloned());
 
+    // What the environment runs now, for a forward Promotion about to deploy: read from AWS, since
+    // deleted Promotions (or a cluster rebuilt from Git) leave no record of it in the cluster.
+    let mut running = RunningState::NotRead;
+    if waiting
+        && p.spec.rollback.is_none()
+        && ahead.is_empty()
+        && problems.is_empty()
+        && let (Some(r), Some(env)) = (&release, &environment)
+    {
+        let aws = EnvironmentAws::for_namespace(&p.spec.environment, env, &ns);
+        running = read_running(ctx, p, &aws, r, release_identity.as_ref().map(|id| id.uid.as_str())).await;
+    }
+
     // The target environment's signals: the health gate before deploying, the bake after.
     let mut signal_obs = None;
     let mut signal_read_error = None;
@@ -240,9 +255,38 @@ pub(super) async fn observe(ctx: &Context, p: &Promotion, status: &PromotionStat
         ahead,
         preempted_by,
         release_was_good_here,
+        running,
         freezes,
         signals: signal_obs,
         signal_read_error,
+    }
+}
+
+/// What the Promotion's target runs now ([`kiln_core::running`]). AWS refusing to say (the
+/// resource is missing, access denied, the spec does not resolve) is `Unknown`: the deployment
+/// itself reports that, as before; a read that may succeed later is `Unreadable` (the gate waits).
+async fn read_running(
+    ctx: &Context,
+    p: &Promotion,
+    aws: &EnvironmentAws,
+    release: &kiln_api::Release,
+    release_uid: Option<&str>,
+) -> RunningState {
+    let name = p.metadata.name.as_deref().unwrap_or_default();
+    let uid = p.metadata.uid.as_deref().unwrap_or_default();
+    let of = TargetOf::Release { release: &release.spec, environment: &p.spec.environment, attempt: 0, release_uid };
+    let result = match ctx.cloud.traffic(aws, name, uid, of).await {
+        Ok(target) => target.running().await,
+        Err(TargetError::Spec(m)) => return RunningState::Unknown(m),
+        Err(TargetError::Aws(e)) => Err(e),
+    };
+    match result {
+        Ok(state) => state,
+        Err(e) if e.class() == ErrorClass::SpecWrong => RunningState::Unknown(e.to_string()),
+        Err(e) => {
+            tracing::warn!(error = %e, "reading what the environment runs failed");
+            RunningState::Unreadable(e.to_string())
+        }
     }
 }
 

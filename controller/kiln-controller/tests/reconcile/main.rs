@@ -824,3 +824,73 @@ async fn a_namespace_with_its_own_role_acts_as_that_role() {
     assert_eq!(status.phase, PromotionPhase::Succeeded, "{:?}", status.message);
     assert_eq!(status.previous.and_then(|s| s.role_arn), Some(role));
 }
+
+/// §2, last bullet: Promotions deleted by a cleanup job (or a cluster rebuilt from Git) leave no
+/// record, so what runs is read from AWS. Re-created history is refused at once without touching
+/// AWS; the same version built again is refused; a downgrade on purpose goes ahead; a read that
+/// fails for a while holds the Promotion until it succeeds.
+#[tokio::test]
+async fn a_promotion_of_an_older_version_than_aws_runs_is_refused_before_any_write() {
+    let bench = Bench::new("older").await;
+    bench.release("web-v1", 1, &[100]).await;
+    bench.release("web-v2", 2, &[100]).await;
+    let mut r = bench.replica("kiln-0");
+    for (promotion, release) in [("web-v1-dev", "web-v1"), ("web-v2-dev", "web-v2")] {
+        bench.promotion(promotion, release, "dev").await;
+        r.drive(&bench, promotion, MINUTE, 40).await;
+    }
+    let ecs = bench.ecs(DEV_ACCOUNT);
+    let v2_uid = bench.api::<kiln_api::Release>().get("web-v2").await.ok().and_then(|r| r.metadata.uid);
+    let mark = ecs.serving_mark().unwrap_or_else(|| panic!("kiln marks what it deploys"));
+    assert_eq!((mark.version.as_str(), mark.release_uid.clone()), ("v1.0.2", v2_uid));
+
+    // A cleanup job deletes the finished Promotions; GitOps re-creates v1's.
+    bench.delete_promotion("web-v1-dev").await;
+    bench.delete_promotion("web-v2-dev").await;
+    bench.promotion("web-v1-dev", "web-v1", "dev").await;
+    let (state, calls) = (ecs.state(), ecs.calls().len());
+    r.settle(&bench.ns, "web-v1-dev", 3).await;
+    let status = bench.read("web-v1-dev").await.status.unwrap_or_default();
+    assert_eq!(status.phase, PromotionPhase::Failed, "{:?}", status.message);
+    assert_eq!(status.timeline.last().map(|t| t.reason.as_str()), Some("OlderThanRunning"));
+    let message = status.message.unwrap_or_default();
+    for part in ["dev runs ECS service web", "web v1.0.2", "newer than v1.0.1", "nothing was changed"] {
+        assert!(message.contains(part), "{part} in {message}");
+    }
+    assert!(status.evidence.is_some(), "the refusal is on record");
+    assert_eq!((ecs.state(), ecs.calls().len()), (state, calls), "AWS untouched");
+    let events = bench.events("web-v1-dev").await;
+    assert!(events.iter().any(|(reason, _)| reason == "OlderThanRunning"), "{events:?}");
+
+    // v1.0.2 built again from other artifacts: a version names one build.
+    bench.release_with(&bench.ns, support::SERVICE, "web-v2-rebuilt", 3, &[100], |s| s.version = "v1.0.2".into()).await;
+    bench.promotion("web-v2-rebuilt-dev", "web-v2-rebuilt", "dev").await;
+    r.settle(&bench.ns, "web-v2-rebuilt-dev", 3).await;
+    let status = bench.read("web-v2-rebuilt-dev").await.status.unwrap_or_default();
+    assert_eq!(status.timeline.last().map(|t| t.reason.as_str()), Some("VersionReused"), "{:?}", status.message);
+    assert_eq!(ecs.calls().len(), calls, "AWS untouched");
+
+    // Going back on purpose: spec.downgrade. A throttled read first holds it at the gate.
+    ecs.fail_next(
+        "running",
+        kiln_aws::AwsError::Throttled { service: "ecs", operation: "DescribeServices", message: "slow down".into() },
+    );
+    bench
+        .promotion_in(
+            &bench.ns,
+            "web-v1-back",
+            serde_json::json!({"release": "web-v1", "environment": "dev", "downgrade": true}),
+        )
+        .await;
+    r.settle(&bench.ns, "web-v1-back", 1).await;
+    let status = bench.read("web-v1-back").await.status.unwrap_or_default();
+    let newer = status.gates.iter().find(|g| g.name == "newer").map(|g| (g.ok, g.message.clone()));
+    assert!(newer.as_ref().is_some_and(|(ok, m)| !ok && m.contains("slow down")), "{newer:?}");
+    assert_eq!(ecs.calls().len(), calls, "nothing done while it cannot tell");
+    let p = r.drive(&bench, "web-v1-back", MINUTE, 40).await;
+    let status = p.status.unwrap_or_default();
+    assert_eq!(status.phase, PromotionPhase::Succeeded, "{:?}", status.message);
+    let newer = status.gates.iter().find(|g| g.name == "newer").map(|g| g.message.clone()).unwrap_or_default();
+    assert!(newer.contains("deployed as a downgrade"), "{newer}");
+    assert_eq!(ecs.serving_mark().map(|m| m.version), Some("v1.0.1".to_string()));
+}
