@@ -362,6 +362,6 @@ fn transition_rules_are_the_immutability_rules() {
         .map(|r| format!("{} {}", r.kind, r.rule.rule))
         .collect();
     transition.sort();
-    assert_eq!(transition.len(), 15, "{transition:#?}");
+    assert_eq!(transition.len(), 16, "{transition:#?}");
     assert!(transition.iter().all(|r| r.contains("oldSelf")));
 }

@@ -402,6 +402,14 @@ fn promotion_immutable_fields() {
     accepted(&rollback);
     one_error(&update_errors(&rollback, &promotion()), "rollback is immutable");
     one_error(&update_errors(&promotion(), &rollback), "rollback is immutable");
+    let mut downgrade = promotion();
+    downgrade["spec"]["downgrade"] = json!(true);
+    accepted(&downgrade);
+    one_error(&update_errors(&downgrade, &promotion()), "downgrade is immutable");
+    one_error(&update_errors(&promotion(), &downgrade), "downgrade is immutable");
+    let mut explicit_false = promotion();
+    explicit_false["spec"]["downgrade"] = json!(false);
+    update_accepted(&explicit_false, &promotion());
 }
 
 #[test]
