@@ -261,7 +261,8 @@ def every_controller_flag_is_exposed_in_values():
     seen = set(args(objects())) | set(args(objects(NON_DEFAULT)))
     # --identity: the controller derives it from POD_NAME (set from the downward API) and its pid,
     # which is what each replica needs; a fixed value would make replicas share an identity.
-    missing = set(controller_flags()) - seen - {"identity"}
+    # --check-resolve: a diagnostic that exits at once (scripts/image-check), never a setting.
+    missing = set(controller_flags()) - seen - {"identity", "check-resolve"}
     assert not missing, f"flags not exposed by the chart: {sorted(missing)}"
 
 
@@ -546,3 +547,18 @@ def the_install_guide_snippets_parse():
     group_roles = json.loads(next(v["expression"] for v in roles if v["name"] == "groupRoles"))
     assert group_roles == {"oidc:release-engineering": ["release-engineering"], "oidc:security": ["security"],
                            "oidc:product-owners": ["product"], "oidc:sre": ["sre"]}, group_roles
+
+
+@test
+def security_contexts_are_restricted_by_default_and_overridable():
+    pod = only(objects(), "Deployment")["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsUser"] == 65532 and pod["securityContext"]["runAsNonRoot"] is True
+    c = container(objects())["securityContext"]
+    assert c["readOnlyRootFilesystem"] is True and c["capabilities"] == {"drop": ["ALL"]}
+    assert c["allowPrivilegeEscalation"] is False
+    # A platform that assigns its own UIDs (OpenShift's restricted SCC) drops the fixed ones: Helm
+    # merges values maps, so a key is removed by setting it to null.
+    assigned = {"podSecurityContext": {"runAsUser": None, "runAsGroup": None}}
+    pod = only(objects(assigned), "Deployment")["spec"]["template"]["spec"]
+    want = {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
+    assert pod["securityContext"] == want, pod["securityContext"]

@@ -96,6 +96,11 @@ pub struct Config {
     /// How many Promotions are reconciled at once.
     #[arg(long, env = "KILN_CONCURRENCY", default_value_t = 16)]
     pub concurrency: u16,
+    /// Resolve HOST as the controller resolves the API server and AWS endpoints (the C library's
+    /// resolver: /etc/hosts, then DNS per /etc/resolv.conf), print its addresses and exit without
+    /// starting. Checks a container image's resolver (scripts/image-check).
+    #[arg(long, value_name = "HOST")]
+    pub check_resolve: Option<String>,
 }
 
 /// Log output format.
