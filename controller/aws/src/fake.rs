@@ -565,12 +565,10 @@ impl TrafficTarget for FakeTraffic {
         let (mark, containers) = lock(&self.ecs.serving).get(&primary).cloned().unwrap_or((None, unmarked));
         let image_of =
             |name: &str| containers.iter().find(|c| c.name == name).map(|c| c.image.clone()).unwrap_or_default();
-        let mut wanted = vec![(target.container.clone(), target.image.clone())];
-        wanted.extend(target.sidecars.iter().cloned());
         Ok(RunningState::Runs(Running {
             what: format!("ECS service {} in cluster {} (task set {primary})", self.ecs.service, self.ecs.cluster),
             mark,
-            same_artifacts: wanted.iter().all(|(name, image)| image_of(name) == *image),
+            same_artifacts: target.images().iter().all(|(name, image)| image_of(name) == *image),
             artifact: image_of(&target.container),
         }))
     }
@@ -614,8 +612,8 @@ impl TrafficTarget for FakeTraffic {
             }
         }
         if let Some(t) = &self.target {
-            let mut images = vec![ContainerImage { name: t.container.clone(), image: t.image.clone() }];
-            images.extend(t.sidecars.iter().map(|(n, i)| ContainerImage { name: n.clone(), image: i.clone() }));
+            let images =
+                t.images().iter().map(|(n, i)| ContainerImage { name: (*n).into(), image: (*i).into() }).collect();
             lock(&self.ecs.serving).insert(green.clone(), (t.mark.clone(), images));
         }
         self.ecs.leave("prepare", n).await;

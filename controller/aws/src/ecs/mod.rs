@@ -33,7 +33,7 @@ pub struct EcsService {
 
 impl EcsService {
     /// The Release's images by container: the main one and its sidecars.
-    fn images(&self) -> Vec<(&str, &str)> {
+    pub(crate) fn images(&self) -> Vec<(&str, &str)> {
         let mut images: Vec<(&str, &str)> = vec![(self.container.as_str(), self.image.as_str())];
         images.extend(self.sidecars.iter().map(|(c, i)| (c.as_str(), i.as_str())));
         images

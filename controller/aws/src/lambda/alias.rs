@@ -114,17 +114,24 @@ impl LambdaAlias {
         set_alias(&self.clients, &self.function, &self.alias, version, routing).await
     }
 
-    /// Checks that `qualifier` (`None`: $LATEST) of the function runs the image `uri` exactly.
-    async fn check_image(&self, qualifier: Option<&str>, uri: &str) -> Result<()> {
-        let f = self
-            .clients
+    /// GetFunction of `qualifier` (a version; `None`: $LATEST).
+    async fn get_function(
+        &self,
+        qualifier: Option<&str>,
+    ) -> Result<aws_sdk_lambda::operation::get_function::GetFunctionOutput> {
+        self.clients
             .lambda
             .get_function()
             .function_name(&self.function)
             .set_qualifier(qualifier.map(str::to_string))
             .send()
             .await
-            .map_err(sdk("lambda", "GetFunction"))?;
+            .map_err(sdk("lambda", "GetFunction"))
+    }
+
+    /// Checks that `qualifier` (`None`: $LATEST) of the function runs the image `uri` exactly.
+    async fn check_image(&self, qualifier: Option<&str>, uri: &str) -> Result<()> {
+        let f = self.get_function(qualifier).await?;
         let what = format!(
             "Lambda function {} {}",
             self.function,
@@ -196,15 +203,7 @@ impl LambdaAlias {
             LambdaCode::Image { uri } => {
                 // One GetFunction per version: only the newest IMAGE_VERSIONS_INSPECTED (see there).
                 for listed in versions.iter().take(IMAGE_VERSIONS_INSPECTED) {
-                    let f = self
-                        .clients
-                        .lambda
-                        .get_function()
-                        .function_name(&self.function)
-                        .qualifier(&listed.version)
-                        .send()
-                        .await
-                        .map_err(sdk("lambda", "GetFunction"))?;
+                    let f = self.get_function(Some(&listed.version)).await?;
                     let failed = f.configuration().and_then(|c| c.state()) == Some(&State::Failed);
                     if runs_image(f.code(), uri) && !failed {
                         return Ok(Some(listed.version.clone()));
@@ -354,15 +353,7 @@ pub(crate) async fn restore(clients: &Clients, l: &LambdaSnapshot, function: &st
 impl TrafficTarget for LambdaAlias {
     async fn running(&self) -> Result<RunningState> {
         let (version, _) = self.alias_state().await?;
-        let f = self
-            .clients
-            .lambda
-            .get_function()
-            .function_name(&self.function)
-            .qualifier(&version)
-            .send()
-            .await
-            .map_err(sdk("lambda", "GetFunction"))?;
+        let f = self.get_function(Some(&version)).await?;
         let cfg = f.configuration();
         let sha = cfg.and_then(|c| c.code_sha256()).unwrap_or_default();
         let (same_artifacts, artifact) = match &self.code {
