@@ -2,7 +2,8 @@
 //!
 //! - moto plays AWS: three accounts (dev, stg, prod) each with the ECS service behind an ALB and
 //!   the Lambda function and alarms the `examples/` manifests name;
-//! - the in-repo Kubernetes API test server plays the cluster (kiln's CRDs, admission, users);
+//! - the in-repo Kubernetes API test server plays the cluster (kiln's CRDs, admission, users), or
+//!   with [`Options::real`] a real kube-apiserver + etcd with the Helm chart installed;
 //! - the real `kiln-controller` binary runs against both;
 //! - `examples/` are applied, with the clock compressed (bakes of seconds, a freeze that ends
 //!   shortly), and a release is narrated as kiln records it in the Promotions' timelines.
@@ -30,6 +31,10 @@ pub struct Options {
     pub work_dir: PathBuf,
     /// Stay up after setting up, for `kubectl` (no scripted scenario).
     pub interactive: bool,
+    /// Run on a real kube-apiserver + etcd (`scripts/controlplane.sh` builds them; the chart's
+    /// Helm engine must be in `.venv-chart`) with the chart installed, instead of the in-repo API
+    /// test server.
+    pub real: bool,
     /// Give up on the scripted scenario after this long.
     pub timeout: Duration,
 }

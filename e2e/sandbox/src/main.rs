@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use clap::Parser;
 
-/// Runs kiln end to end on this machine: the in-repo Kubernetes API test server, moto as three
+/// Runs kiln end to end on this machine: the in-repo Kubernetes API test server (or with --real a
+/// real kube-apiserver + etcd with the Helm chart installed), moto as three
 /// AWS accounts, the real kiln-controller and the manifests in examples/. By default a release
 /// is walked from dev to prod (a freeze, approvals) and a second one is rolled back by an alarm.
 #[derive(Debug, Parser)]
@@ -17,6 +18,11 @@ struct Args {
     /// running the scripted release.
     #[arg(long)]
     interactive: bool,
+    /// Run on a real kube-apiserver + etcd (built by scripts/controlplane.sh) with the Helm chart
+    /// installed (CRDs, RBAC, the approval admission policy; the controller runs as the chart's
+    /// ServiceAccount) instead of the in-repo API test server. Slower to start.
+    #[arg(long)]
+    real: bool,
     /// The kiln-controller binary (default: next to this one).
     #[arg(long)]
     controller: Option<PathBuf>,
@@ -53,6 +59,7 @@ fn main() -> ExitCode {
         work_dir: args.work_dir.clone().unwrap_or_else(|| repo.join(".sandbox")),
         repo,
         interactive: args.interactive,
+        real: args.real,
         timeout: Duration::from_secs(args.timeout),
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {

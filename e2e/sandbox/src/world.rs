@@ -1,5 +1,11 @@
-//! The sandbox's world: moto with three accounts and the examples' AWS resources, the API test
-//! server with kiln's CRDs and a few users, and the controller process.
+//! The sandbox's world: moto with three accounts and the examples' AWS resources, a Kubernetes API
+//! with kiln's CRDs and a few users, and the controller process.
+//!
+//! The Kubernetes API is the in-repo API test server by default (starts in a blink, no Go needed)
+//! or, with `--real`, a real kube-apiserver + etcd ([`kiln_testkit::ControlPlane`], built by
+//! `scripts/controlplane.sh`) with the Helm chart installed as a user would: its CRDs, RBAC and
+//! approval admission policy, the people bound to the chart's roles, and the controller running as
+//! the chart's ServiceAccount.
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -7,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Namespace;
 use kiln_test_apiserver::TestServer;
-use kiln_testkit::{Account, EcsFixture, EcsNames, LambdaFixture, Moto, MotoEndpoint};
+use kiln_testkit::{Account, ControlPlane, EcsFixture, EcsNames, LambdaFixture, Moto, MotoEndpoint, User};
 use kube::api::{Api, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use serde_json::{Value, json};
@@ -35,8 +41,8 @@ pub struct Person {
 pub struct World {
     /// moto (killed on drop).
     pub moto: Moto,
-    /// The API server (stopped on drop).
-    pub server: TestServer,
+    /// The Kubernetes API (stopped on drop).
+    pub cluster: Cluster,
     /// An admin client.
     pub client: kube::Client,
     /// The admin kubeconfig.
@@ -55,13 +61,45 @@ pub struct World {
     pub repo: PathBuf,
 }
 
-const PEOPLE: [(&str, &[&str]); 5] = [
-    ("alice@example.com", &["kiln:releasers"]),
-    ("relmgr@example.com", &["kiln:release-engineering"]),
-    ("seclead@example.com", &["kiln:security"]),
-    ("pm-ingest@example.com", &["kiln:product"]),
-    ("oncall@example.com", &["kiln:sre"]),
+/// The people: (user, groups, the chart's ClusterRole bound to them on a real cluster).
+const PEOPLE: [(&str, &[&str], &str); 5] = [
+    ("alice@example.com", &["kiln:releasers"], "kiln-releaser"),
+    ("relmgr@example.com", &["kiln:release-engineering"], "kiln-approver"),
+    ("seclead@example.com", &["kiln:security"], "kiln-approver"),
+    ("pm-ingest@example.com", &["kiln:product"], "kiln-approver"),
+    ("oncall@example.com", &["kiln:sre"], "kiln-rollbacker"),
 ];
+
+/// kiln's namespace (the chart's, and the controller's default).
+const KILN_NS: &str = "kiln-system";
+/// The chart's ServiceAccount, which the controller runs as on a real cluster.
+const CONTROLLER_ACCOUNT: &str = "kiln";
+
+/// The Kubernetes API the sandbox runs on.
+pub enum Cluster {
+    /// The in-repo API test server (the default).
+    TestServer(TestServer),
+    /// A real kube-apiserver + etcd (`--real`).
+    Real(ControlPlane),
+}
+
+impl Cluster {
+    /// The API server's URL.
+    pub fn url(&self) -> &str {
+        match self {
+            Cluster::TestServer(s) => &s.url,
+            Cluster::Real(cp) => cp.server(),
+        }
+    }
+
+    /// What it is, for the narration.
+    pub fn describe(&self) -> String {
+        match self {
+            Cluster::TestServer(s) => format!("the in-repo Kubernetes API test server at {}", s.url),
+            Cluster::Real(cp) => format!("a real kube-apiserver + etcd at {}", cp.server()),
+        }
+    }
+}
 
 async fn client_for(kubeconfig: &str) -> Result<kube::Client, String> {
     let kc = Kubeconfig::from_yaml(kubeconfig).map_err(|e| format!("kubeconfig: {e}"))?;
@@ -72,40 +110,15 @@ async fn client_for(kubeconfig: &str) -> Result<kube::Client, String> {
 }
 
 impl World {
-    /// Starts moto, the API server and the controller, and sets up the accounts.
+    /// Starts moto, the Kubernetes API and the controller, and sets up the accounts.
     pub async fn start(options: &Options, say: &(dyn Fn(&str) + Send + Sync)) -> Result<World, String> {
         let started = Instant::now();
         std::fs::create_dir_all(&options.work_dir).map_err(|e| format!("{}: {e}", options.work_dir.display()))?;
 
         say("starting moto (simulated AWS) on 127.0.0.1");
         let moto = Moto::try_start()?;
-        let mut config = kiln_test_apiserver::Config {
-            crd_dir: options.repo.join("crds"),
-            kubeconfig_path: Some(options.work_dir.join("kubeconfig")),
-            ..kiln_test_apiserver::Config::default()
-        }
-        .with_user("sandbox-admin", "admin", &["system:masters"]);
-        for (i, (user, groups)) in PEOPLE.iter().enumerate() {
-            config = config.with_user(&format!("sandbox-user-{i}"), user, groups);
-        }
-        let server = kiln_test_apiserver::start(config).await.map_err(|e| format!("API test server: {e}"))?;
-        say(&format!("started the Kubernetes API test server at {}", server.url));
-        let client = client_for(&server.kubeconfig).await?;
-        let mut people = Vec::new();
-        for (i, (user, groups)) in PEOPLE.iter().enumerate() {
-            let yaml = server.kubeconfig_for_token(&format!("sandbox-user-{i}"));
-            let short = user.split('@').next().unwrap_or(user);
-            let path = options.work_dir.join(format!("kubeconfig-{short}"));
-            std::fs::write(&path, &yaml).map_err(|e| format!("{}: {e}", path.display()))?;
-            people.push(Person { user, groups, kubeconfig: path, client: client_for(&yaml).await? });
-        }
-
-        let namespaces: Api<Namespace> = Api::all(client.clone());
-        for ns in ["kiln-system", "ingest", "api"] {
-            let obj: Namespace =
-                serde_json::from_value(json!({"metadata": {"name": ns}})).map_err(|e| e.to_string())?;
-            namespaces.create(&PostParams::default(), &obj).await.map_err(|e| format!("namespace {ns}: {e}"))?;
-        }
+        let api = if options.real { real_cluster(options, say).await? } else { test_server(options).await? };
+        say(&format!("started {}", api.cluster.describe()));
 
         let mut accounts = Vec::new();
         for (env, id) in ACCOUNTS {
@@ -118,16 +131,16 @@ impl World {
         }
 
         let controller_log = options.work_dir.join("controller.log");
-        let controller = start_controller(options, &server, &moto, &controller_log)?;
+        let controller = start_controller(options, &api, &moto, &controller_log)?;
         say(&format!("started kiln-controller (log: {})", controller_log.display()));
 
         Ok(World {
             moto,
-            kubeconfig: server.kubeconfig_path.clone(),
-            server,
-            client,
+            kubeconfig: api.kubeconfig,
+            cluster: api.cluster,
+            client: api.client,
             accounts,
-            people,
+            people: api.people,
             controller,
             controller_log,
             started,
@@ -150,7 +163,7 @@ impl World {
         let kc = self.kubeconfig.display();
         say(&format!(
             "the sandbox is up (Kubernetes API {}); drive it with kubectl (Ctrl-C stops everything):",
-            self.server.url
+            self.cluster.url()
         ));
         say(&format!("  export KUBECONFIG={kc}"));
         say("  kubectl get releases,promotions -A");
@@ -174,6 +187,162 @@ impl Drop for World {
     fn drop(&mut self) {
         let _ = self.controller.start_kill();
     }
+}
+
+/// A Kubernetes API ready for the scenario: kiln's CRDs served, namespaces made, people with
+/// kubeconfigs, and how the controller reaches it.
+struct ApiReady {
+    cluster: Cluster,
+    client: kube::Client,
+    kubeconfig: PathBuf,
+    people: Vec<Person>,
+    /// The controller's kubeconfig.
+    controller_kubeconfig: PathBuf,
+    /// The controller's extra arguments.
+    controller_args: Vec<String>,
+}
+
+/// Writes a person's kubeconfig and makes a client acting as them.
+async fn person(
+    options: &Options,
+    user: &'static str,
+    groups: &'static [&'static str],
+    yaml: &str,
+) -> Result<Person, String> {
+    let short = user.split('@').next().unwrap_or(user);
+    let path = options.work_dir.join(format!("kubeconfig-{short}"));
+    std::fs::write(&path, yaml).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(Person { user, groups, kubeconfig: path, client: client_for(yaml).await? })
+}
+
+async fn create_namespaces(client: &kube::Client) -> Result<(), String> {
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    for ns in [KILN_NS, "ingest", "api"] {
+        let obj: Namespace = serde_json::from_value(json!({"metadata": {"name": ns}})).map_err(|e| e.to_string())?;
+        namespaces.create(&PostParams::default(), &obj).await.map_err(|e| format!("namespace {ns}: {e}"))?;
+    }
+    Ok(())
+}
+
+/// The in-repo API test server with kiln's CRDs; the controller runs as its admin.
+async fn test_server(options: &Options) -> Result<ApiReady, String> {
+    let mut config = kiln_test_apiserver::Config {
+        crd_dir: options.repo.join("crds"),
+        kubeconfig_path: Some(options.work_dir.join("kubeconfig")),
+        ..kiln_test_apiserver::Config::default()
+    }
+    .with_user("sandbox-admin", "admin", &["system:masters"]);
+    for (i, (user, groups, _)) in PEOPLE.iter().enumerate() {
+        config = config.with_user(&format!("sandbox-user-{i}"), user, groups);
+    }
+    let server = kiln_test_apiserver::start(config).await.map_err(|e| format!("API test server: {e}"))?;
+    let client = client_for(&server.kubeconfig).await?;
+    let mut people = Vec::new();
+    for (i, (user, groups, _)) in PEOPLE.iter().enumerate() {
+        people.push(person(options, user, groups, &server.kubeconfig_for_token(&format!("sandbox-user-{i}"))).await?);
+    }
+    create_namespaces(&client).await?;
+    Ok(ApiReady {
+        kubeconfig: server.kubeconfig_path.clone(),
+        controller_kubeconfig: server.kubeconfig_path.clone(),
+        controller_args: Vec::new(),
+        cluster: Cluster::TestServer(server),
+        client,
+        people,
+    })
+}
+
+/// A real kube-apiserver + etcd with the Helm chart installed as `helm install` would (its CRDs
+/// first, then the templates rendered by the real Helm engine, server-side applied), each person
+/// bound to the chart's ClusterRole for what they do, and the controller running as the chart's
+/// ServiceAccount (a TokenRequest token): RBAC and the approval admission policy are the real
+/// server's.
+async fn real_cluster(options: &Options, say: &(dyn Fn(&str) + Send + Sync)) -> Result<ApiReady, String> {
+    say("starting a real kube-apiserver + etcd (scripts/controlplane.sh built it)");
+    let users: Vec<User> =
+        PEOPLE.iter().map(|(user, groups, _)| groups.iter().fold(User::new(user), |u, g| u.in_group(g))).collect();
+    // Starting waits (blocking) for the control plane's `ready` line.
+    let cp = tokio::task::spawn_blocking(move || ControlPlane::try_start(&users))
+        .await
+        .map_err(|e| format!("starting the control plane: {e}"))??;
+    let client = cp.client("admin").await?;
+    let kubeconfig = options.work_dir.join("kubeconfig");
+    std::fs::copy(cp.kubeconfig(), &kubeconfig).map_err(|e| format!("{}: {e}", kubeconfig.display()))?;
+    let mut people = Vec::new();
+    for (user, groups, _) in PEOPLE {
+        people.push(person(options, user, groups, &cp.kubeconfig_for_token(&cp.token(user)?)).await?);
+    }
+    create_namespaces(&client).await?;
+
+    say("installing the Helm chart (charts/kiln: CRDs, RBAC, approval admission policy, ServiceAccount)");
+    let mut crds = String::new();
+    let crd_dir = options.repo.join("charts/kiln/crds");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&crd_dir)
+        .map_err(|e| format!("{}: {e}", crd_dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .collect();
+    files.sort();
+    for path in files {
+        crds.push_str(&std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?);
+        crds.push_str("\n---\n");
+    }
+    kiln_testkit::controlplane::apply_yaml(&client, &crds, "helm").await.map_err(|e| format!("the CRDs: {e}"))?;
+    let chart = render_chart(options)?;
+    kiln_testkit::controlplane::apply_yaml(&client, &chart, "helm").await.map_err(|e| format!("the chart: {e}"))?;
+
+    // What a platform team does after installing: bind people to the chart's roles.
+    let bindings: Vec<Value> = PEOPLE
+        .iter()
+        .map(|(user, _, role)| {
+            let short = user.split('@').next().unwrap_or(user);
+            json!({
+                "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+                "metadata": {"name": format!("sandbox-{short}")},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
+                "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}]
+            })
+        })
+        .collect();
+    let yaml = bindings.iter().map(Value::to_string).collect::<Vec<_>>().join("\n---\n");
+    kiln_testkit::controlplane::apply_yaml(&client, &yaml, "sandbox")
+        .await
+        .map_err(|e| format!("role bindings: {e}"))?;
+
+    let token = cp.service_account_token(KILN_NS, CONTROLLER_ACCOUNT).await?;
+    let controller_kubeconfig = options.work_dir.join("kubeconfig-controller");
+    std::fs::write(&controller_kubeconfig, cp.kubeconfig_for_token(&token))
+        .map_err(|e| format!("{}: {e}", controller_kubeconfig.display()))?;
+    Ok(ApiReady {
+        kubeconfig,
+        controller_kubeconfig,
+        // As the chart runs it: kiln stamps its ServiceAccount's name as the requester.
+        controller_args: vec![format!("--requested-by=system:serviceaccount:{KILN_NS}:{CONTROLLER_ACCOUNT}")],
+        cluster: Cluster::Real(cp),
+        client,
+        people,
+    })
+}
+
+/// The chart rendered with its default values by the real Helm engine (`.venv-chart`, which
+/// `scripts/sandbox --real` and `scripts/chart-test` install).
+fn render_chart(options: &Options) -> Result<String, String> {
+    let python = options.repo.join(".venv-chart/bin/python");
+    if !python.exists() {
+        return Err(format!(
+            "{} is missing: run scripts/chart-venv (scripts/sandbox --real does) to install the chart's pinned Helm engine",
+            python.display()
+        ));
+    }
+    let out = std::process::Command::new(&python)
+        .arg(options.repo.join("charts/kiln/tests/render.py"))
+        .args(["--namespace", KILN_NS])
+        .output()
+        .map_err(|e| format!("rendering the chart: {e}"))?;
+    if !out.status.success() {
+        return Err(format!("rendering the chart: {}", String::from_utf8_lossy(&out.stderr)));
+    }
+    String::from_utf8(out.stdout).map_err(|e| format!("the rendered chart: {e}"))
 }
 
 /// The examples' AWS resources in one account.
@@ -200,7 +369,7 @@ async fn fixtures(account: &Account, env: &str) -> Result<(), String> {
 
 fn start_controller(
     options: &Options,
-    server: &TestServer,
+    api: &ApiReady,
     moto: &Moto,
     log: &PathBuf,
 ) -> Result<tokio::process::Child, String> {
@@ -216,7 +385,7 @@ fn start_controller(
         .and_then(|l| l.local_addr())
         .map_err(|e| format!("no free port: {e}"))?;
     tokio::process::Command::new(&options.controller)
-        .env("KUBECONFIG", &server.kubeconfig_path)
+        .env("KUBECONFIG", &api.controller_kubeconfig)
         .env("AWS_ACCESS_KEY_ID", creds.access_key_id())
         .env("AWS_SECRET_ACCESS_KEY", creds.secret_access_key())
         .env("AWS_REGION", REGION)
@@ -225,6 +394,7 @@ fn start_controller(
         .args(["--alarm-poll-interval", "1s", "--alarm-history=false"])
         .args(["--lease-duration", "4s", "--lease-renew-deadline", "3s", "--lease-retry-period", "500ms"])
         .args(["--log-format", "text", "--log-level", "info"])
+        .args(&api.controller_args)
         .stdout(Stdio::null())
         .stderr(file)
         .kill_on_drop(true)
