@@ -10,6 +10,7 @@ mod blocked;
 mod chart;
 mod cli;
 mod crash;
+mod crash_points;
 mod ecs_blue_green;
 mod evidence;
 mod flap;

@@ -58,6 +58,9 @@ pub struct Match {
     pub target: Option<String>,
     /// A substring of the request body, e.g. `Action=ModifyListener` (AWS Query protocol).
     pub body: Option<String>,
+    /// The AWS API action, exactly ([`Logged::aws_action`]), e.g. `UpdateService` (which a
+    /// substring of the target would confuse with `UpdateServicePrimaryTaskSet`).
+    pub action: Option<String>,
 }
 
 impl Match {
@@ -76,6 +79,11 @@ impl Match {
         Match { path: Some(fragment.to_owned()), ..Match::default() }
     }
 
+    /// Requests for the AWS API action `name` (exactly; see [`Logged::aws_action`]).
+    pub fn action(name: &str) -> Match {
+        Match { action: Some(name.to_owned()), ..Match::default() }
+    }
+
     /// The same match, also requiring `method`.
     pub fn and_method(mut self, method: &str) -> Match {
         self.method = Some(method.to_owned());
@@ -87,6 +95,7 @@ impl Match {
             && self.path.as_ref().is_none_or(|p| entry.path.contains(p.as_str()))
             && self.target.as_ref().is_none_or(|t| entry.target.contains(t.as_str()))
             && self.body.as_ref().is_none_or(|b| entry.body.contains(b.as_str()))
+            && self.action.as_ref().is_none_or(|a| entry.aws_action().as_deref() == Some(a.as_str()))
     }
 }
 
@@ -171,6 +180,47 @@ pub struct Logged {
     /// Whether a rule held it (and it has been released).
     pub held: bool,
     pub outcome: Outcome,
+}
+
+impl Logged {
+    /// The AWS API action this request calls, as the API reference names it (`CreateTaskSet`,
+    /// `ModifyListener`, `PublishVersion`, `PutObject`, …), from whichever part of the request
+    /// names it in its protocol: the `X-Amz-Target` header (JSON protocols: ECS, CodeDeploy),
+    /// the `Action` parameter (Query protocol: ELB, STS, CloudWatch), the SDK's `x-id` query
+    /// parameter (S3), or the method and path (Lambda's REST API). `None` for anything else.
+    pub fn aws_action(&self) -> Option<String> {
+        if let Some((_, action)) = self.target.rsplit_once('.') {
+            return Some(action.to_owned());
+        }
+        let param =
+            |text: &str, key: &str| text.split(['?', '&']).find_map(|kv| kv.strip_prefix(key)).map(|v| v.to_owned());
+        if let Some(action) = param(&self.body, "Action=") {
+            return Some(action);
+        }
+        let (path, query) = self.path.split_once('?').unwrap_or((self.path.as_str(), ""));
+        if let Some(action) = param(query, "x-id=") {
+            return Some(action);
+        }
+        // Lambda: /2015-03-31/functions/<name>[/<sub>[/<name>]]
+        let (_, rest) = path.split_once("/functions/")?;
+        let sub: Vec<&str> = rest.split('/').skip(1).collect();
+        let action = match (self.method.as_str(), sub.as_slice()) {
+            ("GET", []) => "GetFunction",
+            ("PUT", ["code"]) => "UpdateFunctionCode",
+            ("PUT", ["configuration"]) => "UpdateFunctionConfiguration",
+            ("GET", ["configuration"]) => "GetFunctionConfiguration",
+            ("POST", ["versions"]) => "PublishVersion",
+            ("GET", ["versions"]) => "ListVersionsByFunction",
+            ("POST", ["invocations"]) => "Invoke",
+            ("POST", ["aliases"]) => "CreateAlias",
+            ("GET", ["aliases"]) => "ListAliases",
+            ("PUT", ["aliases", _]) => "UpdateAlias",
+            ("GET", ["aliases", _]) => "GetAlias",
+            ("DELETE", ["aliases", _]) => "DeleteAlias",
+            _ => return None,
+        };
+        Some(action.to_owned())
+    }
 }
 
 #[derive(Default)]
