@@ -32,15 +32,15 @@ const CRASH_POINTS: &[(&str, &str)] = &[
     ("UpdateFunctionCode", "lambda_canary_survives_a_crash_at_every_write"),
     ("PublishVersion", "lambda_canary_survives_a_crash_at_every_write"),
     ("UpdateAlias", "lambda_canary_survives_a_crash_at_every_write"),
+    ("PutObject", "lambda_canary_survives_a_crash_at_every_write"),
+    ("ModifyRule", "ecs_blue_green_canary_survives_a_crash_at_every_write"),
+    ("UpdateService", "ecs_rolling_survives_a_crash_at_every_write"),
 ];
 
 /// Writes kiln makes that have no end-to-end crash point yet, and why. Each is a gap in issue
 /// 12's matrix (its note says what is left); the in-process reconciler tests crash before and
 /// after every action on the in-memory cloud, but not through the real SDK and moto.
 const NO_CRASH_POINT_YET: &[(&str, &str)] = &[
-    ("ModifyRule", "ECS traffic by listener rule: not yet a scenario here (adapter tests on moto cover it)"),
-    ("UpdateService", "ECS rolling: not yet a scenario here (adapter tests on moto cover it)"),
-    ("PutObject", "the evidence archive write: not yet a scenario here"),
     ("RunTask", "ECS hooks: moto never runs a task to its end; needs the proxy to answer DescribeTasks"),
     ("StopTask", "ECS hook timeouts: as RunTask"),
     ("Invoke", "Lambda hooks: moto needs a container runtime to invoke; needs the proxy to answer"),
@@ -178,6 +178,27 @@ async fn crash_at(w: &mut World, proxy: &FaultProxy, action: &str, promotion: &s
     calls
 }
 
+/// A listener rule (priority 10, `/api/*`) forwarding to the fixture's blue target group.
+async fn api_rule(clients: &kiln_aws::credentials::Clients, f: &EcsFixture) -> String {
+    use aws_sdk_elasticloadbalancingv2::types as elb;
+    let fwd = elb::ForwardActionConfig::builder()
+        .target_groups(elb::TargetGroupTuple::builder().target_group_arn(&f.blue_tg).weight(100).build())
+        .target_groups(elb::TargetGroupTuple::builder().target_group_arn(&f.green_tg).weight(0).build())
+        .build();
+    let path = elb::PathPatternConditionConfig::builder().values("/api/*").build();
+    let out = clients
+        .elb
+        .create_rule()
+        .listener_arn(&f.listener_arn)
+        .priority(10)
+        .conditions(elb::RuleCondition::builder().field("path-pattern").path_pattern_config(path).build())
+        .actions(elb::Action::builder().r#type(elb::ActionTypeEnum::Forward).forward_config(fwd).build())
+        .send()
+        .await
+        .unwrap();
+    out.rules()[0].rule_arn().unwrap().to_owned()
+}
+
 fn reasons(p: &Promotion) -> Vec<String> {
     p.status.as_ref().map(|s| s.timeline.iter().map(|t| t.reason.clone()).collect()).unwrap_or_default()
 }
@@ -198,6 +219,14 @@ async fn ecs_blue_green_canary_survives_a_crash_at_every_write() {
     for (i, action) in actions.iter().enumerate() {
         let prefix = format!("cp{i}");
         let f = EcsFixture::create(w.account("dev"), &prefix, "api").await.unwrap();
+        // ModifyRule: the Release shifts a listener rule's weights instead of the default action.
+        let rule_arn = if *action == "ModifyRule" { Some(api_rule(&clients, &f).await) } else { None };
+        let mut traffic = json!({"listener": {"loadBalancerName": f.lb_name, "port": f.listener_port},
+                                 "blueTargetGroup": {"name": f.blue_tg_name},
+                                 "greenTargetGroup": {"name": f.green_tg_name}});
+        if rule_arn.is_some() {
+            traffic["rule"] = json!({"priority": 10});
+        }
         proxy.add(Rule::times(Match::action(action), Action::Hold(When::After), 1));
         let name = format!("{prefix}-v2");
         w.create::<Release>(json!({
@@ -205,9 +234,7 @@ async fn ecs_blue_green_canary_survives_a_crash_at_every_write() {
             "spec": {"service": prefix, "version": "v2.0.0", "artifacts": [{"name": "api", "image": image(&prefix, 2)}],
                      "target": {"ecs": {"cluster": f.cluster, "service": f.service, "container": "api",
                                         "strategy": "canary", "steps": [10, 100], "stepBake": "1s",
-                                        "traffic": {"listener": {"loadBalancerName": f.lb_name, "port": f.listener_port},
-                                                    "blueTargetGroup": {"name": f.blue_tg_name},
-                                                    "greenTargetGroup": {"name": f.green_tg_name}}}},
+                                        "traffic": traffic}},
                      "environments": ["dev"]}
         }))
         .await;
@@ -221,12 +248,22 @@ async fn ecs_blue_green_canary_survives_a_crash_at_every_write() {
         let sets = f.task_sets(&clients).await.unwrap();
         assert_eq!(sets.len(), 1, "{at}: one task set, the old one retired, no duplicate: {sets:?}");
         assert_eq!((sets[0].status.as_str(), sets[0].external_id.as_str()), ("PRIMARY", uid.as_str()), "{at}");
-        let weights = f.weights(&clients).await.unwrap();
+        let weights = match &rule_arn {
+            Some(rule) => kiln_testkit::listener_weights(&clients, rule).await.unwrap(),
+            None => f.weights(&clients).await.unwrap(),
+        };
         let green = sets[0].target_group.clone().unwrap_or_default();
         assert!(
             weights.iter().any(|(tg, wt)| *tg == green && *wt == 100),
             "{at}: all traffic on the new set: {weights:?}"
         );
+        if rule_arn.is_some() {
+            let default = f.weights(&clients).await.unwrap();
+            assert!(
+                default.iter().any(|(tg, wt)| *tg == f.blue_tg && *wt == 100),
+                "{at}: the listener's default action untouched: {default:?}"
+            );
+        }
         assert!(sets[0].task_definition.ends_with(":2"), "{at}: exactly one new revision: {}", sets[0].task_definition);
         let status = done.status.clone().unwrap_or_default();
         let snapshot = status.previous.as_ref().and_then(|s| s.ecs.as_ref()).expect("snapshot");
@@ -254,7 +291,7 @@ async fn ecs_blue_green_canary_survives_a_crash_at_every_write() {
     assert!(!tokens.is_empty() && tokens.iter().all(|t| !t.is_empty() && t.len() <= 36), "{tokens:?}");
 }
 
-/// Lambda with zip packages: moto shares an image function's code between $LATEST and its
+/// Lambda with zip packages, evidence archived to S3. Zips because moto shares an image function's code between $LATEST and its
 /// published versions (a shallow copy), so after an interrupted image update version 1 reports
 /// the new image, which real Lambda never does; zip versions keep their own CodeSha256.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -268,6 +305,12 @@ async fn lambda_canary_survives_a_crash_at_every_write() {
     let clients = w.account("dev").clients.clone();
     let bucket = "crash-lambda-code";
     clients.s3.create_bucket().bucket(bucket).send().await.unwrap();
+    // Evidence archived in dev's account (PutObject is a crash point too).
+    let evidence_bucket = "crash-lambda-evidence";
+    kiln_testkit::object_lock_bucket(&clients, evidence_bucket, 1).await.unwrap();
+    let envs: kube::Api<kiln_api::Environment> = kube::Api::all(w.client.clone());
+    let patch = json!({"spec": {"evidence": {"bucket": evidence_bucket}}});
+    envs.patch("dev", &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&patch)).await.unwrap();
     w.start_controller(via(&proxy));
     let actions: Vec<&str> = CRASH_POINTS
         .iter()
@@ -297,8 +340,22 @@ async fn lambda_canary_survives_a_crash_at_every_write() {
         let calls = crash_at(&mut w, &proxy, action, &p).await;
         assert!(calls >= 1, "{action}: reached moto before the kill");
 
-        let done = w.wait_phase(&p, PromotionPhase::Succeeded, MIN).await;
+        let done = w
+            .eventually(MIN, "Succeeded with its evidence archived", || async {
+                w.promotion(&p).await.filter(|p| {
+                    p.status.as_ref().is_some_and(|s| {
+                        s.phase == PromotionPhase::Succeeded
+                            && s.evidence_archive.as_ref().is_some_and(|a| a.archived_at.is_some())
+                    })
+                })
+            })
+            .await;
         let at = format!("crash after {action}");
+        // The record was written once: one version of its key in the versioned (locked) bucket.
+        let archive = done.status.as_ref().and_then(|s| s.evidence_archive.clone()).unwrap();
+        let listed =
+            clients.s3.list_object_versions().bucket(evidence_bucket).prefix(&archive.key).send().await.unwrap();
+        assert_eq!(listed.versions().len(), 1, "{at}: the evidence record written once: {:?}", listed.versions());
         assert_eq!(f.alias_state(&clients).await.unwrap(), AliasState::on("2"), "{at}: all traffic on the new version");
         assert_eq!(f.versions(&clients).await.unwrap(), vec!["$LATEST", "1", "2"], "{at}: one new version");
         let v2 = clients.lambda.get_function_configuration().function_name(&function).qualifier("2").send().await;
@@ -306,6 +363,54 @@ async fn lambda_canary_survives_a_crash_at_every_write() {
         let status = done.status.clone().unwrap_or_default();
         let snapshot = status.previous.as_ref().and_then(|s| s.lambda.as_ref()).expect("snapshot");
         assert_eq!(snapshot.version, "1", "{at}: snapshot intact: {snapshot:?}");
+        assert_eq!(reasons(&done).iter().filter(|r| *r == "Prepared").count(), 1, "{at}: {:?}", reasons(&done));
+        assert!(status.evidence_sha256.is_some() && status.evidence.is_some(), "{at}: evidence");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ecs_rolling_survives_a_crash_at_every_write() {
+    let mut w = World::new("crash-rolling").await;
+    w.environments("2s").await;
+    w.policy("crash-rolling-5xx").await;
+    let proxy = aws_proxy(&w).await;
+    let clients = w.account("dev").clients.clone();
+    w.start_controller(via(&proxy));
+    let actions: Vec<&str> = CRASH_POINTS
+        .iter()
+        .filter(|(_, scenario)| *scenario == "ecs_rolling_survives_a_crash_at_every_write")
+        .map(|(a, _)| *a)
+        .collect();
+    for (i, action) in actions.iter().enumerate() {
+        let (cluster, service) = (format!("roll{i}"), format!("roll{i}-web"));
+        let baseline = kiln_testkit::rolling_service(&clients, &cluster, &service, &service).await.unwrap();
+        proxy.add(Rule::times(Match::action(action), Action::Hold(When::After), 1));
+        let name = format!("roll{i}-v2");
+        w.create::<Release>(json!({
+            "apiVersion": "kiln.dev/v1alpha1", "kind": "Release", "metadata": {"name": name},
+            "spec": {"service": service, "version": "v2.0.0", "artifacts": [{"name": "app", "image": image(&service, 2)}],
+                     "target": {"ecs": {"cluster": cluster, "service": service, "container": "app", "strategy": "rolling"}},
+                     "environments": ["dev"]}
+        }))
+        .await;
+        let p = format!("{name}-dev");
+        let calls = crash_at(&mut w, &proxy, action, &p).await;
+        assert!(calls >= 1, "{action}: reached moto before the kill");
+
+        let done = w.wait_phase(&p, PromotionPhase::Succeeded, MIN).await;
+        let at = format!("crash after {action}");
+        let running = kiln_testkit::service_task_definition(&clients, &cluster, &service).await.unwrap();
+        let running = running.unwrap_or_default();
+        assert!(running.ends_with(":2"), "{at}: the service runs the one new revision: {running}");
+        let td = clients.ecs.describe_task_definition().task_definition(&running).send().await.unwrap();
+        let images: Vec<&str> = td
+            .task_definition()
+            .map(|d| d.container_definitions().iter().filter_map(|c| c.image()).collect())
+            .unwrap_or_default();
+        assert_eq!(images, vec![image(&service, 2).as_str()], "{at}");
+        let status = done.status.clone().unwrap_or_default();
+        let snapshot = status.previous.as_ref().and_then(|s| s.ecs.as_ref()).expect("snapshot");
+        assert_eq!(snapshot.task_definition.as_deref(), Some(baseline.as_str()), "{at}: snapshot intact");
         assert_eq!(reasons(&done).iter().filter(|r| *r == "Prepared").count(), 1, "{at}: {:?}", reasons(&done));
         assert!(status.evidence_sha256.is_some() && status.evidence.is_some(), "{at}: evidence");
     }
