@@ -35,14 +35,14 @@ const CRASH_POINTS: &[(&str, &str)] = &[
     ("PutObject", "lambda_canary_survives_a_crash_at_every_write"),
     ("ModifyRule", "ecs_blue_green_canary_survives_a_crash_at_every_write"),
     ("UpdateService", "ecs_rolling_survives_a_crash_at_every_write"),
+    ("RunTask", "an_ecs_hook_survives_a_crash_at_every_write"),
+    ("StopTask", "an_ecs_hook_survives_a_crash_at_every_write"),
 ];
 
 /// Writes kiln makes that have no end-to-end crash point yet, and why. Each is a gap in issue
 /// 12's matrix (its note says what is left); the in-process reconciler tests crash before and
 /// after every action on the in-memory cloud, but not through the real SDK and moto.
 const NO_CRASH_POINT_YET: &[(&str, &str)] = &[
-    ("RunTask", "ECS hooks: moto never runs a task to its end; needs the proxy to answer DescribeTasks"),
-    ("StopTask", "ECS hook timeouts: as RunTask"),
     ("Invoke", "Lambda hooks: moto needs a container runtime to invoke; needs the proxy to answer"),
     ("CreateDeployment", "ECS through CodeDeploy: moto's deployments never progress"),
     ("StopDeployment", "ECS through CodeDeploy: moto has no StopDeployment"),
@@ -413,5 +413,135 @@ async fn ecs_rolling_survives_a_crash_at_every_write() {
         assert_eq!(snapshot.task_definition.as_deref(), Some(baseline.as_str()), "{at}: snapshot intact");
         assert_eq!(reasons(&done).iter().filter(|r| *r == "Prepared").count(), 1, "{at}: {:?}", reasons(&done));
         assert!(status.evidence_sha256.is_some() && status.evidence.is_some(), "{at}: evidence");
+    }
+}
+
+/// ECS hooks on a rolling service. moto starts a task but never runs it to its end: the test
+/// stops it (moto then reports exit code 0) where the task would finish, and, for the timeout,
+/// the proxy answers DescribeTasks as ECS would for a task created 20 minutes ago. The hook
+/// task definition is bridge-mode (moto cannot start awsvpc tasks).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ecs_hook_survives_a_crash_at_every_write() {
+    use aws_sdk_ecs::types as ecs;
+    let mut w = World::new("crash-hooks").await;
+    w.environments("2s").await;
+    w.policy("crash-hooks-5xx").await;
+    let proxy = aws_proxy(&w).await;
+    let clients = w.account("dev").clients.clone();
+    w.start_controller(via(&proxy));
+    let actions: Vec<&str> = CRASH_POINTS
+        .iter()
+        .filter(|(_, scenario)| *scenario == "an_ecs_hook_survives_a_crash_at_every_write")
+        .map(|(a, _)| *a)
+        .collect();
+    for (i, action) in actions.iter().enumerate() {
+        let (cluster, service, migrate) = (format!("hook{i}"), format!("hook{i}-web"), format!("hook{i}-migrate"));
+        // A Fargate service (a hook task runs as the service's tasks do; moto starts Fargate
+        // tasks of a bridge-mode task definition, not EC2 ones without container instances).
+        clients.ecs.create_cluster().cluster_name(&cluster).send().await.unwrap();
+        let app = ecs::ContainerDefinition::builder().name("app").image("registry.example/app:v1").memory(256);
+        let td = clients.ecs.register_task_definition().family(&service).container_definitions(app.build()).send();
+        let td = td.await.unwrap();
+        let baseline = td.task_definition().and_then(|d| d.task_definition_arn()).unwrap().to_owned();
+        let created = clients
+            .ecs
+            .create_service()
+            .cluster(&cluster)
+            .service_name(&service)
+            .task_definition(&baseline)
+            .launch_type(ecs::LaunchType::Fargate)
+            .desired_count(0)
+            .send();
+        created.await.unwrap();
+        let container =
+            ecs::ContainerDefinition::builder().name("migrate").image("registry.example/migrate:v1").memory(256);
+        clients
+            .ecs
+            .register_task_definition()
+            .family(&migrate)
+            .network_mode(ecs::NetworkMode::Bridge)
+            .container_definitions(container.build())
+            .send()
+            .await
+            .unwrap();
+        let tasks = |status: ecs::DesiredStatus| {
+            let (clients, cluster) = (clients.clone(), cluster.clone());
+            async move {
+                let out = clients.ecs.list_tasks().cluster(cluster).desired_status(status).send().await.unwrap();
+                out.task_arns().to_vec()
+            }
+        };
+        // StopTask: kiln stops a hook task that outlived its timeout.
+        let timeout = if *action == "StopTask" { "1m" } else { "10m" };
+        let hold = Rule::times(Match::action(action), Action::Hold(When::After), 1);
+        if *action == "RunTask" {
+            proxy.add(hold.clone());
+        }
+        let name = format!("hook{i}-v2");
+        w.create::<Release>(json!({
+            "apiVersion": "kiln.dev/v1alpha1", "kind": "Release", "metadata": {"name": name},
+            "spec": {"service": service, "version": "v2.0.0", "artifacts": [{"name": "app", "image": image(&service, 2)}],
+                     "target": {"ecs": {"cluster": cluster, "service": service, "container": "app", "strategy": "rolling",
+                                        "hooks": {"preTraffic": {"ecsTaskDefinition": migrate, "timeout": timeout}}}},
+                     "environments": ["dev"]}
+        }))
+        .await;
+        let p = format!("{name}-dev");
+        if *action == "StopTask" {
+            let started = w
+                .eventually(MIN, "the hook task started", || async {
+                    tasks(ecs::DesiredStatus::Running).await.first().cloned()
+                })
+                .await;
+            let created = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() - 1200;
+            let running =
+                json!({"tasks": [{"taskArn": started, "lastStatus": "RUNNING", "createdAt": created}], "failures": []});
+            let described = Match { body: Some(started.clone()), ..Match::action("DescribeTasks") };
+            proxy.add(hold.clone());
+            proxy.add(Rule::always(described, Action::fail_json(200, &running.to_string())));
+        }
+        let calls = crash_at(&mut w, &proxy, action, &p).await;
+        assert!(calls >= 1, "{action}: reached moto before the kill");
+        let at = format!("crash after {action}");
+
+        if *action == "RunTask" {
+            // The migration finishes (moto: the task stops with exit code 0).
+            let task = w
+                .eventually(MIN, "the hook task running", || async {
+                    tasks(ecs::DesiredStatus::Running).await.first().cloned()
+                })
+                .await;
+            clients.ecs.stop_task().cluster(&cluster).task(&task).reason("migrated").send().await.unwrap();
+            let done = w.wait_phase(&p, PromotionPhase::Succeeded, MIN).await;
+            let all = [tasks(ecs::DesiredStatus::Running).await, tasks(ecs::DesiredStatus::Stopped).await].concat();
+            assert_eq!(all, vec![task.clone()], "{at}: one hook task, never started twice");
+            let running = kiln_testkit::service_task_definition(&clients, &cluster, &service).await.unwrap();
+            assert!(running.unwrap_or_default().ends_with(":2"), "{at}: the new revision runs");
+            let status = done.status.clone().unwrap_or_default();
+            assert_eq!(status.hooks_passed.len(), 1, "{at}: {:?}", status.hooks_passed);
+            assert!(status.evidence_sha256.is_some(), "{at}: evidence");
+        } else {
+            // The task kiln stopped for its timeout failed the hook, whatever its exit code
+            // (moto reports 0): the Promotion fails and the service keeps running what it ran.
+            let done = w
+                .eventually(MIN, "the Promotion ended", || async {
+                    w.promotion(&p).await.filter(|p| p.status.as_ref().is_some_and(|s| s.phase.is_terminal()))
+                })
+                .await;
+            let status = done.status.clone().unwrap_or_default();
+            assert!(
+                matches!(status.phase, PromotionPhase::Failed | PromotionPhase::RolledBack),
+                "{at}: the timed-out hook fails the Promotion: {:?} {:?}",
+                status.phase,
+                status.message
+            );
+            let said = status.timeline.iter().any(|t| t.message.contains("did not finish within 1m"));
+            assert!(said, "{at}: the timeline says why: {:?}", status.timeline);
+            assert!(status.hooks_passed.is_empty(), "{at}: {:?}", status.hooks_passed);
+            let running = kiln_testkit::service_task_definition(&clients, &cluster, &service).await.unwrap();
+            assert_eq!(running.as_deref(), Some(baseline.as_str()), "{at}: the service runs what it ran");
+            let stops = proxy.log().iter().filter(|l| l.aws_action().as_deref() == Some("StopTask")).count();
+            assert!(stops >= 1, "{at}: kiln stopped the task");
+        }
     }
 }

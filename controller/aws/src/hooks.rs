@@ -477,7 +477,7 @@ impl HookRunner for AwsHooks {
                     .stop_task()
                     .cluster(cluster)
                     .task(handle)
-                    .reason(format!("kiln: the hook did not finish within {took}"))
+                    .reason(format!("{TIMED_OUT}{took}"))
                     .send()
                     .await
                     .map_err(sdk("ecs", "StopTask"))?;
@@ -509,6 +509,12 @@ impl HookRunner for AwsHooks {
     }
 }
 
+/// The reason kiln gives ECS when it stops a hook task that outlived its timeout (followed by
+/// the timeout). A task stopped with it failed the hook whatever its containers' exit codes
+/// (a process that handles SIGTERM may exit 0): after a crash between StopTask and the status
+/// write, the next poll finds the task STOPPED and must not count it a success.
+const TIMED_OUT: &str = "kiln: the hook did not finish within ";
+
 /// The verdict on a hook task: running until STOPPED; then success only if every essential
 /// container (`essential`: their names; empty = judge every container) exited 0.
 fn task_verdict(
@@ -519,6 +525,11 @@ fn task_verdict(
 ) -> HookState {
     if task.last_status() != Some("STOPPED") {
         return HookState::Running(handle.to_string());
+    }
+    if let Some(took) = task.stopped_reason().and_then(|r| r.strip_prefix(TIMED_OUT)) {
+        return HookState::Failed(format!(
+            "hook task {task_definition} did not finish within {took}; kiln stopped it ({handle})"
+        ));
     }
     let judged: Vec<&aws_sdk_ecs::types::Container> = task
         .containers()
@@ -640,6 +651,18 @@ mod tests {
         let HookState::Failed(_) = task_verdict(&sidecar, "migrate", "t1", &["proxy".to_string()]) else {
             panic!("an essential container failing fails the hook")
         };
+
+        // A task kiln stopped at the hook's timeout failed the hook, even if it exited 0 (a
+        // restart between StopTask and the status write finds it STOPPED).
+        let stopped_by_kiln = Task::builder()
+            .last_status("STOPPED")
+            .stopped_reason(format!("{TIMED_OUT}10m"))
+            .containers(Container::builder().name("migrate").exit_code(0).build())
+            .build();
+        assert_eq!(
+            task_verdict(&stopped_by_kiln, "migrate", "t1", &[]),
+            HookState::Failed("hook task migrate did not finish within 10m; kiln stopped it (t1)".into())
+        );
     }
 
     #[test]
