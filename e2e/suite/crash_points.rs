@@ -33,6 +33,7 @@ const CRASH_POINTS: &[(&str, &str)] = &[
     ("PublishVersion", "lambda_canary_survives_a_crash_at_every_write"),
     ("UpdateAlias", "lambda_canary_survives_a_crash_at_every_write"),
     ("PutObject", "lambda_canary_survives_a_crash_at_every_write"),
+    ("Invoke", "lambda_canary_survives_a_crash_at_every_write"),
     ("ModifyRule", "ecs_blue_green_canary_survives_a_crash_at_every_write"),
     ("UpdateService", "ecs_rolling_survives_a_crash_at_every_write"),
     ("RunTask", "an_ecs_hook_survives_a_crash_at_every_write"),
@@ -43,7 +44,6 @@ const CRASH_POINTS: &[(&str, &str)] = &[
 /// 12's matrix (its note says what is left); the in-process reconciler tests crash before and
 /// after every action on the in-memory cloud, but not through the real SDK and moto.
 const NO_CRASH_POINT_YET: &[(&str, &str)] = &[
-    ("Invoke", "Lambda hooks: moto needs a container runtime to invoke; needs the proxy to answer"),
     ("CreateDeployment", "ECS through CodeDeploy: moto's deployments never progress"),
     ("StopDeployment", "ECS through CodeDeploy: moto has no StopDeployment"),
     ("TagResource", "records a CodeDeploy deployment on its task definition: as CreateDeployment"),
@@ -159,10 +159,10 @@ fn via(proxy: &FaultProxy) -> ControllerOptions {
     ControllerOptions { aws_endpoint: Some(proxy.url().to_owned()), ..ControllerOptions::default() }
 }
 
-/// Holds the answer to the next `action` call (after moto acted on it), kills the controller
-/// when one is held, and starts a new one. Returns how many `action` calls reached moto before
-/// the restart.
-async fn crash_at(w: &mut World, proxy: &FaultProxy, action: &str, promotion: &str) -> usize {
+/// Waits until the proxy holds a call (a rule the caller added), kills the controller, lets the
+/// proxy go on with `keep` as its only rules (e.g. answers moto cannot give), and starts a new
+/// controller. Returns how many `action` calls were sent before the restart.
+async fn crash_at(w: &mut World, proxy: &FaultProxy, action: &str, promotion: &str, keep: &[Rule]) -> usize {
     let held = proxy.wait_holding(1, MIN).await;
     if let Err(e) = held {
         let p = w.promotion(promotion).await;
@@ -172,6 +172,9 @@ async fn crash_at(w: &mut World, proxy: &FaultProxy, action: &str, promotion: &s
     w.controllers[last].kill();
     // The answer goes to a connection nobody reads any more.
     proxy.clear();
+    for rule in keep {
+        proxy.add(rule.clone());
+    }
     proxy.release();
     let calls = proxy.log().iter().filter(|l| l.aws_action().as_deref() == Some(action)).count();
     w.start_controller(via(proxy));
@@ -239,7 +242,7 @@ async fn ecs_blue_green_canary_survives_a_crash_at_every_write() {
         }))
         .await;
         let p = format!("{name}-dev");
-        let calls = crash_at(&mut w, &proxy, action, &p).await;
+        let calls = crash_at(&mut w, &proxy, action, &p, &[]).await;
         assert!(calls >= 1, "{action}: reached moto before the kill");
 
         let done = w.wait_phase(&p, PromotionPhase::Succeeded, MIN).await;
@@ -325,19 +328,30 @@ async fn lambda_canary_survives_a_crash_at_every_write() {
         let body = aws_sdk_s3::primitives::ByteStream::from(zip.clone());
         clients.s3.put_object().bucket(bucket).key(&key).body(body).send().await.unwrap();
         let sha = base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(&zip));
-        proxy.add(Rule::times(Match::action(action), Action::Hold(When::After), 1));
+        // Invoke: a pre-traffic Lambda hook. moto needs a container runtime to run a function,
+        // so the invocation is held before it (kiln cannot tell) and then answered as Lambda
+        // would, with success.
+        let invoked = Rule::always(Match::action("Invoke"), Action::fail_json(200, r#"{"ok":true}"#));
+        let (hooks, keep) = if *action == "Invoke" {
+            proxy.add(Rule::times(Match::action(action), Action::Hold(When::Before), 1));
+            (json!({"preTraffic": {"lambdaFunction": "crash-smoke"}}), vec![invoked])
+        } else {
+            proxy.add(Rule::times(Match::action(action), Action::Hold(When::After), 1));
+            (json!(null), vec![])
+        };
         let name = format!("{function}-v2");
         w.create::<Release>(json!({
             "apiVersion": "kiln.dev/v1alpha1", "kind": "Release", "metadata": {"name": name},
             "spec": {"service": function, "version": "v1.2.0",
                      "artifacts": [{"name": "fn", "zip": {"s3Bucket": bucket, "s3Key": key, "codeSha256": sha}}],
                      "target": {"lambda": {"functionName": function, "alias": "live", "artifact": "fn",
-                                           "strategy": "canary", "steps": [25, 100], "stepBake": "1s"}},
+                                           "strategy": "canary", "steps": [25, 100], "stepBake": "1s",
+                                           "hooks": hooks}},
                      "environments": ["dev"]}
         }))
         .await;
         let p = format!("{name}-dev");
-        let calls = crash_at(&mut w, &proxy, action, &p).await;
+        let calls = crash_at(&mut w, &proxy, action, &p, &keep).await;
         assert!(calls >= 1, "{action}: reached moto before the kill");
 
         let done = w
@@ -365,6 +379,19 @@ async fn lambda_canary_survives_a_crash_at_every_write() {
         assert_eq!(snapshot.version, "1", "{at}: snapshot intact: {snapshot:?}");
         assert_eq!(reasons(&done).iter().filter(|r| *r == "Prepared").count(), 1, "{at}: {:?}", reasons(&done));
         assert!(status.evidence_sha256.is_some() && status.evidence.is_some(), "{at}: evidence");
+        if *action == "Invoke" {
+            assert_eq!(status.hooks_passed.len(), 1, "{at}: {:?}", status.hooks_passed);
+            // At least once: the restarted controller cannot know whether the function ran, so
+            // it invokes it again with the same run key, which the function can dedupe on.
+            let runs: Vec<serde_json::Value> = proxy
+                .log()
+                .iter()
+                .filter(|l| l.aws_action().as_deref() == Some("Invoke"))
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(&l.body).ok())
+                .map(|b| b["kiln"]["run"].clone())
+                .collect();
+            assert!(runs.len() >= 2 && runs.iter().all(|r| r.is_string() && *r == runs[0]), "{at}: {runs:?}");
+        }
     }
 }
 
@@ -394,7 +421,7 @@ async fn ecs_rolling_survives_a_crash_at_every_write() {
         }))
         .await;
         let p = format!("{name}-dev");
-        let calls = crash_at(&mut w, &proxy, action, &p).await;
+        let calls = crash_at(&mut w, &proxy, action, &p, &[]).await;
         assert!(calls >= 1, "{action}: reached moto before the kill");
 
         let done = w.wait_phase(&p, PromotionPhase::Succeeded, MIN).await;
@@ -500,7 +527,7 @@ async fn an_ecs_hook_survives_a_crash_at_every_write() {
             proxy.add(hold.clone());
             proxy.add(Rule::always(described, Action::fail_json(200, &running.to_string())));
         }
-        let calls = crash_at(&mut w, &proxy, action, &p).await;
+        let calls = crash_at(&mut w, &proxy, action, &p, &[]).await;
         assert!(calls >= 1, "{action}: reached moto before the kill");
         let at = format!("crash after {action}");
 
