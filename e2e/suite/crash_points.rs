@@ -38,17 +38,15 @@ const CRASH_POINTS: &[(&str, &str)] = &[
     ("UpdateService", "ecs_rolling_survives_a_crash_at_every_write"),
     ("RunTask", "an_ecs_hook_survives_a_crash_at_every_write"),
     ("StopTask", "an_ecs_hook_survives_a_crash_at_every_write"),
+    ("CreateDeployment", "ecs_through_codedeploy_survives_a_crash_at_every_write"),
+    ("TagResource", "ecs_through_codedeploy_survives_a_crash_at_every_write"),
+    ("StopDeployment", "ecs_through_codedeploy_survives_a_crash_at_every_write"),
+    ("UntagResource", "ecs_through_codedeploy_survives_a_crash_at_every_write"),
 ];
 
-/// Writes kiln makes that have no end-to-end crash point yet, and why. Each is a gap in issue
-/// 12's matrix (its note says what is left); the in-process reconciler tests crash before and
-/// after every action on the in-memory cloud, but not through the real SDK and moto.
-const NO_CRASH_POINT_YET: &[(&str, &str)] = &[
-    ("CreateDeployment", "ECS through CodeDeploy: moto's deployments never progress"),
-    ("StopDeployment", "ECS through CodeDeploy: moto has no StopDeployment"),
-    ("TagResource", "records a CodeDeploy deployment on its task definition: as CreateDeployment"),
-    ("UntagResource", "forgets a CodeDeploy deployment after a restore: as CreateDeployment"),
-];
+/// Writes kiln makes that have no end-to-end crash point yet, and why (none today; a write
+/// listed here is a known gap, said in docs/operations.md "Known limits").
+const NO_CRASH_POINT_YET: &[(&str, &str)] = &[];
 
 /// Operations that change nothing in the environment's account although their names are not
 /// reads.
@@ -569,6 +567,227 @@ async fn an_ecs_hook_survives_a_crash_at_every_write() {
             assert_eq!(running.as_deref(), Some(baseline.as_str()), "{at}: the service runs what it ran");
             let stops = proxy.log().iter().filter(|l| l.aws_action().as_deref() == Some("StopTask")).count();
             assert!(stops >= 1, "{at}: kiln stopped the task");
+        }
+    }
+}
+
+/// What CodeDeploy does in ECS when deployment `id` of `td` completes: a task set of `td` (made
+/// if none runs it, external ID `id`) becomes primary and every other task set is removed.
+async fn codedeploy_swaps_to(
+    clients: &kiln_aws::credentials::Clients,
+    cluster: &str,
+    service: &str,
+    td: &str,
+    id: &str,
+) {
+    use aws_sdk_ecs::types as ecs;
+    let sets = kiln_testkit::task_sets(clients, cluster, service).await.unwrap();
+    let new = match sets.iter().find(|t| t.task_definition == td) {
+        Some(t) => t.arn.clone(),
+        None => {
+            let scale = ecs::Scale::builder().unit(ecs::ScaleUnit::Percent).value(100.0).build();
+            let created = clients
+                .ecs
+                .create_task_set()
+                .cluster(cluster)
+                .service(service)
+                .task_definition(td)
+                .external_id(id)
+                .launch_type(ecs::LaunchType::Fargate)
+                .scale(scale)
+                .send();
+            created.await.unwrap().task_set().and_then(|t| t.task_set_arn()).unwrap().to_owned()
+        }
+    };
+    let primary =
+        clients.ecs.update_service_primary_task_set().cluster(cluster).service(service).primary_task_set(&new);
+    primary.send().await.unwrap();
+    for old in kiln_testkit::task_sets(clients, cluster, service).await.unwrap().into_iter().filter(|t| t.arn != new) {
+        let deleted = clients.ecs.delete_task_set().cluster(cluster).service(service).task_set(old.arn).force(true);
+        deleted.send().await.unwrap();
+    }
+}
+
+/// The task definition kiln registered for Promotion `p` (its `status.deployed`) and the
+/// CodeDeploy deployment recorded on it, once recorded.
+async fn tagged(w: &World, clients: &kiln_aws::credentials::Clients, p: &str) -> Option<(String, String)> {
+    let promotion = w.promotion(p).await?;
+    let td = promotion.status.as_ref()?.deployed.as_ref()?.task_definition.clone()?;
+    let id = td_tag(clients, &td, kiln_aws::ecs::code_deploy::DEPLOYMENT_TAG).await?;
+    Some((td, id))
+}
+
+/// The value of tag `key` on task definition `td`.
+async fn td_tag(clients: &kiln_aws::credentials::Clients, td: &str, key: &str) -> Option<String> {
+    let out = clients
+        .ecs
+        .describe_task_definition()
+        .task_definition(td)
+        .include(aws_sdk_ecs::types::TaskDefinitionField::Tags)
+        .send()
+        .await
+        .unwrap();
+    out.tags().iter().find(|t| t.key() == Some(key)).and_then(|t| t.value()).map(str::to_owned)
+}
+
+/// ECS through CodeDeploy. moto creates and lists deployments but never moves one on and has no
+/// StopDeployment: the test plays CodeDeploy — its task set swap in ECS, and GetDeployment (and
+/// StopDeployment) answered through the proxy as CodeDeploy would. Forward: CreateDeployment and
+/// TagResource (the deployment recorded on the task definition). Breach: StopDeployment and
+/// UntagResource (the records removed once the restore is done).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ecs_through_codedeploy_survives_a_crash_at_every_write() {
+    use aws_sdk_codedeploy::types as cd;
+    use aws_sdk_ecs::types as ecs;
+    use kiln_aws::ecs::code_deploy::DEPLOYMENT_TAG;
+    let mut w = World::new("crash-cd").await;
+    w.environments("2s").await;
+    let alarm = "crash-cd-5xx";
+    w.policy(alarm).await;
+    let proxy = aws_proxy(&w).await;
+    let clients = w.account("dev").clients.clone();
+    w.start_controller(via(&proxy));
+    let actions: Vec<&str> = CRASH_POINTS
+        .iter()
+        .filter(|(_, scenario)| *scenario == "ecs_through_codedeploy_survives_a_crash_at_every_write")
+        .map(|(a, _)| *a)
+        .collect();
+    for (i, action) in actions.iter().enumerate() {
+        let (cluster, service, app, group) =
+            (format!("cd{i}"), format!("cd{i}-web"), format!("cd{i}-app"), format!("cd{i}-dg"));
+        clients.ecs.create_cluster().cluster_name(&cluster).send().await.unwrap();
+        let port = ecs::PortMapping::builder().container_port(8080).build();
+        let container = ecs::ContainerDefinition::builder().name("app").image("registry.example/app:v1").memory(256);
+        let td = clients
+            .ecs
+            .register_task_definition()
+            .family(&service)
+            .requires_compatibilities(ecs::Compatibility::Fargate)
+            .cpu("256")
+            .memory("512")
+            .container_definitions(container.port_mappings(port).build())
+            .send()
+            .await
+            .unwrap();
+        let baseline = td.task_definition().and_then(|d| d.task_definition_arn()).unwrap().to_owned();
+        let controller = ecs::DeploymentController::builder().r#type(ecs::DeploymentControllerType::CodeDeploy).build();
+        clients
+            .ecs
+            .create_service()
+            .cluster(&cluster)
+            .service_name(&service)
+            .task_definition(&baseline)
+            .desired_count(0)
+            .deployment_controller(controller.unwrap())
+            .send()
+            .await
+            .unwrap();
+        codedeploy_swaps_to(&clients, &cluster, &service, &baseline, "d-ORIGINAL").await;
+        let created =
+            clients.codedeploy.create_application().application_name(&app).compute_platform(cd::ComputePlatform::Ecs);
+        created.send().await.unwrap();
+        let style = cd::DeploymentStyle::builder()
+            .deployment_type(cd::DeploymentType::BlueGreen)
+            .deployment_option(cd::DeploymentOption::WithTrafficControl)
+            .build();
+        clients
+            .codedeploy
+            .create_deployment_group()
+            .application_name(&app)
+            .deployment_group_name(&group)
+            .service_role_arn("arn:aws:iam::111111111111:role/codedeploy")
+            .deployment_style(style)
+            .ecs_services(cd::EcsService::builder().cluster_name(&cluster).service_name(&service).build())
+            .send()
+            .await
+            .unwrap();
+        let deployments = || {
+            let (clients, app, group) = (clients.clone(), app.clone(), group.clone());
+            async move {
+                let out = clients.codedeploy.list_deployments().application_name(app).deployment_group_name(group);
+                out.send().await.unwrap().deployments().to_vec()
+            }
+        };
+
+        // The previous iteration's answers were for its deployment.
+        proxy.clear();
+        // CodeDeploy's answers: StopDeployment (moto lacks it), then GetDeployment once stopped.
+        let stop_answer = Rule::always(
+            Match::action("StopDeployment"),
+            Action::fail_json(200, r#"{"status":"Pending","statusMessage":"stopping with rollback"}"#),
+        );
+        let breach = matches!(*action, "StopDeployment" | "UntagResource");
+        if *action == "StopDeployment" {
+            // Before: moto has no StopDeployment to reach.
+            proxy.add(Rule::times(Match::action(action), Action::Hold(When::Before), 1));
+        } else {
+            proxy.add(Rule::times(Match::action(action), Action::Hold(When::After), 1));
+        }
+        if breach {
+            proxy.add(stop_answer.clone());
+        }
+        let name = format!("cd{i}-v2");
+        w.create::<Release>(json!({
+            "apiVersion": "kiln.dev/v1alpha1", "kind": "Release", "metadata": {"name": name},
+            "spec": {"service": service, "version": "v2.0.0", "artifacts": [{"name": "app", "image": image(&service, 2)}],
+                     "target": {"ecs": {"cluster": cluster, "service": service, "container": "app", "strategy": "codeDeploy",
+                                        "codeDeploy": {"application": app, "deploymentGroup": group, "containerPort": 8080}}},
+                     "environments": ["dev"]}
+        }))
+        .await;
+        let p = format!("{name}-dev");
+        let at = format!("crash after {action}");
+        let stopped = |id: &str| {
+            let body = json!({"deploymentInfo": {"deploymentId": id, "status": "Stopped",
+                                                 "errorInformation": {"code": "STOPPED", "message": "stopped by kiln"}}});
+            Rule::always(Match::action("GetDeployment"), Action::fail_json(200, &body.to_string()))
+        };
+
+        if !breach {
+            let calls = crash_at(&mut w, &proxy, action, &p, &[]).await;
+            assert!(calls >= 1, "{action}: reached moto before the kill");
+            // CodeDeploy finishes the deployment the restarted controller follows.
+            let (td, id) =
+                w.eventually(MIN, "the deployment recorded on the task definition", || tagged(&w, &clients, &p)).await;
+            codedeploy_swaps_to(&clients, &cluster, &service, &td, &id).await;
+            let body = json!({"deploymentInfo": {"deploymentId": id, "status": "Succeeded"}});
+            proxy.add(Rule::always(Match::action("GetDeployment"), Action::fail_json(200, &body.to_string())));
+            let done = w.wait_phase(&p, PromotionPhase::Succeeded, MIN).await;
+            assert_eq!(deployments().await, vec![id.clone()], "{at}: one deployment");
+            let sets = kiln_testkit::task_sets(&clients, &cluster, &service).await.unwrap();
+            let primary: Vec<&str> =
+                sets.iter().filter(|t| t.status == "PRIMARY").map(|t| t.task_definition.as_str()).collect();
+            assert_eq!(primary, vec![td.as_str()], "{at}: the new revision serves");
+            assert!(td.ends_with(":2"), "{at}: one new revision: {td}");
+            let status = done.status.clone().unwrap_or_default();
+            let snapshot = status.previous.as_ref().and_then(|s| s.ecs.as_ref()).expect("snapshot");
+            assert_eq!(snapshot.task_definition.as_deref(), Some(baseline.as_str()), "{at}: snapshot intact");
+        } else {
+            // A breach while CodeDeploy is still deploying: kiln stops the deployment.
+            let (td, id) =
+                w.eventually(MIN, "the deployment recorded on the task definition", || tagged(&w, &clients, &p)).await;
+            kiln_testkit::set_alarm_state(&clients, alarm, "ALARM").await.unwrap();
+            proxy
+                .wait_for(MIN, "StopDeployment", |log| {
+                    log.iter().any(|l| l.aws_action().as_deref() == Some("StopDeployment") && l.body.contains(&id))
+                })
+                .await
+                .unwrap();
+            if *action == "UntagResource" {
+                proxy.add(stopped(&id));
+            }
+            let calls = crash_at(&mut w, &proxy, action, &p, &[stop_answer.clone(), stopped(&id)]).await;
+            assert!(calls >= 1, "{action}: sent before the kill");
+            let done = w.wait_phase(&p, PromotionPhase::RolledBack, MIN).await;
+            kiln_testkit::set_alarm_state(&clients, alarm, "OK").await.unwrap();
+            assert_eq!(deployments().await, vec![id.clone()], "{at}: one deployment, no restore deployment");
+            assert_eq!(td_tag(&clients, &td, DEPLOYMENT_TAG).await, None, "{at}: the record removed after the restore");
+            let sets = kiln_testkit::task_sets(&clients, &cluster, &service).await.unwrap();
+            let primary: Vec<&str> =
+                sets.iter().filter(|t| t.status == "PRIMARY").map(|t| t.task_definition.as_str()).collect();
+            assert_eq!(primary, vec![baseline.as_str()], "{at}: the old revision serves");
+            let cause = done.status.and_then(|s| s.rollback).map(|r| r.cause);
+            assert_eq!(cause, Some(kiln_api::RollbackCause::Alarm), "{at}");
         }
     }
 }
