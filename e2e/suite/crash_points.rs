@@ -14,6 +14,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use kiln_api::{Promotion, PromotionPhase, Release};
+use kiln_aws::credentials::Clients;
 use kiln_testkit::{Action, AliasState, EcsFixture, FaultProxy, Match, Rule, Upstream, When};
 use serde_json::json;
 
@@ -180,7 +181,7 @@ async fn crash_at(w: &mut World, proxy: &FaultProxy, action: &str, promotion: &s
 }
 
 /// A listener rule (priority 10, `/api/*`) forwarding to the fixture's blue target group.
-async fn api_rule(clients: &kiln_aws::credentials::Clients, f: &EcsFixture) -> String {
+async fn api_rule(clients: &Clients, f: &EcsFixture) -> String {
     use aws_sdk_elasticloadbalancingv2::types as elb;
     let fwd = elb::ForwardActionConfig::builder()
         .target_groups(elb::TargetGroupTuple::builder().target_group_arn(&f.blue_tg).weight(100).build())
@@ -200,23 +201,28 @@ async fn api_rule(clients: &kiln_aws::credentials::Clients, f: &EcsFixture) -> S
     out.rules()[0].rule_arn().unwrap().to_owned()
 }
 
+/// One scenario's world: the three Environments (bake 2 s), RollbackPolicy `slo` watching
+/// `alarm`, a fault proxy in front of moto and a controller reaching AWS through it; with dev's
+/// AWS clients and the scenario's actions from [`CRASH_POINTS`].
+async fn scenario(name: &str, alarm: &str, scenario: &str) -> (World, FaultProxy, Clients, Vec<&'static str>) {
+    let mut w = World::new(name).await;
+    w.environments("2s").await;
+    w.policy(alarm).await;
+    let proxy = aws_proxy(&w).await;
+    let clients = w.account("dev").clients.clone();
+    w.start_controller(via(&proxy));
+    let actions = CRASH_POINTS.iter().filter(|(_, s)| *s == scenario).map(|(a, _)| *a).collect();
+    (w, proxy, clients, actions)
+}
+
 fn reasons(p: &Promotion) -> Vec<String> {
     p.status.as_ref().map(|s| s.timeline.iter().map(|t| t.reason.clone()).collect()).unwrap_or_default()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ecs_blue_green_canary_survives_a_crash_at_every_write() {
-    let mut w = World::new("crash-ecs").await;
-    w.environments("2s").await;
-    w.policy("crash-ecs-5xx").await;
-    let proxy = aws_proxy(&w).await;
-    let clients = w.account("dev").clients.clone();
-    w.start_controller(via(&proxy));
-    let actions: Vec<&str> = CRASH_POINTS
-        .iter()
-        .filter(|(_, scenario)| *scenario == "ecs_blue_green_canary_survives_a_crash_at_every_write")
-        .map(|(a, _)| *a)
-        .collect();
+    let (mut w, proxy, clients, actions) =
+        scenario("crash-ecs", "crash-ecs-5xx", "ecs_blue_green_canary_survives_a_crash_at_every_write").await;
     for (i, action) in actions.iter().enumerate() {
         let prefix = format!("cp{i}");
         let f = EcsFixture::create(w.account("dev"), &prefix, "api").await.unwrap();
@@ -292,18 +298,16 @@ async fn ecs_blue_green_canary_survives_a_crash_at_every_write() {
     assert!(!tokens.is_empty() && tokens.iter().all(|t| !t.is_empty() && t.len() <= 36), "{tokens:?}");
 }
 
-/// Lambda with zip packages, evidence archived to S3. Zips because moto shares an image function's code between $LATEST and its
-/// published versions (a shallow copy), so after an interrupted image update version 1 reports
-/// the new image, which real Lambda never does; zip versions keep their own CodeSha256.
+/// Lambda with zip packages, evidence archived to S3. Zips because moto shares an image
+/// function's code between $LATEST and its published versions (a shallow copy), so after an
+/// interrupted image update version 1 reports the new image, which real Lambda never does; zip
+/// versions keep their own CodeSha256.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lambda_canary_survives_a_crash_at_every_write() {
     use base64::Engine;
     use sha2::Digest;
-    let mut w = World::new("crash-lambda").await;
-    w.environments("2s").await;
-    w.policy("crash-lambda-errors").await;
-    let proxy = aws_proxy(&w).await;
-    let clients = w.account("dev").clients.clone();
+    let (mut w, proxy, clients, actions) =
+        scenario("crash-lambda", "crash-lambda-errors", "lambda_canary_survives_a_crash_at_every_write").await;
     let bucket = "crash-lambda-code";
     clients.s3.create_bucket().bucket(bucket).send().await.unwrap();
     // Evidence archived in dev's account (PutObject is a crash point too).
@@ -312,12 +316,6 @@ async fn lambda_canary_survives_a_crash_at_every_write() {
     let envs: kube::Api<kiln_api::Environment> = kube::Api::all(w.client.clone());
     let patch = json!({"spec": {"evidence": {"bucket": evidence_bucket}}});
     envs.patch("dev", &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&patch)).await.unwrap();
-    w.start_controller(via(&proxy));
-    let actions: Vec<&str> = CRASH_POINTS
-        .iter()
-        .filter(|(_, scenario)| *scenario == "lambda_canary_survives_a_crash_at_every_write")
-        .map(|(a, _)| *a)
-        .collect();
     for (i, action) in actions.iter().enumerate() {
         let function = format!("crash-fn{i}");
         let f = kiln_testkit::LambdaFixture::create(w.account("dev"), &function, "live").await.unwrap();
@@ -395,17 +393,8 @@ async fn lambda_canary_survives_a_crash_at_every_write() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ecs_rolling_survives_a_crash_at_every_write() {
-    let mut w = World::new("crash-rolling").await;
-    w.environments("2s").await;
-    w.policy("crash-rolling-5xx").await;
-    let proxy = aws_proxy(&w).await;
-    let clients = w.account("dev").clients.clone();
-    w.start_controller(via(&proxy));
-    let actions: Vec<&str> = CRASH_POINTS
-        .iter()
-        .filter(|(_, scenario)| *scenario == "ecs_rolling_survives_a_crash_at_every_write")
-        .map(|(a, _)| *a)
-        .collect();
+    let (mut w, proxy, clients, actions) =
+        scenario("crash-rolling", "crash-rolling-5xx", "ecs_rolling_survives_a_crash_at_every_write").await;
     for (i, action) in actions.iter().enumerate() {
         let (cluster, service) = (format!("roll{i}"), format!("roll{i}-web"));
         let baseline = kiln_testkit::rolling_service(&clients, &cluster, &service, &service).await.unwrap();
@@ -448,17 +437,8 @@ async fn ecs_rolling_survives_a_crash_at_every_write() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_ecs_hook_survives_a_crash_at_every_write() {
     use aws_sdk_ecs::types as ecs;
-    let mut w = World::new("crash-hooks").await;
-    w.environments("2s").await;
-    w.policy("crash-hooks-5xx").await;
-    let proxy = aws_proxy(&w).await;
-    let clients = w.account("dev").clients.clone();
-    w.start_controller(via(&proxy));
-    let actions: Vec<&str> = CRASH_POINTS
-        .iter()
-        .filter(|(_, scenario)| *scenario == "an_ecs_hook_survives_a_crash_at_every_write")
-        .map(|(a, _)| *a)
-        .collect();
+    let (mut w, proxy, clients, actions) =
+        scenario("crash-hooks", "crash-hooks-5xx", "an_ecs_hook_survives_a_crash_at_every_write").await;
     for (i, action) in actions.iter().enumerate() {
         let (cluster, service, migrate) = (format!("hook{i}"), format!("hook{i}-web"), format!("hook{i}-migrate"));
         // A Fargate service (a hook task runs as the service's tasks do; moto starts Fargate
@@ -573,13 +553,7 @@ async fn an_ecs_hook_survives_a_crash_at_every_write() {
 
 /// What CodeDeploy does in ECS when deployment `id` of `td` completes: a task set of `td` (made
 /// if none runs it, external ID `id`) becomes primary and every other task set is removed.
-async fn codedeploy_swaps_to(
-    clients: &kiln_aws::credentials::Clients,
-    cluster: &str,
-    service: &str,
-    td: &str,
-    id: &str,
-) {
+async fn codedeploy_swaps_to(clients: &Clients, cluster: &str, service: &str, td: &str, id: &str) {
     use aws_sdk_ecs::types as ecs;
     let sets = kiln_testkit::task_sets(clients, cluster, service).await.unwrap();
     let new = match sets.iter().find(|t| t.task_definition == td) {
@@ -610,7 +584,7 @@ async fn codedeploy_swaps_to(
 
 /// The task definition kiln registered for Promotion `p` (its `status.deployed`) and the
 /// CodeDeploy deployment recorded on it, once recorded.
-async fn tagged(w: &World, clients: &kiln_aws::credentials::Clients, p: &str) -> Option<(String, String)> {
+async fn tagged(w: &World, clients: &Clients, p: &str) -> Option<(String, String)> {
     let promotion = w.promotion(p).await?;
     let td = promotion.status.as_ref()?.deployed.as_ref()?.task_definition.clone()?;
     let id = td_tag(clients, &td, kiln_aws::ecs::code_deploy::DEPLOYMENT_TAG).await?;
@@ -618,7 +592,7 @@ async fn tagged(w: &World, clients: &kiln_aws::credentials::Clients, p: &str) ->
 }
 
 /// The value of tag `key` on task definition `td`.
-async fn td_tag(clients: &kiln_aws::credentials::Clients, td: &str, key: &str) -> Option<String> {
+async fn td_tag(clients: &Clients, td: &str, key: &str) -> Option<String> {
     let out = clients
         .ecs
         .describe_task_definition()
@@ -640,18 +614,9 @@ async fn ecs_through_codedeploy_survives_a_crash_at_every_write() {
     use aws_sdk_codedeploy::types as cd;
     use aws_sdk_ecs::types as ecs;
     use kiln_aws::ecs::code_deploy::DEPLOYMENT_TAG;
-    let mut w = World::new("crash-cd").await;
-    w.environments("2s").await;
     let alarm = "crash-cd-5xx";
-    w.policy(alarm).await;
-    let proxy = aws_proxy(&w).await;
-    let clients = w.account("dev").clients.clone();
-    w.start_controller(via(&proxy));
-    let actions: Vec<&str> = CRASH_POINTS
-        .iter()
-        .filter(|(_, scenario)| *scenario == "ecs_through_codedeploy_survives_a_crash_at_every_write")
-        .map(|(a, _)| *a)
-        .collect();
+    let (mut w, proxy, clients, actions) =
+        scenario("crash-cd", alarm, "ecs_through_codedeploy_survives_a_crash_at_every_write").await;
     for (i, action) in actions.iter().enumerate() {
         let (cluster, service, app, group) =
             (format!("cd{i}"), format!("cd{i}-web"), format!("cd{i}-app"), format!("cd{i}-dg"));
