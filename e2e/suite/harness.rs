@@ -9,7 +9,6 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Namespace;
@@ -108,42 +107,9 @@ pub const PEOPLE: [(&str, &[&str]); 4] = [
     ("dave@example.com", &["developers"]),
 ];
 
-/// The Helm chart rendered with `values` (YAML) by the real Helm engine (scripts/chart-test
-/// installs the pinned environment it needs; it runs before the cargo tests in the test command).
-pub fn chart_manifests(name: &str, values: &str) -> String {
-    let root = kiln_testkit::repo_root().unwrap_or_else(|e| panic!("{e}"));
-    let python = root.join(".venv-chart/bin/python");
-    assert!(
-        python.exists(),
-        "{} missing: run scripts/chart-test once (it installs the chart's pinned tools)",
-        python.display()
-    );
-    let values_file = std::env::temp_dir().join(format!("kiln-e2e-{name}-{}-values.yaml", std::process::id()));
-    std::fs::write(&values_file, values).unwrap_or_else(|e| panic!("{}: {e}", values_file.display()));
-    let out = Command::new(&python)
-        .arg(root.join("charts/kiln/tests/render.py"))
-        .arg(&values_file)
-        .args(["--namespace", KILN_NS])
-        .output()
-        .unwrap_or_else(|e| panic!("render the chart: {e}"));
-    assert!(out.status.success(), "render the chart: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap_or_else(|e| panic!("{e}"))
-}
-
 /// The chart's `crds/` (the repository's CRDs, as `cargo run -p kiln-crdgen` writes them).
 pub fn crd_dir() -> PathBuf {
     kiln_testkit::repo_root().unwrap_or_else(|e| panic!("{e}")).join("charts/kiln/crds")
-}
-
-/// The `.yaml` files of `dir`, sorted.
-fn yaml_files(dir: &std::path::Path) -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
-        .collect();
-    files.sort();
-    files
 }
 
 impl World {
@@ -193,15 +159,10 @@ impl World {
                 .unwrap_or_else(|e| panic!("create namespace {n}: {e}"));
         }
         // `helm install`: the chart's crds/ first, then its templates.
-        let mut crds = String::new();
-        for path in yaml_files(crd_dir) {
-            crds.push_str(&std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())));
-            crds.push_str("\n---\n");
-        }
-        kiln_testkit::controlplane::apply_yaml(&client, &crds, "helm").await.unwrap_or_else(|e| panic!("CRDs: {e}"));
-        kiln_testkit::controlplane::apply_yaml(&client, &chart_manifests(name, values), "helm")
+        let repo = kiln_testkit::repo_root().unwrap_or_else(|e| panic!("{e}"));
+        kiln_testkit::chart::install(&client, &repo, crd_dir, values, KILN_NS)
             .await
-            .unwrap_or_else(|e| panic!("the chart: {e}"));
+            .unwrap_or_else(|e| panic!("installing the chart: {e}"));
         let token = cp
             .service_account_token(KILN_NS, CONTROLLER_ACCOUNT)
             .await

@@ -275,21 +275,8 @@ async fn real_cluster(options: &Options, say: &(dyn Fn(&str) + Send + Sync)) -> 
     create_namespaces(&client).await?;
 
     say("installing the Helm chart (charts/kiln: CRDs, RBAC, approval admission policy, ServiceAccount)");
-    let mut crds = String::new();
-    let crd_dir = options.repo.join("charts/kiln/crds");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&crd_dir)
-        .map_err(|e| format!("{}: {e}", crd_dir.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
-        .collect();
-    files.sort();
-    for path in files {
-        crds.push_str(&std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?);
-        crds.push_str("\n---\n");
-    }
-    kiln_testkit::controlplane::apply_yaml(&client, &crds, "helm").await.map_err(|e| format!("the CRDs: {e}"))?;
-    let chart = render_chart(options)?;
-    kiln_testkit::controlplane::apply_yaml(&client, &chart, "helm").await.map_err(|e| format!("the chart: {e}"))?;
+    let crds = options.repo.join("charts/kiln/crds");
+    kiln_testkit::chart::install(&client, &options.repo, &crds, "", KILN_NS).await?;
 
     // What a platform team does after installing: bind people to the chart's roles.
     let bindings: Vec<Value> = PEOPLE
@@ -322,27 +309,6 @@ async fn real_cluster(options: &Options, say: &(dyn Fn(&str) + Send + Sync)) -> 
         client,
         people,
     })
-}
-
-/// The chart rendered with its default values by the real Helm engine (`.venv-chart`, which
-/// `scripts/sandbox --real` and `scripts/chart-test` install).
-fn render_chart(options: &Options) -> Result<String, String> {
-    let python = options.repo.join(".venv-chart/bin/python");
-    if !python.exists() {
-        return Err(format!(
-            "{} is missing: run scripts/chart-venv (scripts/sandbox --real does) to install the chart's pinned Helm engine",
-            python.display()
-        ));
-    }
-    let out = std::process::Command::new(&python)
-        .arg(options.repo.join("charts/kiln/tests/render.py"))
-        .args(["--namespace", KILN_NS])
-        .output()
-        .map_err(|e| format!("rendering the chart: {e}"))?;
-    if !out.status.success() {
-        return Err(format!("rendering the chart: {}", String::from_utf8_lossy(&out.stderr)));
-    }
-    String::from_utf8(out.stdout).map_err(|e| format!("the rendered chart: {e}"))
 }
 
 /// The examples' AWS resources in one account.

@@ -39,6 +39,7 @@
 #![forbid(unsafe_code)]
 
 pub mod account;
+pub mod chart;
 pub mod controlplane;
 pub mod fixtures;
 pub mod moto;
